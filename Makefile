@@ -1,0 +1,131 @@
+# smhost -- see README.md.  `make` builds build/bin/smhost and build/lib/smhost/plugins/*.so.
+#   make SAN=1        builds into build/san with -fsanitize=address,undefined
+#   make test         every test (unit tests under ASan+UBSan, black-box tests against both builds)
+#   make demo         installs what is missing, builds, runs the sample job
+#   make install PREFIX=/usr/local DESTDIR=
+
+CC       ?= gcc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  := 1.0.0
+SAN      ?= 0
+ifeq ($(SAN),1)
+BUILD    ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      := -O1
+else
+BUILD    ?= build
+SANFLAGS :=
+OPT      := -O2
+endif
+
+PYTHON3       := /usr/bin/python3
+PY_CFLAGS     := $(shell $(PYTHON3)-config --includes 2>/dev/null)
+PY_LIBS       := $(shell $(PYTHON3)-config --embed --ldflags 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' $(WARN) $(SANFLAGS) -Isdk/include $(CFLAGS)
+LDFLAGS  ?=
+HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -ldl -lpthread -lm
+
+BIN      := $(BUILD)/bin
+PLUGDIR  := $(BUILD)/lib/smhost/plugins
+OBJ      := $(BUILD)/obj
+
+HOST_SRC  := $(sort $(wildcard host/*.c))
+HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
+HOST_LIB_OBJ := $(filter-out $(OBJ)/host/main.o,$(HOST_OBJ))
+
+# Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
+# PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
+PLUGINS   := $(notdir $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c))))
+PLUGINS   := $(sort $(PLUGINS))
+-include $(wildcard plugins/*/plugin.mk)
+PLUGIN_SO := $(PLUGINS:%=$(PLUGDIR)/%.so)
+
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TPLUG_SRC := $(sort $(wildcard tests/plugins/*.c))
+TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
+
+.PHONY: all plugins install uninstall test test-unit test-blackbox test-san demo deps bench clean test-image samples
+all: $(BIN)/smhost plugins samples
+.SECONDEXPANSION:
+
+$(OBJ)/host/%.o: host/%.c $(wildcard host/*.h) sdk/include/smhost/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(BIN)/smhost: $(HOST_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -rdynamic -o $@ $^ $(HOST_LIBS)
+	ln -sf smhost $(BIN)/train
+	ln -sf smhost $(BIN)/serve
+
+plugins: $(PLUGIN_SO)
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) sdk/include/smhost/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
+# ---- tests ------------------------------------------------------------------------------------------------
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(HOST_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ihost -o $@ $< $(HOST_LIB_OBJ) -lcmocka $(HOST_LIBS)
+
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
+
+test-programs: $(UNIT_BIN) $(TPLUG_SO)
+.PHONY: test-programs
+
+test-unit: all test-programs
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-blackbox: all test-programs
+	SMHOST_BUILD=$(abspath $(BUILD)) $(PYTHON3) -m pytest -q -p no:cacheprovider tests/blackbox $(PYTEST_ARGS)
+
+# `make test`: everything, from a fresh clone.  Unit tests and the core black-box tests also run under ASan+UBSan.
+test: deps
+	$(MAKE) all test-programs
+	$(MAKE) SAN=1 all test-programs
+	$(MAKE) SAN=1 test-unit
+	$(MAKE) test-blackbox
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
+	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
+
+test-image: all
+	bash tests/image/test_image.sh
+
+samples:
+	@for d in samples/*/; do if [ -f $$d/Makefile ] && [ ! -f $$d/.out-of-tree ]; then $(MAKE) -s -C $$d SMHOST_BUILD=$(abspath $(BUILD)) || exit 1; fi; done
+
+deps:
+	bash tools/deps.sh
+
+demo: deps
+	$(MAKE) all
+	bash samples/demo.sh $(abspath $(BIN)/smhost)
+
+bench: all
+	bash bench/run.sh $(abspath $(BUILD))
+
+# ---- install ----------------------------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/smhost/plugins $(DESTDIR)$(PREFIX)/include/smhost \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)/etc/smhost
+	install -m 755 $(BIN)/smhost $(DESTDIR)$(PREFIX)/bin/smhost
+	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/train
+	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
+	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
+	install -m 644 sdk/include/smhost/*.h $(DESTDIR)$(PREFIX)/include/smhost/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/smhost.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
+	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/smhost $(DESTDIR)$(PREFIX)/bin/train $(DESTDIR)$(PREFIX)/bin/serve
+	rm -rf $(DESTDIR)$(PREFIX)/lib/smhost $(DESTDIR)$(PREFIX)/include/smhost $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
+
+clean:
+	rm -rf build
+	@for d in samples/*/; do if [ -f $$d/Makefile ]; then $(MAKE) -s -C $$d clean; fi; done

@@ -1,0 +1,53 @@
+/* Small shared helpers: allocation that aborts cleanly, string vectors, string builders, files. */
+#ifndef SHX_UTIL_H
+#define SHX_UTIL_H
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Out of memory is not recoverable for a 2 MiB host: print one line and exit 71 (EX_OSERR). */
+void *shx_xmalloc(size_t n);
+void *shx_xcalloc(size_t n, size_t m);
+void *shx_xrealloc(void *p, size_t n);
+char *shx_xstrdup(const char *s);
+char *shx_xstrndup(const char *s, size_t n);
+char *shx_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable NULL-terminated vector of owned strings. */
+typedef struct shx_strvec {
+    char **v;
+    size_t n, cap;
+} shx_strvec;
+void shx_strvec_push(shx_strvec *sv, const char *s);  /* copies */
+void shx_strvec_take(shx_strvec *sv, char *s);        /* takes ownership */
+void shx_strvec_free(shx_strvec *sv);
+void shx_strvec_sort(shx_strvec *sv);                 /* byte order == code-point order for UTF-8 */
+
+/* A growable byte buffer, always NUL-terminated. */
+typedef struct shx_buf {
+    char *p;
+    size_t len, cap;
+} shx_buf;
+void shx_buf_add(shx_buf *b, const void *data, size_t n);
+void shx_buf_adds(shx_buf *b, const char *s);
+void shx_buf_addc(shx_buf *b, char c);
+void shx_buf_printf(shx_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *shx_buf_steal(shx_buf *b); /* returns the string (never NULL), resets b */
+void shx_buf_free(shx_buf *b);
+
+/* Read a whole file.  Returns 0, or -errno.  *out is NUL-terminated (the length excludes it). */
+int shx_read_file(const char *path, char **out, size_t *len);
+/* Write a whole file atomically enough for our purpose (O_CREAT|O_TRUNC, fsync). */
+int shx_write_file(const char *path, const void *data, size_t len, int exclusive);
+char *shx_path_join(const char *a, const char *b);
+int shx_mkdirs(const char *path, int mode); /* mkdir -p; 0 or -errno */
+int shx_is_dir(const char *path);
+int shx_is_file(const char *path);
+int shx_dir_is_empty(const char *path); /* 1 empty or missing, 0 not empty */
+/* Directory of the running executable (/proc/self/exe), without trailing slash. */
+char *shx_self_dir(void);
+/* Truncate s (in place) to at most max bytes without splitting a UTF-8 sequence; replaces invalid
+ * sequences with '?' first.  Returns the new length. */
+size_t shx_utf8_clean(char *s, size_t max);
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages smhost needs to build, test and run its demo, when they are missing.
+# Runs apt-get as root (or through sudo); prints nothing when everything is there.
+set -euo pipefail
+pkgs=(
+  gcc make pkg-config               # the build
+  libinih-dev                       # smhost.ini parsing
+  libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
+  libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
+  libmicrohttpd-dev                 # the HTTP server of smhost serve
+  python3-dev                       # libpython3.11 for the embedded Python plugin
+  libcmocka-dev                     # unit tests
+  python3-pytest                    # black-box tests
+  python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
+  python3-pip python3-setuptools python3-wheel python3-venv  # requirements.txt installs and their tests
+  openmpi-bin libopenmpi-dev        # MPI launches
+  procps curl                       # ps in tests, curl in the demo
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "smhost deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
