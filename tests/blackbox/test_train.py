@@ -455,3 +455,12 @@ def test_plugins_lists_builtin_runners():
     j = json.loads(run_smhost(["plugins", "--json"]).stdout)
     names = {p["name"]: p for p in j}
     assert names["shell"]["status"] == "ok" and names["shell"]["kind"] == "runner"
+
+
+def test_nul_in_a_hyperparameter_is_refused_not_truncated(mlroot):
+    mlroot.hyperparameters({"x": "a\u0000b"})
+    dump_env_script(mlroot)
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train"})
+    assert r.returncode == 65
+    assert "NUL" in mlroot.failure_text() and "'x'" in mlroot.failure_text()
+    assert not (mlroot.path / "model/seen.json").exists()
