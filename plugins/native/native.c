@@ -8,7 +8,9 @@
  */
 #include <ctype.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +76,27 @@ static int derived_entry(const char *path, char *out, size_t outlen) {
     return 0;
 }
 
+/* dlsym(name) when it names a function; NULL otherwise (*is_data set when it exists but is not code). */
+static smh_train_fn find_function(void *lib, const char *name, int *is_data) {
+    *is_data = 0;
+    dlerror();
+    void *addr = dlsym(lib, name);
+    if (addr == NULL)
+        return NULL;
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1(addr, &info, (void **)&sym, RTLD_DL_SYMENT) != 0 && sym != NULL) {
+        int type = ELF64_ST_TYPE(sym->st_info);
+        if (type != STT_FUNC && type != STT_GNU_IFUNC) {
+            *is_data = 1;
+            return NULL;
+        }
+    }
+    smh_train_fn fn;
+    *(void **)&fn = addr;
+    return fn;
+}
+
 /* The explicit entry name and where it came from, or NULL. */
 static const char *explicit_entry(const smh_host_api *host, const smh_job *job, const char **origin) {
     const char *v = host->job_getenv(job, SMH_TRAINER_ENTRY_ENV);
@@ -104,10 +127,10 @@ static int cannot_run(const smh_host_api *host, const smh_job *job, const char *
     return NATIVE_EXIT_NOEXEC;
 }
 
-/* Check the trainer's "<entry>_abi" record against the host table.  Returns 0 when it may be called. */
+/* Check the trainer's "smh_abi_<entry>" record against the host table.  Returns 0 when it may be called. */
 static int check_abi(const smh_host_api *host, const smh_job *job, void *lib, const char *path, const char *entry) {
     char sym[256];
-    snprintf(sym, sizeof sym, "%s%s", entry, SMH_TRAINER_ABI_SUFFIX);
+    snprintf(sym, sizeof sym, SMH_TRAINER_ABI_PREFIX "%s", entry);
     dlerror();
     const smh_trainer_abi *abi = dlsym(lib, sym);
     if (abi == NULL)
@@ -153,23 +176,21 @@ static int native_run(void *state, const smh_job *job, char *err, size_t errlen)
     char derived[256];
     int have_derived = derived_entry(path, derived, sizeof derived) == 0;
     smh_train_fn fn = NULL;
+    int is_data = 0;
     if (entry != NULL) {
-        dlerror();
-        *(void **)&fn = dlsym(lib, entry);
+        fn = find_function(lib, entry, &is_data);
         if (fn == NULL)
             return cannot_run(host, job,
-                              "native trainer %s has no entry point %s (named by %s); check the name with "
+                              "native trainer %s has no entry point %s (named by %s)%s; check the name with "
                               "nm -D --defined-only %s",
-                              path, entry, origin, path);
+                              path, entry, origin, is_data ? ": the symbol is data, not a function" : "", path);
     } else {
         if (have_derived) {
-            dlerror();
-            *(void **)&fn = dlsym(lib, derived);
+            fn = find_function(lib, derived, &is_data);
             entry = derived;
         }
         if (fn == NULL) {
-            dlerror();
-            *(void **)&fn = dlsym(lib, SMH_TRAINER_DEFAULT_ENTRY);
+            fn = find_function(lib, SMH_TRAINER_DEFAULT_ENTRY, &is_data);
             entry = SMH_TRAINER_DEFAULT_ENTRY;
         }
         if (fn == NULL)

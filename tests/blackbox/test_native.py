@@ -257,7 +257,7 @@ def abi_trainer(major, minor, extra=0):
     return f"""
 #include <smhost/trainer.h>
 typedef struct {{ smh_trainer_abi v; char more[{extra or 1}]; }} rec;
-SMH_EXPORT const rec smh_train_abi = {{{{sizeof(smh_trainer_abi) + {extra}, {major}, {minor}, {{0}}}}, {{0}}}};
+SMH_EXPORT const rec smh_abi_smh_train = {{{{sizeof(smh_trainer_abi) + {extra}, {major}, {minor}, {{0}}}}, {{0}}}};
 SMH_EXPORT int smh_train(const smh_host_api *h, const smh_job *j, char *e, size_t n);
 SMH_EXPORT int smh_train(const smh_host_api *h, const smh_job *j, char *e, size_t n) {{
     (void)h, (void)j, (void)e, (void)n;
@@ -295,7 +295,7 @@ SMH_EXPORT int smh_train(const smh_host_api *h, const smh_job *j, char *e, size_
     r = train(run, "libnoabi.so")
     assert r.returncode == 126
     text = failure(mlroot)
-    assert "libnoabi.so" in text and "smh_train_abi" in text and "SMH_TRAINER" in text, text
+    assert "libnoabi.so" in text and "smh_abi_smh_train" in text and "SMH_TRAINER" in text, text
 
 
 # ---- what the trainer gets, and what its return value means ----------------------------------------------------
@@ -312,12 +312,17 @@ SMH_TRAINER(smh_train) {
     if (f == NULL)
         return smh_trainer_fail(err, errlen, SMH_E_FAIL, "cannot write %s", p);
     int64_t epochs = 0; double lr = 0; int flag = -1; const char *name = NULL, *fw = NULL;
-    fprintf(f, "epochs %d %lld\n", host->hp_int64(job, "epochs", &epochs), (long long)epochs);
-    fprintf(f, "lr %d %g\n", host->hp_double(job, "lr", &lr), lr);
-    fprintf(f, "flag %d %d\n", host->hp_bool(job, "flag", &flag), flag);
-    fprintf(f, "name %d %s\n", host->hp_str(job, "name", &name), name ? name : "");
+    int st = host->hp_int64(job, "epochs", &epochs);  /* call first: argument evaluation order is unspecified */
+    fprintf(f, "epochs %d %lld\n", st, (long long)epochs);
+    st = host->hp_double(job, "lr", &lr);
+    fprintf(f, "lr %d %g\n", st, lr);
+    st = host->hp_bool(job, "flag", &flag);
+    fprintf(f, "flag %d %d\n", st, flag);
+    st = host->hp_str(job, "name", &name);
+    fprintf(f, "name %d %s\n", st, name ? name : "");
     fprintf(f, "missing %d\n", host->hp_int64(job, "missing", &epochs));
-    fprintf(f, "framework %d %s\n", host->framework_param(job, "sagemaker_native_entry", &fw), fw ? fw : "");
+    st = host->framework_param(job, "sagemaker_native_entry", &fw);
+    fprintf(f, "framework %d %s\n", st, fw ? fw : "");
     for (size_t i = 0; i < host->channel_count(job); i++)
         fprintf(f, "channel %s %s\n", host->channel_name(job, i), host->channel_dir(job, host->channel_name(job, i)));
     fprintf(f, "hosts %zu %s %s %d\n", host->host_count(job), host->current_host(job), host->master_host(job),
@@ -453,3 +458,23 @@ def test_sigterm_lets_the_trainer_checkpoint(tmp_path, mlroot):
     assert ckpt.read_text().startswith("step ")
     assert p.returncode == 143, err
     assert "checkpoint written" in err + out
+
+
+DATA_SYMBOLS = MARK + r"""
+SMH_EXPORT const int smh_train_data = 1;  /* what the file name derives, but data */
+SMH_TRAINER(smh_train) { return mark(host, job, "smh_train"); }
+"""
+
+
+def test_data_symbol_is_not_an_entry_point(tmp_path, mlroot, run):
+    """A derived name that is data is skipped; an explicit one is an error naming it."""
+    install_program(mlroot, compile_trainer(tmp_path, "libdata.so", DATA_SYMBOLS))
+    r = train(run, "libdata.so")
+    assert r.returncode == 0, r.stderr
+    assert ran(mlroot) == "smh_train"
+    (mlroot.path / "model" / "ran.txt").unlink()
+    mlroot.success.unlink()
+    r = train(run, "libdata.so", env={"SMHOST_NATIVE_ENTRY": "smh_abi_smh_train"})
+    assert r.returncode == 126
+    assert ran(mlroot) is None
+    assert "smh_abi_smh_train" in failure(mlroot) and "not a function" in failure(mlroot)

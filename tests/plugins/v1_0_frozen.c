@@ -68,14 +68,17 @@ static int frozen_run(void *state, const smh_job *job, char *err, size_t errlen)
     int64_t i64 = 0;
     double d = 0;
     int b = -1;
-    fprintf(f, "hp_int64(epochs)=%d %lld\n", H->hp_int64(job, "epochs", &i64), (long long)i64);
-    fprintf(f, "hp_double(lr)=%d %g\n", H->hp_double(job, "lr", &d), d);
-    fprintf(f, "hp_bool(flag)=%d %d\n", H->hp_bool(job, "flag", &b), b);
+    int st = H->hp_int64(job, "epochs", &i64);
+    fprintf(f, "hp_int64(epochs)=%d %lld\n", st, (long long)i64);
+    st = H->hp_double(job, "lr", &d);
+    fprintf(f, "hp_double(lr)=%d %g\n", st, d);
+    st = H->hp_bool(job, "flag", &b);
+    fprintf(f, "hp_bool(flag)=%d %d\n", st, b);
     fprintf(f, "hp_int64(missing)=%d\n", H->hp_int64(job, "missing", &i64));
     fprintf(f, "hp_int64(lr)=%d\n", H->hp_int64(job, "lr", &i64));
     const char *fw = NULL;
-    int st = H->framework_param(job, "sagemaker_region", &fw);
-    fprintf(f, "framework_param(sagemaker_region)=%d %s\n", st, st == SMH_OK && fw ? fw : "");
+    st = H->framework_param(job, "sagemaker_probe", &fw);
+    fprintf(f, "framework_param(sagemaker_probe)=%d %s\n", st, st == SMH_OK && fw ? fw : "");
 
     for (size_t i = 0; i < H->channel_count(job); i++) {
         const char *c = H->channel_name(job, i);

@@ -40,9 +40,10 @@
  * ----------
  * A trainer uses the same ABI as plugins (SMH_ABI_MAJOR.SMH_ABI_MINOR in <smhost/plugin.h>, whose contract
  * applies here too: the host table only grows at its end, new functions need SMH_HOST_HAS()).  SMH_TRAINER(fn)
- * exports, next to the function, a data symbol fn##_abi (an smh_trainer_abi) recording the version the trainer
- * was built against.  Before calling the trainer the host resolves "<entry>_abi" and refuses the trainer when
- * it is missing, when the major differs from the host table's, when its minor is newer, or when its
+ * exports, next to the function, a data symbol smh_abi_<fn> (an smh_trainer_abi) recording the version the
+ * trainer was built against.  (A prefix, not a suffix: no file name can derive a name starting "smh_abi_".)
+ * Before calling the trainer the host checks that the entry symbol is a function, resolves "smh_abi_<entry>"
+ * and refuses the trainer when the record is missing, when the major differs from the host table's, when its minor is newer, or when its
  * struct_size is larger than the host's sizeof(smh_trainer_abi).  The refusal names the file, the symbol and
  * both versions.  Trainers written in another language must export both symbols by hand.
  *
@@ -92,7 +93,7 @@ extern "C" {
 /* The trainer's signature.  `host` and `job` are never NULL; err/errlen is a caller-owned message buffer. */
 typedef int (*smh_train_fn)(const smh_host_api *host, const smh_job *job, char *err, size_t errlen);
 
-/* The version record exported as "<entry>_abi" next to every trainer (SMH_TRAINER writes it).  Append-only. */
+/* The version record exported as "smh_abi_<entry>" next to every trainer (SMH_TRAINER writes it).  Append-only. */
 typedef struct smh_trainer_abi {
     uint32_t struct_size;          /* sizeof(smh_trainer_abi) as the trainer was built */
     uint16_t abi_major, abi_minor; /* SMH_ABI_MAJOR / SMH_ABI_MINOR the trainer was built with */
@@ -101,7 +102,7 @@ typedef struct smh_trainer_abi {
 
 #define SMH_TRAINER_DEFAULT_ENTRY "smh_train"             /* step 3 */
 #define SMH_TRAINER_ENTRY_PREFIX "smh_train_"             /* step 2: prefix of the derived name */
-#define SMH_TRAINER_ABI_SUFFIX "_abi"                     /* "<entry>_abi" holds the smh_trainer_abi */
+#define SMH_TRAINER_ABI_PREFIX "smh_abi_"                 /* "smh_abi_<entry>" holds the smh_trainer_abi */
 #define SMH_TRAINER_ENTRY_ENV "SMHOST_NATIVE_ENTRY"       /* step 1, first */
 #define SMH_TRAINER_ENTRY_PARAM "sagemaker_native_entry"  /* step 1, second (a framework parameter) */
 
@@ -115,7 +116,7 @@ typedef struct smh_trainer_abi {
  * Inside the body the parameters are `host`, `job`, `err` and `errlen`. */
 #ifdef __cplusplus
 #define SMH_TRAINER(fn)                                                                                  \
-    extern "C" SMH_EXPORT const smh_trainer_abi fn##_abi = {(uint32_t)sizeof(smh_trainer_abi),           \
+    extern "C" SMH_EXPORT const smh_trainer_abi smh_abi_##fn = {(uint32_t)sizeof(smh_trainer_abi),           \
                                                            SMH_ABI_MAJOR, SMH_ABI_MINOR, {0, 0, 0, 0}};  \
     extern "C" SMH_EXPORT int fn(const smh_host_api *host, const smh_job *job, char *err, size_t errlen); \
     extern "C" SMH_EXPORT int fn(const smh_host_api *host SMH_TRAINER_UNUSED,                              \
@@ -123,8 +124,8 @@ typedef struct smh_trainer_abi {
                                  size_t errlen SMH_TRAINER_UNUSED)
 #else
 #define SMH_TRAINER(fn)                                                                                  \
-    SMH_EXPORT extern const smh_trainer_abi fn##_abi;                                                     \
-    SMH_EXPORT const smh_trainer_abi fn##_abi = {(uint32_t)sizeof(smh_trainer_abi), SMH_ABI_MAJOR,        \
+    SMH_EXPORT extern const smh_trainer_abi smh_abi_##fn;                                                  \
+    SMH_EXPORT const smh_trainer_abi smh_abi_##fn = {(uint32_t)sizeof(smh_trainer_abi), SMH_ABI_MAJOR,        \
                                                  SMH_ABI_MINOR, {0, 0, 0, 0}};                            \
     SMH_EXPORT int fn(const smh_host_api *host, const smh_job *job, char *err, size_t errlen);            \
     SMH_EXPORT int fn(const smh_host_api *host SMH_TRAINER_UNUSED, const smh_job *job SMH_TRAINER_UNUSED,  \
