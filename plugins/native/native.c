@@ -129,8 +129,11 @@ static int cannot_run(const smh_host_api *host, const smh_job *job, const char *
 
 /* Check the trainer's "smh_abi_<entry>" record against the host table.  Returns 0 when it may be called. */
 static int check_abi(const smh_host_api *host, const smh_job *job, void *lib, const char *path, const char *entry) {
-    char sym[256];
-    snprintf(sym, sizeof sym, SMH_TRAINER_ABI_PREFIX "%s", entry);
+    char sym[512];
+    int n = snprintf(sym, sizeof sym, SMH_TRAINER_ABI_PREFIX "%s", entry);
+    if (n < 0 || (size_t)n >= sizeof sym)
+        return cannot_run(host, job, "native trainer %s: entry point name %.64s... is longer than %zu bytes", path,
+                          entry, sizeof sym - sizeof SMH_TRAINER_ABI_PREFIX);
     dlerror();
     const smh_trainer_abi *abi = dlsym(lib, sym);
     if (abi == NULL)
@@ -226,15 +229,15 @@ static int native_run(void *state, const smh_job *job, char *err, size_t errlen)
         }
         return ret;
     }
-    char reason[NATIVE_ERRLEN + 256];
+    char reason[NATIVE_ERRLEN + 1024]; /* bounded below: path 1024 + entry 255 + message 2048 + text */
     if (ret > 255)
-        snprintf(reason, sizeof reason, "native trainer %s: %s returned %d, outside 0..255%s%s", path, entry, ret,
-                 msg[0] ? ": " : "", msg);
+        snprintf(reason, sizeof reason, "native trainer %.1024s: %.255s returned %d, outside 0..255%s%.2048s", path,
+                 entry, ret, msg[0] ? ": " : "", msg);
     else if (msg[0] != '\0')
         snprintf(reason, sizeof reason, "%s", msg);
     else
-        snprintf(reason, sizeof reason, "native trainer %s: %s failed with %s (%d) and no message", path, entry,
-                 status_name(ret), ret);
+        snprintf(reason, sizeof reason, "native trainer %.1024s: %.255s failed with %s (%d) and no message", path,
+                 entry, status_name(ret), ret);
     host->log(NATIVE, SMH_LOG_ERROR, "%s", reason);
     host->set_failure(job, reason);
     return ret == SMH_E_CANCELLED ? NATIVE_EXIT_CANCELLED : 1;
