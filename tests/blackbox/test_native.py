@@ -302,6 +302,7 @@ SMH_EXPORT int smh_train(const smh_host_api *h, const smh_job *j, char *e, size_
 
 PROBE = r"""
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <smhost/trainer.h>
 
@@ -331,6 +332,8 @@ SMH_TRAINER(smh_train) {
     fprintf(f, "cwd %s\n", getcwd(cwd, sizeof cwd) ? cwd : "?");
     fprintf(f, "code %s\n", host->job_path(job, SMH_PATH_CODE));
     fprintf(f, "cancel %d\n", host->cancel_requested(job));
+    const char *md = getenv("SM_MODEL_DIR");
+    fprintf(f, "getenv %s\n", md ? md : "(unset)");
     fclose(f);
     host->log("probe", SMH_LOG_INFO, "probe done");
     printf("trainer stdout line");  /* no newline, no flush: the host must flush */
@@ -362,6 +365,7 @@ def test_trainer_sees_the_job(tmp_path, mlroot, run):
     code = mlroot.path / "code"
     assert f"cwd {code}" in lines and f"code {code}" in lines
     assert "cancel 0" in lines
+    assert f"getenv {mlroot.path / 'model'}" in lines  # the job's environment is the process's
 
 
 RC = r"""
