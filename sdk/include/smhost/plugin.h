@@ -18,7 +18,8 @@
  * Entry.  A plugin is a shared object exporting one function, smh_plugin_entry (SMH_ENTRY_SYMBOL), that returns
  * a pointer to a static, immutable smh_plugin descriptor.  Use SMH_PLUGIN_DEFINE(...) to write it: it fills
  * struct_size and the ABI numbers so they cannot be wrong.  The entry function must do nothing else: it is
- * called when the host lists plugins, long before anything runs.
+ * called when the host lists plugins, long before anything runs.  `smhost plugins` also calls init() and fini()
+ * once, in a throwaway child process, to report plugins whose init fails or crashes.
  *
  * Processes.  smhost's supervisor (often PID 1) never runs plugin code for a job.  It forks a *job process*
  * and loads the chosen plugin there; init(), the runner's run() and everything a native trainer does happen
@@ -163,7 +164,8 @@ typedef struct smh_host_api {
     smh_status (*hp_int64)(const smh_job *job, const char *name, int64_t *out);
     smh_status (*hp_double)(const smh_job *job, const char *name, double *out);  /* ints and floats */
     smh_status (*hp_bool)(const smh_job *job, const char *name, int *out);
-    /* Framework parameters (sagemaker_* keys not in the toolkit's fixed list), as Python str().  SMH_E_NOTFOUND
+    /* Framework parameters: any sagemaker_* hyperparameter (the additional framework parameters and the toolkit's
+     * fixed list, e.g. sagemaker_program), as Python str().  Never a user hyperparameter.  SMH_E_NOTFOUND
      * when absent; the string is owned by the host. */
     smh_status (*framework_param)(const smh_job *job, const char *name, const char **out);
 
