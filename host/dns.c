@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,10 +24,24 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_s(double s) {
-    if (s <= 0) return;
+/* Sleep s seconds, or until SIGTERM/SIGINT arrives (the supervisor blocks them, so they wait for us).  Returns the
+ * signal, or 0 after a full sleep: a StopTrainingJob during a long DNS wait must not wait for the wait. */
+static int sleep_s(double s) {
+    if (s <= 0) return 0;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
     struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    double end = now_s() + s;
+    for (;;) {
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig > 0) return sig;
+        if (errno != EINTR) return 0;
+        double left = end - now_s();
+        if (left <= 0) return 0;
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)(time_t)left) * 1e9);
     }
 }
 
@@ -74,7 +89,11 @@ int shx_dns_wait(const char *const *hosts, size_t n, int timeout_seconds, char *
             }
             double wait = wait_ms / 1000.0;
             if (wait > deadline - t) wait = deadline - t;
-            sleep_s(wait);
+            int sig = sleep_s(wait);
+            if (sig) {
+                snprintf(err, errlen, "stopped by %s while waiting for host \"%s\" to resolve", strsignal(sig), h);
+                return 128 + sig;
+            }
             wait_ms = wait_ms * 2 > MAX_WAIT_MS ? MAX_WAIT_MS : wait_ms * 2;
         }
     }

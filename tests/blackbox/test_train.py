@@ -464,3 +464,89 @@ def test_nul_in_a_hyperparameter_is_refused_not_truncated(mlroot):
     assert r.returncode == 65
     assert "NUL" in mlroot.failure_text() and "'x'" in mlroot.failure_text()
     assert not (mlroot.path / "model/seen.json").exists()
+
+
+def _ini(tmp_path, text):
+    p = tmp_path / "smhost.ini"
+    p.write_text(text)
+    return str(p)
+
+
+def test_multi_host_job_fails_when_a_peer_never_resolves(mlroot, tmp_path):
+    mlroot.resourceconfig(current_host="localhost", hosts=["localhost", "smhost-no-such-peer.invalid"])
+    dump_env_script(mlroot)
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train",
+                                                  "SMHOST_CONFIG": _ini(tmp_path, "[smhost]\ndns_timeout_seconds = 1\n")})
+    assert r.returncode == 69
+    assert "smhost-no-such-peer.invalid" in mlroot.failure_text()
+    assert not (mlroot.path / "model/seen.json").exists()
+
+
+def test_sigterm_during_the_dns_wait_stops_the_job_at_once(mlroot, tmp_path):
+    import signal
+    import time
+    from conftest import start_smhost
+    mlroot.resourceconfig(current_host="localhost", hosts=["localhost", "smhost-no-such-peer.invalid"])
+    dump_env_script(mlroot)
+    p = start_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train",
+                                                    "SMHOST_CONFIG": _ini(tmp_path, "[smhost]\ndns_timeout_seconds = 600\n")})
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert p.returncode == 128 + signal.SIGTERM
+    assert "waiting for host" in mlroot.failure_text()
+
+
+def test_single_host_job_does_not_need_its_name_to_resolve(mlroot):
+    mlroot.resourceconfig(current_host="smhost-unresolvable.invalid", hosts=["smhost-unresolvable.invalid"])
+    dump_env_script(mlroot)
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train"}, timeout=20)
+    assert r.returncode == 0, r.stderr
+
+
+def test_submit_directory_tarball_is_unpacked_into_empty_code_dir(mlroot, tmp_path):
+    import tarfile
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "run.sh").write_text('cp "$(dirname "$0")/pkg/data.txt" "$SM_MODEL_DIR/"\n')
+    (src / "pkg" / "data.txt").write_text("payload\n")
+    tgz = tmp_path / "sourcedir.tar.gz"
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(src / "run.sh", arcname="run.sh")
+        t.add(src / "pkg", arcname="pkg")
+    mlroot.hyperparameters({"sagemaker_submit_directory": str(tgz), "sagemaker_program": "run.sh"})
+    r = run_smhost(["train"], mlroot=mlroot)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model/data.txt").read_text() == "payload\n"
+    assert seen_env_module_dir(mlroot) == str(tgz)
+
+
+def seen_env_module_dir(mlroot):
+    r = run_smhost(["env", "--json"], mlroot=mlroot)
+    return json.loads(r.stdout)["env"]["SM_MODULE_DIR"]
+
+
+def test_hostile_submit_tarball_is_refused(mlroot, tmp_path):
+    import io
+    import tarfile
+    tgz = tmp_path / "evil.tar.gz"
+    with tarfile.open(tgz, "w:gz") as t:
+        data = b"owned\n"
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    mlroot.hyperparameters({"sagemaker_submit_directory": str(tgz), "sagemaker_program": "run.sh"})
+    r = run_smhost(["train"], mlroot=mlroot)
+    assert r.returncode != 0
+    assert not (mlroot.path.parent / "escaped.txt").exists()
+    assert "escaped.txt" in mlroot.failure_text() or ".." in mlroot.failure_text()
+    assert list((mlroot.path / "code").iterdir()) == []
+
+
+def test_s3_submit_directory_is_a_clear_not_supported_error(mlroot):
+    mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bucket/source.tar.gz", "sagemaker_program": "a.sh"})
+    r = run_smhost(["train"], mlroot=mlroot)
+    assert r.returncode == 66
+    assert "s3://" in mlroot.failure_text() and "not supported" in mlroot.failure_text()
