@@ -112,7 +112,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
 
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "InstallRequirementsError: cannot create a pipe for pip: %s", strerror(errno));
+        snprintf(err, errlen, "cannot create a pipe for pip: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
     posix_spawn_file_actions_t fa;
@@ -141,7 +141,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
     if (rc != 0) {
         close(fds[0]);
         snprintf(err, errlen,
-                 "InstallRequirementsError: cannot run %s to install %s/requirements.txt: %s; install python3 and "
+                 "cannot run %s to install %s/requirements.txt: %s; install python3 and "
                  "python3-pip in the image",
                  SHX_PYTHON3, code_dir, strerror(rc));
         return rc == ENOENT ? SHX_EXIT_NOTFOUND : SHX_EXIT_NOEXEC;
@@ -165,7 +165,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) {
-            snprintf(err, errlen, "InstallRequirementsError: waiting for pip failed: %s", strerror(errno));
+            snprintf(err, errlen, "waiting for pip failed: %s", strerror(errno));
             shx_buf_free(&tail);
             return SHX_EXIT_OSERR;
         }
@@ -176,7 +176,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
         return 0;
     }
     int head = snprintf(err, errlen,
-                        "InstallRequirementsError: `%s -m pip install -r requirements.txt` in %s exited with code %d\n",
+                        "`%s -m pip install -r requirements.txt` in %s exited with code %d\n",
                         SHX_PYTHON3, code_dir, code);
     if (head > 0 && (size_t)head < errlen) {
         size_t room = errlen - (size_t)head - 1;

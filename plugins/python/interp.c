@@ -75,6 +75,32 @@ static int build_argv(const smh_host_api *host, const smh_job *job, const smhpy_
     return 0;
 }
 
+/* The command output/failure shows: what python3 would have been given. */
+static void set_command(const smh_host_api *host, const smh_job *job, const smhpy_target *t, char **argv, int argc) {
+    if (!SMH_HOST_HAS(host, set_command)) return;
+    const char **cmd = calloc((size_t)argc + 4, sizeof(*cmd));
+    if (cmd == NULL) return;
+    char code[1024];
+    int k = 0;
+    cmd[k++] = SMHPY_PYTHON3;
+    if (t->kind == SMHPY_ENTRY) {
+        snprintf(code, sizeof(code), "from %s import %s; %s()", t->module, t->function, t->function);
+        cmd[k++] = "-c";
+        cmd[k++] = code;
+    } else {
+        if (t->kind == SMHPY_MODULE) {
+            cmd[k++] = "-m";
+            cmd[k++] = t->module;
+        } else {
+            cmd[k++] = t->script;
+        }
+        for (int i = 1; i < argc; i++) cmd[k++] = argv[i];
+    }
+    cmd[k] = NULL;
+    host->set_command(job, cmd);
+    free(cmd);
+}
+
 /* sys.path[0] as python3 computes it: the script's real directory, or the working directory for -m. */
 static int insert_sys_path0(const smhpy_target *t) {
     char buf[PATH_MAX];
@@ -175,6 +201,7 @@ int smhpy_interp_run(const smh_host_api *host, const smh_job *job, const smhpy_t
         return SMH_E_NOMEM;
     }
     /* sys.executable is the real python3 so subprocess and multiprocessing (spawn) start the same Python. */
+    set_command(host, job, t, argv, argc);
     st = PyConfig_SetBytesString(&c, &c.program_name, SMHPY_PYTHON3);
     if (!PyStatus_Exception(st)) st = PyConfig_SetBytesString(&c, &c.executable, SMHPY_PYTHON3);
     if (!PyStatus_Exception(st)) st = PyConfig_SetBytesArgv(&c, argc, argv);
