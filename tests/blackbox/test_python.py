@@ -479,3 +479,38 @@ def test_break_system_packages_can_be_turned_off(mlroot, run, tmp_path):
     r = run("train", env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "never runs" in r.stdout
+
+
+# ---- samples ------------------------------------------------------------------------------------------------------
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "samples")
+
+
+def sample_root(tmp_path, name):
+    import shutil
+    root = tmp_path / name
+    shutil.copytree(os.path.join(SAMPLES, name, "ml"), root)
+    return root
+
+
+def test_sklearn_iris_sample(tmp_path):
+    from conftest import run_smhost
+    root = sample_root(tmp_path, "sklearn-iris")
+    r = run_smhost(["train"], env={"SAGEMAKER_BASE_DIR": str(root)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.8 and metrics["test_samples"] == 30
+    assert (root / "model" / "model.joblib").stat().st_size > 0
+    assert (root / "output" / "success").exists()
+
+
+def test_sm_env_example_sample(tmp_path):
+    from conftest import run_smhost
+    root = sample_root(tmp_path, "sm-env-example")
+    r = run_smhost(["train"], env={"SAGEMAKER_BASE_DIR": str(root)}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((root / "output" / "data" / "summary.json").read_text())
+    assert s["args"]["epochs"] == 3 and s["args"]["learning_rate"] == 0.05 and s["args"]["optimizer"] == "adam"
+    assert s["args"]["train"] == str(root / "input" / "data" / "train")
+    assert s["hps"] == {"epochs": 3, "learning-rate": 0.05, "optimizer": "adam"}
+    assert s["smhost_module"] == "agrees with SM_* variables"
