@@ -382,6 +382,9 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         setpgid(0, 0);
         close(sfd);
         if (pfd[1] >= 0) {
+            /* Host log lines from the job process go to the real stderr, not into the program's tail. */
+            int logfd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+            if (logfd >= 0) shx_log_set_fd(logfd);
             dup2(pfd[1], 2); /* dup2 clears FD_CLOEXEC on the copy */
             close(pfd[0]);
             close(pfd[1]);

@@ -122,6 +122,10 @@ static int job_main(void *arg) {
         return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
                         strerror(errno));
 
+    /* In-process runners (Python, native) read the job's environment through getenv(). */
+    clearenv();
+    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
+
     char err[4096] = "";
     int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
                                       ctx->cfg->pip_break_system_packages, err, sizeof err);
