@@ -379,6 +379,19 @@ def test_sagemaker_training_module_is_imported_and_called(mlroot, run):
     assert fw["argv"] == ["train"]
 
 
+@pytest.mark.parametrize("program", ["train.sh", None])
+def test_sagemaker_training_module_wins_over_any_program_kind(mlroot, run, program):
+    (mlroot.path / "code" / "fw3.py").write_text(
+        "import os\ndef main():\n    open(os.path.join(os.environ['SM_MODEL_DIR'], 'fw3'), 'w').write('ran')\n")
+    mlroot.script("train.sh", "exit 7\n")
+    env = {"SAGEMAKER_TRAINING_MODULE": "fw3:main"}
+    if program:
+        env["SAGEMAKER_PROGRAM"] = program
+    r = run("train", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model" / "fw3").read_text() == "ran"
+
+
 def test_sagemaker_training_module_errors(mlroot, run):
     mlroot.script("train.py", "print('x')\n")
     r = run("train", env=py_env("train.py", SAGEMAKER_TRAINING_MODULE="myframework.training"))
@@ -397,7 +410,8 @@ def test_import_smhost(mlroot, run):
     mlroot.hyperparameters({"lr": 0.001, "epochs": 10, "opt": "adam", "flag": True, "layers": [64, 32],
                             "cfg": {"a": None}, "big": 12345678901234567890})
     mlroot.inputdataconfig(["train", "validation"])
-    mlroot.resourceconfig(current_host="algo-2", hosts=["algo-1", "algo-2"])
+    # Two hosts whose names resolve anywhere (a multi-host job waits for its peers' names).
+    mlroot.resourceconfig(current_host="127.0.0.2", hosts=["127.0.0.1", "127.0.0.2"])
     mlroot.script("train.py", """
         import json, os, smhost
         out = {k: getattr(smhost, k) for k in ("hyperparameters", "channels", "model_dir", "output_data_dir",
@@ -418,9 +432,9 @@ def test_import_smhost(mlroot, run):
     assert s["model_dir"] == str(mlroot.path / "model")
     assert s["output_data_dir"] == str(mlroot.path / "output" / "data")
     assert s["code_dir"] == str(mlroot.path / "code")
-    assert s["hosts"] == ["algo-1", "algo-2"]
-    assert s["current_host"] == "algo-2"
-    assert s["master_host"] == "algo-1" and s["is_master"] is False
+    assert s["hosts"] == ["127.0.0.1", "127.0.0.2"]
+    assert s["current_host"] == "127.0.0.2"
+    assert s["master_host"] == "127.0.0.1" and s["is_master"] is False
     assert s["num_gpus"] == int(s["env_gpus"])
     assert s["num_cpus"] >= 1
 
