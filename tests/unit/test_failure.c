@@ -146,6 +146,16 @@ static void test_very_long_lines(void **st) {
     free(big);
 }
 
+static void test_host_info_lines_skipped(void **st) {
+    (void)st;
+    char *m = msg("2026-11-22 02:22:43,837 smhost INFO     Invoking the 'shell' runner for train.sh\n"
+                  "real output\n"
+                  "2026-11-22 02:22:43,900 smhost WARNING  something odd\n",
+                  1024);
+    assert_string_equal(m, "real output\n2026-11-22 02:22:43,900 smhost WARNING  something odd");
+    free(m);
+}
+
 static void test_ansi_and_progress(void **st) {
     (void)st;
     char *m = msg("\x1b[31mERROR\x1b[0m: it broke\r 10%\r 20%\r", 1024);
@@ -353,6 +363,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_utf8_replaced),
         cmocka_unit_test(test_very_long_lines),
         cmocka_unit_test(test_ansi_and_progress),
+        cmocka_unit_test(test_host_info_lines_skipped),
         cmocka_unit_test(test_redaction_vectors),
         cmocka_unit_test(test_message_is_redacted),
         cmocka_unit_test(test_failure_text_exit),
