@@ -101,6 +101,13 @@ static long find_exception(const line *ls, size_t n) {
     return -1;
 }
 
+/* smhost's own INFO/DEBUG lines ("2026-11-22 02:11:35,123 smhost INFO     ...", from the job process before the
+ * program starts) are not the program's error output. */
+static int host_chatter(const char *p, size_t n) {
+    return n > 36 && p[4] == '-' && p[10] == ' ' && p[19] == ',' &&
+           (!memcmp(p + 23, " smhost INFO ", 13) || !memcmp(p + 23, " smhost DEBUG ", 14));
+}
+
 /* Remove ANSI escape sequences (coloured logs) in place; NUL and other control bytes become '?'. */
 static size_t sanitize(char *s, size_t n) {
     size_t o = 0;
@@ -142,7 +149,7 @@ char *shx_error_message_from_tail(const char *tail, size_t len, size_t budget) {
         while (l && (p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
         size_t k = 0;
         while (k < l && (p[k] == ' ' || p[k] == '\t')) k++;
-        if (k < l) {
+        if (k < l && !host_chatter(p, l)) {
             if (n == cap) ls = shx_xrealloc(ls, (cap *= 2) * sizeof *ls);
             ls[n++] = (line){p, l};
         }

@@ -38,7 +38,9 @@ static int is_word(unsigned char c) {
 /* Length of a case-insensitive match of one of `list` at s, or 0. */
 static size_t match_any(const char *s, const char *const *list) {
     size_t best = 0;
+    int c = tolower((unsigned char)*s);
     for (size_t i = 0; list[i]; i++) {
+        if (list[i][0] != c) continue; /* the lists are lower case: a cheap first test */
         size_t n = strlen(list[i]);
         if (n > best && !strncasecmp(s, list[i], n)) best = n;
     }
@@ -63,7 +65,7 @@ void shx_redact(char *s) {
     while (*in) {
         unsigned char prev = in > s ? (unsigned char)in[-1] : 0;
         /* AWS access key id */
-        if (!is_word(prev)) {
+        if (*in == 'A' && !is_word(prev)) {
             size_t pl = 0;
             for (size_t i = 0; akid_prefixes[i]; i++)
                 if (!strncmp(in, akid_prefixes[i], 4)) pl = 4;

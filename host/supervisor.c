@@ -215,6 +215,7 @@ static char *ring_take(ring *r, size_t *len) {
 /* ---- the supervision loop ------------------------------------------------------------------------------ */
 
 #define PASS_BUF (256 * 1024)
+#define REST_US 1000 /* at most this much delay for a chatty program's stderr; the 1 MiB pipe holds it */
 
 typedef struct sup {
     const shx_sup_opts *o;
@@ -227,12 +228,19 @@ typedef struct sup {
     ring tail;
     int64_t grace_deadline, run_deadline, leftover_deadline, kill_again, give_up;
     int grace_fired;
+    int64_t last_wake_us, rest_until_us; /* stderr read pacing (see the loop) */
 } sup;
 
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_usec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void write_all(sup *s, const char *p, size_t n) {
@@ -327,7 +335,11 @@ static int reap(sup *s, pid_t pgid) {
         } else {
             s->res->exit_code = WEXITSTATUS(st);
         }
-        /* The main program is gone: whatever it left behind is terminated now, killed after a short grace. */
+        /* The main program is gone: whatever it left behind is terminated now, killed after a short grace.
+         * As PID 1 or subreaper every leftover is our child by now or later, so no child means nothing left. */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) return -1;
         kill(-pgid, SIGTERM);
         kill(-pgid, SIGCONT);
         int n = signal_descendants(SIGTERM);
@@ -460,15 +472,26 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
                          s.leftover_deadline, s.kill_again, s.give_up};
         for (size_t i = 0; i < sizeof dls / sizeof dls[0]; i++)
             if (dls[i] && (next < 0 || dls[i] < next)) next = dls[i];
-        int timeout = next < 0 ? -1 : (int)(next > now ? next - now : 0);
+        /* A chatty program: while stderr keeps coming (woken again within REST_US), let the big pipe gather
+         * data for REST_US between reads instead of waking for every write.  Signals are still taken at once. */
+        int64_t now_us = now_usec();
+        int resting = s.errfd >= 0 && now_us < s.rest_until_us;
+        int64_t wait_us = next < 0 ? -1 : (next > now ? next - now : 0) * 1000;
+        if (resting && (wait_us < 0 || s.rest_until_us - now_us < wait_us)) wait_us = s.rest_until_us - now_us;
+        struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000};
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = s.errfd, .events = POLLIN}};
-        int np = s.errfd >= 0 ? 2 : 1;
-        int pr = poll(pf, (nfds_t)np, timeout);
+        int np = s.errfd >= 0 && !resting ? 2 : 1;
+        int pr = ppoll(pf, (nfds_t)np, wait_us < 0 ? NULL : &ts, NULL);
         if (pr < 0 && errno != EINTR) {
             shx_error("poll failed: %s", strerror(errno));
             break;
         }
-        if (np == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) pump_stderr(&s, 0);
+        if (np == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int64_t t = now_usec();
+            pump_stderr(&s, 0);
+            if (t - s.last_wake_us < REST_US) s.rest_until_us = t + REST_US;
+            s.last_wake_us = t;
+        }
         if (pf[0].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
