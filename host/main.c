@@ -2,9 +2,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "serve.h"
+
 int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (!strcmp(base, "serve")) return shx_serve_main(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "serve")) return shx_serve_main(argc - 1, argv + 1);
     puts("smhost " SMHOST_VERSION);
     return 0;
 }
