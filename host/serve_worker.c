@@ -231,7 +231,7 @@ static void do_invoke(handler *h, int fd, const shx_frame *f) {
     if (st < 0) {
         int status = resp.status >= 400 ? resp.status : 500;
         if (!err[0]) snprintf(err, sizeof err, "the %s handler failed with status %d", h->pl->name, st);
-        shx_log(SHX_ERROR, "invoke failed (%d): %s", status, err);
+        shx_log(status >= 500 ? SHX_ERROR : SHX_DEBUG, "invoke failed (%d): %s", status, err);
         reply_error(fd, status, err);
     } else {
         const char *s[SHX_FRAME_NSTR] = {resp.content_type, resp.custom_attributes, "", ""};
