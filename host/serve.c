@@ -1080,6 +1080,14 @@ int shx_serve_main(int argc, char **argv) {
         if (g.slots[i].pid > 0) kill(g.slots[i].pid, SIGKILL);
     pthread_cond_broadcast(&g.idle);
     pthread_mutex_unlock(&g.mu);
+    /* Give the requests whose workers were just killed a moment to send their 5xx before connections close. */
+    for (int t = 0; t < 100; t++) {
+        pthread_mutex_lock(&g.mu);
+        int inflight = g.in_flight;
+        pthread_mutex_unlock(&g.mu);
+        if (!inflight) break;
+        usleep(10000);
+    }
     MHD_stop_daemon(d);
     pthread_mutex_lock(&g.mu);
     for (int i = 0; i < g.cfg.workers; i++)
