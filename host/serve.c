@@ -70,6 +70,13 @@ typedef struct slot {
     size_t nmodels;
 } slot;
 
+/* A request waiting for a worker.  Freed workers are handed to waiters in arrival order, never raced for. */
+typedef struct waiter {
+    int slot; /* set by the thread that hands over a worker */
+    pthread_cond_t cv;
+    struct waiter *next;
+} waiter;
+
 typedef struct mm_model {
     char *name, *url;
     uint64_t gen;
@@ -79,7 +86,7 @@ typedef struct mm_model {
 static struct {
     settings cfg;
     pthread_mutex_t mu;
-    pthread_cond_t idle; /* a slot became IDLE, or something a waiter cares about changed */
+    waiter *wq_head, *wq_tail;
     slot slots[MAX_WORKERS];
     int ever_ready;      /* every worker loaded the model once */
     int loaded_once[MAX_WORKERS];
@@ -90,7 +97,7 @@ static struct {
     mm_model *mm;
     size_t nmm;
     uint64_t mm_gen;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void wake_main(void) {
     uint64_t one = 1;
@@ -289,6 +296,25 @@ static int alive_workers_locked(void) {
     return n;
 }
 
+/* Caller holds g.mu.  Worker i is free: give it to the longest-waiting request, or mark it idle. */
+static void slot_free_locked(int i) {
+    waiter *w = g.wq_head;
+    if (!w) {
+        g.slots[i].state = SLOT_IDLE;
+        return;
+    }
+    g.wq_head = w->next;
+    if (!g.wq_head) g.wq_tail = NULL;
+    g.slots[i].state = SLOT_BUSY;
+    w->slot = i;
+    pthread_cond_signal(&w->cv);
+}
+
+/* Caller holds g.mu: wake every waiter (shutdown); they see g.closing. */
+static void wake_waiters_locked(void) {
+    for (waiter *w = g.wq_head; w; w = w->next) pthread_cond_signal(&w->cv);
+}
+
 /* Take an idle worker.  Returns its index, or -HTTP status with *why set. */
 static int acquire(int64_t deadline, const char **why) {
     pthread_mutex_lock(&g.mu);
@@ -297,37 +323,43 @@ static int acquire(int64_t deadline, const char **why) {
         *why = "the model is not loaded yet: wait until GET /ping answers 200";
         return -503;
     }
-    for (;;) {
-        for (int i = 0; i < g.cfg.workers; i++)
-            if (g.slots[i].state == SLOT_IDLE) {
-                g.slots[i].state = SLOT_BUSY;
-                pthread_mutex_unlock(&g.mu);
-                return i;
-            }
-        int64_t left = deadline - shx_now_ms();
-        if (g.closing) {
+    for (int i = 0; i < g.cfg.workers; i++)
+        if (g.slots[i].state == SLOT_IDLE && !g.wq_head) {
+            g.slots[i].state = SLOT_BUSY;
             pthread_mutex_unlock(&g.mu);
-            *why = "smhost is shutting down";
-            return -503;
+            return i;
         }
-        if (left <= 0) {
-            pthread_mutex_unlock(&g.mu);
-            *why = "no worker became free before the request's deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT)";
-            return -504;
+    waiter w = {.slot = -1};
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (g.wq_tail) g.wq_tail->next = &w;
+    else g.wq_head = &w;
+    g.wq_tail = &w;
+    struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
+    while (w.slot < 0 && !g.closing && shx_now_ms() < deadline) pthread_cond_timedwait(&w.cv, &g.mu, &ts);
+    if (w.slot < 0) { /* still queued: leave the queue */
+        waiter **pp = &g.wq_head, *prev = NULL;
+        while (*pp && *pp != &w) prev = *pp, pp = &(*pp)->next;
+        if (*pp) {
+            *pp = w.next;
+            if (g.wq_tail == &w) g.wq_tail = prev;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
-        ts.tv_sec += left / 1000 + ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&g.idle, &g.mu, &ts);
+        *why = g.closing ? "smhost is shutting down"
+                         : "no worker became free before the request's deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT)";
     }
+    int got = w.slot;
+    int closing = g.closing;
+    pthread_mutex_unlock(&g.mu);
+    pthread_cond_destroy(&w.cv);
+    return got >= 0 ? got : closing ? -503 : -504;
 }
 
 static void release(int i) {
     pthread_mutex_lock(&g.mu);
-    if (g.slots[i].state == SLOT_BUSY) g.slots[i].state = SLOT_IDLE;
-    pthread_cond_signal(&g.idle);
+    if (g.slots[i].state == SLOT_BUSY) slot_free_locked(i);
     pthread_mutex_unlock(&g.mu);
 }
 
@@ -372,7 +404,6 @@ static int exchange(int i, uint32_t type, const char *const s[SHX_FRAME_NSTR], c
     }
     pthread_mutex_lock(&g.mu);
     slot_fail_locked(i);
-    pthread_cond_broadcast(&g.idle);
     pthread_mutex_unlock(&g.mu);
     result_error(r, status, msg);
     return -1;
@@ -786,7 +817,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         pthread_mutex_lock(&g.mu);
         g.in_flight--;
         pthread_mutex_unlock(&g.mu);
-        wake_main();
+        if (atomic_load(&g.stopping)) wake_main();
     }
     shx_buf_free(&rc->body);
     free(rc->model);
@@ -829,7 +860,7 @@ static void handle_worker_frame(int i) {
     int rc = shx_frame_recv(w->fd, &f, shx_now_ms() + 5000);
     pthread_mutex_lock(&g.mu);
     if (rc == 0 && f.type == SHX_FR_READY) {
-        w->state = SLOT_IDLE;
+        slot_free_locked(i);
         g.loaded_once[i] = 1;
         int all = 1;
         for (int k = 0; k < g.cfg.workers; k++) all &= g.loaded_once[k];
@@ -837,7 +868,6 @@ static void handle_worker_frame(int i) {
             g.ever_ready = 1;
             shx_info("the model is loaded in all %d workers: ready", g.cfg.workers);
         }
-        pthread_cond_broadcast(&g.idle);
     } else {
         if (rc == 0 && f.type == SHX_FR_FAILED) {
             pthread_mutex_unlock(&g.mu);
@@ -1078,7 +1108,7 @@ int shx_serve_main(int argc, char **argv) {
     g.closing = 1;
     for (int i = 0; i < g.cfg.workers; i++)
         if (g.slots[i].pid > 0) kill(g.slots[i].pid, SIGKILL);
-    pthread_cond_broadcast(&g.idle);
+    wake_waiters_locked();
     pthread_mutex_unlock(&g.mu);
     /* Give the requests whose workers were just killed a moment to send their 5xx before connections close. */
     for (int t = 0; t < 100; t++) {
