@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,22 @@ void shx_sup_child_reset_signals(void) {
     sigemptyset(&sa.sa_mask);
     for (int s = 1; s < NSIG; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        sigaction(s, &sa, NULL); /* fails harmlessly for the C library's reserved real-time signals */
+        sigaction(s, &sa, NULL); /* fails for the C library's reserved real-time signals: see below */
+    }
+    /* glibc reserves signals 32 and 33 and its sigaction() refuses them, yet an ignored disposition inherited from
+     * our parent (make ignores them) would survive exec into the program.  Reset those with the raw syscall. */
+    struct kernel_sigaction {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        uint64_t mask;
+    };
+    for (int s = 32; s < SIGRTMIN; s++) {
+        struct kernel_sigaction old, dfl;
+        memset(&old, 0, sizeof old);
+        memset(&dfl, 0, sizeof dfl); /* SIG_DFL */
+        if (syscall(SYS_rt_sigaction, s, NULL, &old, sizeof(uint64_t)) == 0 && old.handler == (void *)SIG_IGN)
+            syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
     }
     sigset_t none;
     sigemptyset(&none);
