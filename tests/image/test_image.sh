@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# make test-image: builds the Dockerfile offline and runs real training jobs in the image.
+#
+# No Docker engine and no registry here, so the test makes its own base image: a minimal Debian bookworm
+# tree (debootstrap from the Debian mirror apt already uses), trimmed the way debian:bookworm-slim is, and
+# imported under that name.  Then `podman build --pull=never`, then `podman run <image> train` against a
+# bind-mounted ML root per job, checking model files, success/failure files and exit codes.
+#
+# Environment: SMHOST_IMAGE_CACHE (default build/image) keeps the base tarball between runs;
+# SMHOST_DEBIAN_MIRROR overrides the mirror; SMHOST_IMAGE_TAG (default smhost:test).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+CACHE=${SMHOST_IMAGE_CACHE:-$REPO/build/image}
+TAG=${SMHOST_IMAGE_TAG:-smhost:test}
+BASE=docker.io/library/debian:bookworm-slim
+T0=$SECONDS
+mkdir -p "$CACHE"
+
+step() { printf '== image test: %s  [%ds]\n' "$*" $((SECONDS - T0)); }
+die() { printf 'image test FAILED: %s\n' "$*" >&2; exit 1; }
+
+# ---- 1. tools -----------------------------------------------------------------------------------------------
+# runc rather than crun: crun refuses hosts with cgroup v1 controllers and a cgroup2 mount side by side
+# ("cgroups in hybrid mode not supported"), which is what these machines have.
+missing=()
+for t in podman:podman debootstrap:debootstrap runc:runc; do
+    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ "$(id -u)" -eq 0 ] || die "podman build/run here need root (rootless podman needs subuid ranges this test does not set up)"
+
+# ---- 2. the base image --------------------------------------------------------------------------------------
+# The first Debian mirror in apt's sources (one-line or deb822 format), and its security mirror when listed.
+apt_sources() { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; }
+MIRROR=${SMHOST_DEBIAN_MIRROR:-$(apt_sources | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY=$(apt_sources | grep -oE 'https?://[^ ]+/debian-security/?( |$)' | head -n1 | tr -d ' ' || true)
+
+make_base_tar() {
+    local tree="$CACHE/rootfs.tmp"
+    rm -rf "$tree"
+    step "debootstrap --variant=minbase bookworm from $MIRROR"
+    debootstrap --variant=minbase bookworm "$tree" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        { tail -n 20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE/debootstrap.log)"; }
+    # What debian:bookworm-slim has: deb822 sources with updates and security, dpkg told to skip docs, man
+    # pages and translations of everything installed later, and no apt lists, caches or logs.
+    rm -f "$tree/etc/apt/sources.list"
+    {
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\n' "$MIRROR"
+        printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+        [ -z "$SECURITY" ] || printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$SECURITY"
+    } >"$tree/etc/apt/sources.list.d/debian.sources"
+    cat >"$tree/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+EOF
+    find "$tree/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+    rm -rf "$tree"/usr/share/man/* "$tree"/usr/share/info/* "$tree"/usr/share/locale/* \
+        "$tree"/var/lib/apt/lists/* "$tree"/var/cache/apt/* "$tree"/var/log/apt/* "$tree"/var/log/*.log
+    tar -C "$tree" -cf "$CACHE/bookworm-slim.tar.tmp" .
+    mv "$CACHE/bookworm-slim.tar.tmp" "$CACHE/bookworm-slim.tar"
+    rm -rf "$tree"
+}
+
+if podman image exists "$BASE"; then
+    step "base image $BASE is present"
+else
+    [ -f "$CACHE/bookworm-slim.tar" ] || make_base_tar
+    step "importing $CACHE/bookworm-slim.tar as $BASE"
+    podman import -q "$CACHE/bookworm-slim.tar" "$BASE" >/dev/null
+fi
+T_BASE=$((SECONDS - T0))
+
+# ---- 3. the build -------------------------------------------------------------------------------------------
+step "podman build -t $TAG (log: $CACHE/build.log)"
+tb=$SECONDS
+podman build --isolation=chroot --pull=never -t "$TAG" -f Dockerfile . >"$CACHE/build.log" 2>&1 ||
+    { tail -n 40 "$CACHE/build.log" >&2; die "podman build failed (log: $CACHE/build.log)"; }
+T_BUILD=$((SECONDS - tb))
+SIZE=$(podman image inspect "$TAG" --format '{{.Size}}')
+BASE_SIZE=$(podman image inspect "$BASE" --format '{{.Size}}')
+mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
+
+# ---- 4. what is (and is not) in the image -------------------------------------------------------------------
+step "inspecting the image"
+cfg=$(podman image inspect "$TAG" --format '{{json .Config.Entrypoint}} {{json .Config.Labels}} {{json .Config.Env}}')
+case "$cfg" in *'["/usr/local/bin/smhost"]'*) ;; *) die "ENTRYPOINT is not [\"/usr/local/bin/smhost\"]: $cfg" ;; esac
+for want in '"com.amazonaws.sagemaker.capabilities.accept-bind-to-port":"true"' \
+    '"com.amazonaws.sagemaker.capabilities.multi-models":"true"' '"PYTHONUNBUFFERED=1"'; do
+    case "$cfg" in *"$want"*) ;; *) die "image config lacks $want: $cfg" ;; esac
+done
+
+# Common options: no network (training needs none here), and explicit rlimits: podman's defaults exceed
+# this machine's hard limits and an unprivileged runtime cannot raise them.
+RUN_OPTS=(--rm --network=none --runtime=runc --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
+inside() { podman run "${RUN_OPTS[@]}" --entrypoint /bin/sh "$TAG" -c "$1"; }
+
+out=$(inside 'for t in gcc cc g++ make ld as; do command -v $t; done; ls -A /opt/ml 2>/dev/null; true')
+[ -z "$out" ] || die "the runtime image has build tools or data under /opt/ml: $out"
+inside 'command -v train && command -v serve && command -v mpirun && command -v python3' >/dev/null ||
+    die "train, serve, mpirun or python3 is not on the image's PATH"
+inside '/usr/bin/python3 -c "import numpy, pandas, sklearn"' || die "numpy, pandas or scikit-learn does not import"
+inside '[ "$(id -u)" = 0 ]' || die "the image does not run as root"
+
+# ---- 5. jobs ------------------------------------------------------------------------------------------------
+JOBS="$CACHE/jobs"
+rm -rf "$JOBS"
+PASSED=()
+SKIPPED=()
+
+# new_root NAME: an empty ML root, its path in $ML.
+new_root() {
+    ML="$JOBS/$1"
+    mkdir -p "$ML/input/config" "$ML/input/data" "$ML/code" "$ML/model" "$ML/output"
+}
+
+# run_job NAME WANT_RC [ENV=VAL ...]: `podman run <image> train` on $ML; checks the exit code and the output
+# files (success for 0, failure otherwise).
+run_job() {
+    local name=$1 want=$2 rc=0
+    shift 2
+    local envs=()
+    for e in "$@"; do envs+=(-e "$e"); done
+    step "job $name"
+    podman run "${RUN_OPTS[@]}" "${envs[@]}" -v "$ML:/opt/ml" "$TAG" train >"$JOBS/$name.log" 2>&1 || rc=$?
+    if [ "$rc" != "$want" ]; then
+        tail -n 30 "$JOBS/$name.log" >&2
+        die "job $name: exit code $rc, expected $want (log: $JOBS/$name.log)"
+    fi
+    if [ "$want" = 0 ]; then
+        [ -f "$ML/output/success" ] || die "job $name: no output/success"
+        [ ! -e "$ML/output/failure" ] || die "job $name: output/failure exists: $(head -c 300 "$ML/output/failure")"
+    else
+        [ -f "$ML/output/failure" ] || die "job $name: no output/failure"
+        [ ! -e "$ML/output/success" ] || die "job $name: output/success exists after a failure"
+    fi
+}
+
+hps() { printf '%s\n' "$1" >"$ML/input/config/hyperparameters.json"; }
+
+# A shell job: writes a model file from its hyperparameter and channel.
+new_root shell
+hps '{"sagemaker_program": "\"train.sh\"", "epochs": "3"}'
+mkdir -p "$ML/input/data/train"
+echo "1,2,3" >"$ML/input/data/train/data.csv"
+printf '%s\n' '{"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}' \
+    >"$ML/input/config/inputdataconfig.json"
+cat >"$ML/code/train.sh" <<'EOF'
+#!/bin/sh
+set -e
+echo "epochs=$SM_HP_EPOCHS args=$* rows=$(wc -l < "$SM_CHANNEL_TRAIN/data.csv")" > "$SM_MODEL_DIR/model.txt"
+EOF
+run_job shell 0
+grep -qx 'epochs=3 args=--epochs 3 rows=1' "$ML/model/model.txt" ||
+    die "job shell: model/model.txt is '$(cat "$ML/model/model.txt" 2>/dev/null)'"
+PASSED+=(shell)
+
+# A failing shell job: the container exits with the program's code and output/failure says so.
+new_root shell-fail
+hps '{"sagemaker_program": "\"fail.sh\""}'
+printf '#!/bin/sh\necho "bad input: no rows" >&2\nexit 3\n' >"$ML/code/fail.sh"
+run_job shell-fail 3
+grep -q 'ExitCode 3' "$ML/output/failure" || die "job shell-fail: output/failure lacks 'ExitCode 3': $(cat "$ML/output/failure")"
+PASSED+=(shell-fail)
+
+# A scikit-learn job: the repository's sample when it is there, else tests/image/sklearn_train.py.
+new_root sklearn
+if [ -d samples/sklearn-iris ] && [ -f samples/sklearn-iris/train.py ]; then
+    cp -r samples/sklearn-iris/. "$ML/code/"
+    prog=train.py
+else
+    cp tests/image/sklearn_train.py "$ML/code/"
+    prog=sklearn_train.py
+fi
+hps "{\"sagemaker_program\": \"\\\"$prog\\\"\"}"
+run_job sklearn 0
+[ -n "$(ls -A "$ML/model")" ] || die "job sklearn: no files in model/"
+PASSED+=("sklearn ($prog)")
+
+# A native job: the repository's native sample, when it has been written.
+if [ -d samples/native-linreg ]; then
+    SKIPPED+=("native (samples/native-linreg is present but this test does not know how to run it yet)")
+else
+    SKIPPED+=("native (samples/native-linreg is not in this tree)")
+fi
+
+# ---- 6. summary ---------------------------------------------------------------------------------------------
+T_ALL=$((SECONDS - T0))
+echo "image test: runtime image $TAG is $(mb "$SIZE") (base $BASE $(mb "$BASE_SIZE"))"
+for s in ${SKIPPED[@]+"${SKIPPED[@]}"}; do echo "image test: skipped $s"; done
+echo "image test PASSED: ${#PASSED[@]} jobs (${PASSED[*]}); wall time ${T_ALL}s (base image ${T_BASE}s, build ${T_BUILD}s)"
