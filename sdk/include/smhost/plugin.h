@@ -203,6 +203,10 @@ typedef struct smh_host_api {
     smh_status (*resp_set_status)(smh_response *resp, int http_status);
     smh_status (*resp_set_content_type)(smh_response *resp, const char *content_type);
     smh_status (*resp_set_custom_attributes)(smh_response *resp, const char *value);
+
+    /* The command line output/failure shows ("Command ..."), for runners that run the program in-process
+     * (exec() records its own argv).  Copied. */
+    void (*set_command)(const smh_job *job, const char *const argv[]);
 } smh_host_api;
 
 /* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
