@@ -8,12 +8,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--C", type=float, default=1.0)
+parser.add_argument("--max_iter", type=int, default=500)
 args = parser.parse_args()
 
 X, y = load_iris(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
-model = LogisticRegression(C=args.C, max_iter=500).fit(X_train, y_train)
+model = LogisticRegression(max_iter=args.max_iter).fit(X_train, y_train)
 accuracy = model.score(X_test, y_test)
 print(f"test accuracy {accuracy:.3f}")
 if accuracy < 0.9:

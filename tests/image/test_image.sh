@@ -177,25 +177,60 @@ run_job shell-fail 3
 grep -q 'ExitCode 3' "$ML/output/failure" || die "job shell-fail: output/failure lacks 'ExitCode 3': $(cat "$ML/output/failure")"
 PASSED+=(shell-fail)
 
-# A scikit-learn job: the repository's sample when it is there, else tests/image/sklearn_train.py.
-new_root sklearn
-if [ -d samples/sklearn-iris ] && [ -f samples/sklearn-iris/train.py ]; then
-    cp -r samples/sklearn-iris/. "$ML/code/"
-    prog=train.py
-else
-    cp tests/image/sklearn_train.py "$ML/code/"
-    prog=sklearn_train.py
-fi
-hps "{\"sagemaker_program\": \"\\\"$prog\\\"\"}"
-run_job sklearn 0
-[ -n "$(ls -A "$ML/model")" ] || die "job sklearn: no files in model/"
-PASSED+=("sklearn ($prog)")
+# from_sample NAME: an ML root copied from samples/NAME (its ml/ tree and code/), as samples/demo.sh does.
+from_sample() {
+    new_root "$1"
+    cp -r "samples/$1/ml/." "$ML/"
+    if [ -d "samples/$1/code" ]; then cp -r "samples/$1/code/." "$ML/code/"; fi
+}
 
-# A native job: the repository's native sample, when it has been written.
-if [ -d samples/native-linreg ]; then
-    SKIPPED+=("native (samples/native-linreg is present but this test does not know how to run it yet)")
+# The shell sample: a vocabulary from its train channel.
+if [ -d samples/shell-wordcount/ml ]; then
+    from_sample shell-wordcount
+    run_job shell-wordcount 0
+    [ -s "$ML/model/vocab.tsv" ] || die "job shell-wordcount: model/vocab.tsv is missing or empty"
+    PASSED+=(shell-wordcount)
+fi
+
+# A scikit-learn job: the repository's sample when it is there, else tests/image/sklearn_train.py.
+if [ -d samples/sklearn-iris/ml ]; then
+    from_sample sklearn-iris
+    run_job sklearn-iris 0
+    [ -s "$ML/model/model.joblib" ] || die "job sklearn-iris: no model/model.joblib"
+    PASSED+=(sklearn-iris)
 else
-    SKIPPED+=("native (samples/native-linreg is not in this tree)")
+    new_root sklearn
+    cp tests/image/sklearn_train.py "$ML/code/"
+    hps '{"sagemaker_program": "\"sklearn_train.py\"", "C": "1.0"}'
+    run_job sklearn 0
+    [ -s "$ML/model/model.joblib" ] || die "job sklearn: no model/model.joblib"
+    grep -q 'test accuracy' "$JOBS/sklearn.log" || die "job sklearn: its log lacks the accuracy line"
+    PASSED+=("sklearn (tests/image/sklearn_train.py)")
+fi
+
+# A native job: the native-linreg sample trainer (built by `make` on this bookworm host, the image's glibc)
+# fits y = 1.5 + 2 x1 - 3 x2 + 0.25 x3 exactly.
+LINREG=build/samples/native-linreg/liblinreg.so
+if [ -f "$LINREG" ]; then
+    new_root native-linreg
+    cp "$LINREG" "$ML/code/"
+    mkdir -p "$ML/input/data/train"
+    printf '%s\n' '{"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}}' \
+        >"$ML/input/config/inputdataconfig.json"
+    hps '{"sagemaker_program": "\"liblinreg.so\""}'
+    awk 'BEGIN { print "x1,x2,x3,y"; for (i = 0; i < 500; i++) { a = (i % 7) - 3; b = (i % 11) / 4; c = (i * i % 13) - 6;
+        printf "%g,%g,%g,%.10g\n", a, b, c, 1.5 + 2 * a - 3 * b + 0.25 * c } }' >"$ML/input/data/train/data.csv"
+    run_job native-linreg 0
+    /usr/bin/python3 - "$ML/model/model.json" <<'PY' || die "job native-linreg: wrong model: $(cat "$ML/model/model.json" 2>/dev/null)"
+import json, sys
+m = json.load(open(sys.argv[1]))
+got = [m["intercept"], *m["coefficients"]]
+want = [1.5, 2.0, -3.0, 0.25]
+sys.exit(len(got) != 4 or any(abs(g - w) > 1e-6 for g, w in zip(got, want)))
+PY
+    PASSED+=(native-linreg)
+else
+    SKIPPED+=("native-linreg ($LINREG is not built: samples/native-linreg is not in this tree)")
 fi
 
 # ---- 6. summary ---------------------------------------------------------------------------------------------
