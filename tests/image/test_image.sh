@@ -201,7 +201,7 @@ if [ -d samples/sklearn-iris/ml ]; then
 else
     new_root sklearn
     cp tests/image/sklearn_train.py "$ML/code/"
-    hps '{"sagemaker_program": "\"sklearn_train.py\"", "C": "1.0"}'
+    hps '{"sagemaker_program": "\"sklearn_train.py\"", "max_iter": "400"}'
     run_job sklearn 0
     [ -s "$ML/model/model.joblib" ] || die "job sklearn: no model/model.joblib"
     grep -q 'test accuracy' "$JOBS/sklearn.log" || die "job sklearn: its log lacks the accuracy line"
