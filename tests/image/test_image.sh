@@ -152,7 +152,8 @@ run_job() {
 
 hps() { printf '%s\n' "$1" >"$ML/input/config/hyperparameters.json"; }
 
-# A shell job: writes a model file from its hyperparameter and channel.
+# A shell job: writes a model file from its hyperparameter, argv and channel, and names PID 1 (the entry
+# point in exec form makes smhost PID 1).
 new_root shell
 hps '{"sagemaker_program": "\"train.sh\"", "epochs": "3"}'
 mkdir -p "$ML/input/data/train"
@@ -162,10 +163,10 @@ printf '%s\n' '{"train": {"TrainingInputMode": "File", "S3DistributionType": "Fu
 cat >"$ML/code/train.sh" <<'EOF'
 #!/bin/sh
 set -e
-echo "epochs=$SM_HP_EPOCHS args=$* rows=$(wc -l < "$SM_CHANNEL_TRAIN/data.csv")" > "$SM_MODEL_DIR/model.txt"
+echo "epochs=$SM_HP_EPOCHS args=$* rows=$(wc -l < "$SM_CHANNEL_TRAIN/data.csv") pid1=$(cat /proc/1/comm)" > "$SM_MODEL_DIR/model.txt"
 EOF
 run_job shell 0
-grep -qx 'epochs=3 args=--epochs 3 rows=1' "$ML/model/model.txt" ||
+grep -qx 'epochs=3 args=--epochs 3 rows=1 pid1=smhost' "$ML/model/model.txt" ||
     die "job shell: model/model.txt is '$(cat "$ML/model/model.txt" 2>/dev/null)'"
 PASSED+=(shell)
 
@@ -174,8 +175,32 @@ new_root shell-fail
 hps '{"sagemaker_program": "\"fail.sh\""}'
 printf '#!/bin/sh\necho "bad input: no rows" >&2\nexit 3\n' >"$ML/code/fail.sh"
 run_job shell-fail 3
-grep -q 'ExitCode 3' "$ML/output/failure" || die "job shell-fail: output/failure lacks 'ExitCode 3': $(cat "$ML/output/failure")"
+grep -q 'ExitCode 3' "$ML/output/failure" && grep -q 'bad input: no rows' "$ML/output/failure" ||
+    die "job shell-fail: output/failure lacks 'ExitCode 3' or the program's message: $(cat "$ML/output/failure")"
 PASSED+=(shell-fail)
+
+# A stopped job (StopTrainingJob): `podman stop` sends SIGTERM to PID 1; smhost passes it on, the program
+# saves a checkpoint and exits 0; the job is reported stopped (failure file, no success) with exit code 0.
+new_root stop
+hps '{"sagemaker_program": "\"loop.sh\""}'
+cat >"$ML/code/loop.sh" <<'EOF'
+#!/bin/sh
+trap 'echo saved > "$SM_MODEL_DIR/checkpoint.txt"; exit 0' TERM
+touch "$SM_MODEL_DIR/started"
+while :; do sleep 1; done
+EOF
+step "job stop"
+cid=$(podman run -d "${RUN_OPTS[@]:1}" -v "$ML:/opt/ml" "$TAG" train)
+for _ in $(seq 300); do [ -e "$ML/model/started" ] && break; sleep 0.2; done
+[ -e "$ML/model/started" ] || { podman rm -f "$cid" >/dev/null; die "job stop: the program did not start within 60 s"; }
+podman stop -t 60 "$cid" >/dev/null
+rc=$(podman inspect "$cid" --format '{{.State.ExitCode}}')
+podman logs "$cid" >"$JOBS/stop.log" 2>&1
+podman rm "$cid" >/dev/null
+[ "$rc" = 0 ] || die "job stop: exit code $rc after SIGTERM, expected 0 (log: $JOBS/stop.log)"
+grep -qx saved "$ML/model/checkpoint.txt" 2>/dev/null || die "job stop: the program never saw SIGTERM (no checkpoint)"
+[ -f "$ML/output/failure" ] && [ ! -e "$ML/output/success" ] || die "job stop: expected output/failure and no success"
+PASSED+=(stop)
 
 # from_sample NAME: an ML root copied from samples/NAME (its ml/ tree and code/), as samples/demo.sh does.
 from_sample() {
