@@ -7,7 +7,8 @@
 # bind-mounted ML root per job, checking model files, success/failure files and exit codes.
 #
 # Environment: SMHOST_IMAGE_CACHE (default build/image) keeps the base tarball between runs;
-# SMHOST_DEBIAN_MIRROR overrides the mirror; SMHOST_IMAGE_TAG (default smhost:test).
+# SMHOST_DEBIAN_MIRROR overrides the mirror; SMHOST_IMAGE_TAG (default smhost:test); SMHOST_IMAGE_TORCH=1
+# also builds the WITH_TORCH=1 image and runs a PyTorch job in it (about 1 GB more, a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -128,7 +129,7 @@ new_root() {
     mkdir -p "$ML/input/config" "$ML/input/data" "$ML/code" "$ML/model" "$ML/output"
 }
 
-# run_job NAME WANT_RC [ENV=VAL ...]: `podman run <image> train` on $ML; checks the exit code and the output
+# run_job NAME WANT_RC [ENV=VAL ...]: `podman run <image> train` on $ML (image: $IMG, default $TAG); checks the exit code and the output
 # files (success for 0, failure otherwise).
 run_job() {
     local name=$1 want=$2 rc=0
@@ -136,7 +137,7 @@ run_job() {
     local envs=()
     for e in "$@"; do envs+=(-e "$e"); done
     step "job $name"
-    podman run "${RUN_OPTS[@]}" "${envs[@]}" -v "$ML:/opt/ml" "$TAG" train >"$JOBS/$name.log" 2>&1 || rc=$?
+    podman run "${RUN_OPTS[@]}" "${envs[@]}" -v "$ML:/opt/ml" "${IMG:-$TAG}" train >"$JOBS/$name.log" 2>&1 || rc=$?
     if [ "$rc" != "$want" ]; then
         tail -n 30 "$JOBS/$name.log" >&2
         die "job $name: exit code $rc, expected $want (log: $JOBS/$name.log)"
@@ -258,8 +259,26 @@ else
     SKIPPED+=("native-linreg ($LINREG is not built: samples/native-linreg is not in this tree)")
 fi
 
+# The PyTorch variant, on request.
+T_TORCH=""
+if [ "${SMHOST_IMAGE_TORCH:-0}" = 1 ]; then
+    step "podman build --build-arg WITH_TORCH=1 -t $TAG-torch (log: $CACHE/build-torch.log)"
+    tt=$SECONDS
+    podman build --isolation=chroot --pull=never --build-arg WITH_TORCH=1 -t "$TAG-torch" -f Dockerfile . \
+        >"$CACHE/build-torch.log" 2>&1 ||
+        { tail -n 40 "$CACHE/build-torch.log" >&2; die "podman build WITH_TORCH=1 failed (log: $CACHE/build-torch.log)"; }
+    T_TORCH=", torch build $((SECONDS - tt))s"
+    new_root torch
+    cp tests/image/torch_train.py "$ML/code/"
+    hps '{"sagemaker_program": "\"torch_train.py\"", "epochs": "300"}'
+    IMG="$TAG-torch" run_job torch 0
+    [ -s "$ML/model/model.pth" ] || die "job torch: no model/model.pth"
+    PASSED+=(torch)
+    echo "image test: runtime image $TAG-torch is $(mb "$(podman image inspect "$TAG-torch" --format '{{.Size}}')")"
+fi
+
 # ---- 6. summary ---------------------------------------------------------------------------------------------
 T_ALL=$((SECONDS - T0))
 echo "image test: runtime image $TAG is $(mb "$SIZE") (base $BASE $(mb "$BASE_SIZE"))"
 for s in ${SKIPPED[@]+"${SKIPPED[@]}"}; do echo "image test: skipped $s"; done
-echo "image test PASSED: ${#PASSED[@]} jobs (${PASSED[*]}); wall time ${T_ALL}s (base image ${T_BASE}s, build ${T_BUILD}s)"
+echo "image test PASSED: ${#PASSED[@]} jobs (${PASSED[*]}); wall time ${T_ALL}s (base image ${T_BASE}s, build ${T_BUILD}s${T_TORCH})"
