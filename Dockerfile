@@ -5,7 +5,7 @@
 #   docker build --build-arg WITH_TORCH=1 -t smhost:torch .  # adds Debian's python3-torch (CPU)
 #   docker run --rm -v "$PWD/ml:/opt/ml" smhost train
 #
-# BASE_IMAGE exists so that an offline build can name a locally made bookworm image (tests/image does).
+# BASE_IMAGE names another bookworm base (a mirror's copy of debian:bookworm-slim, say).
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- builder: compiles smhost, its plugins and the samples; nothing of it but /out reaches the image --------

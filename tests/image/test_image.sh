@@ -203,6 +203,24 @@ grep -qx saved "$ML/model/checkpoint.txt" 2>/dev/null || die "job stop: the prog
 [ -f "$ML/output/failure" ] && [ ! -e "$ML/output/success" ] || die "job stop: expected output/failure and no success"
 PASSED+=(stop)
 
+# A requirements.txt job: pip in the image installs a wheel (built here, offered with --no-index, as there is
+# no network) despite Debian's externally-managed marker, before the program runs and imports it.
+new_root requirements
+src="$JOBS/probe-src"
+mkdir -p "$src" "$ML/code/wheels"
+printf 'VALUE = "probe 1.0"\n' >"$src/smhost_image_probe.py"
+printf 'from setuptools import setup\nsetup(name="smhost_image_probe", version="1.0", py_modules=["smhost_image_probe"])\n' \
+    >"$src/setup.py"
+/usr/bin/python3 -m pip wheel -q --no-deps --no-build-isolation -w "$ML/code/wheels" "$src" >"$JOBS/probe-wheel.log" 2>&1 ||
+    die "cannot build the probe wheel on this machine (python3-pip, -setuptools, -wheel): $(tail -n 5 "$JOBS/probe-wheel.log")"
+printf -- '--no-index\n--find-links /opt/ml/code/wheels\nsmhost_image_probe==1.0\n' >"$ML/code/requirements.txt"
+printf 'import os, smhost_image_probe\nopen(os.path.join(os.environ["SM_MODEL_DIR"], "probe.txt"), "w").write(smhost_image_probe.VALUE)\n' \
+    >"$ML/code/train.py"
+hps '{"sagemaker_program": "\"train.py\""}'
+run_job requirements 0
+grep -qx 'probe 1.0' "$ML/model/probe.txt" || die "job requirements: model/probe.txt is '$(cat "$ML/model/probe.txt" 2>/dev/null)'"
+PASSED+=(requirements)
+
 # from_sample NAME: an ML root copied from samples/NAME (its ml/ tree and code/), as samples/demo.sh does.
 from_sample() {
     new_root "$1"
