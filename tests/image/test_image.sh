@@ -24,19 +24,17 @@ die() { printf 'image test FAILED: %s\n' "$*" >&2; exit 1; }
 # ---- 1. tools -----------------------------------------------------------------------------------------------
 # runc rather than crun: crun refuses hosts with cgroup v1 controllers and a cgroup2 mount side by side
 # ("cgroups in hybrid mode not supported"), which is what these machines have.
+[ "$(id -u)" -eq 0 ] || die "run it as root: rootless podman needs subuid ranges this test does not set up"
 missing=()
-for t in podman:podman debootstrap:debootstrap runc:runc; do
-    command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
+for t in podman debootstrap runc; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
-    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-[ "$(id -u)" -eq 0 ] || die "podman build/run here need root (rootless podman needs subuid ranges this test does not set up)"
 
 # ---- 2. the base image --------------------------------------------------------------------------------------
 # The first Debian mirror in apt's sources (one-line or deb822 format), and its security mirror when listed.
@@ -107,8 +105,8 @@ done
 
 # Common options: no network (training needs none here), and explicit rlimits: podman's defaults exceed
 # this machine's hard limits and an unprivileged runtime cannot raise them.
-RUN_OPTS=(--rm --network=none --runtime=runc --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
-inside() { podman run "${RUN_OPTS[@]}" --entrypoint /bin/sh "$TAG" -c "$1"; }
+RUN_OPTS=(--network=none --runtime=runc --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit nproc=4096:4096)
+inside() { podman run --rm "${RUN_OPTS[@]}" --entrypoint /bin/sh "$TAG" -c "$1"; }
 
 out=$(inside 'for t in gcc cc g++ make ld as; do command -v $t; done; ls -A /opt/ml 2>/dev/null; true')
 [ -z "$out" ] || die "the runtime image has build tools or data under /opt/ml: $out"
@@ -129,15 +127,12 @@ new_root() {
     mkdir -p "$ML/input/config" "$ML/input/data" "$ML/code" "$ML/model" "$ML/output"
 }
 
-# run_job NAME WANT_RC [ENV=VAL ...]: `podman run <image> train` on $ML (image: $IMG, default $TAG); checks the exit code and the output
-# files (success for 0, failure otherwise).
+# run_job NAME WANT_RC: `podman run <image> train` on $ML (the image is $IMG, default $TAG); checks the exit
+# code and the output files (success for 0, failure otherwise).
 run_job() {
     local name=$1 want=$2 rc=0
-    shift 2
-    local envs=()
-    for e in "$@"; do envs+=(-e "$e"); done
     step "job $name"
-    podman run "${RUN_OPTS[@]}" "${envs[@]}" -v "$ML:/opt/ml" "${IMG:-$TAG}" train >"$JOBS/$name.log" 2>&1 || rc=$?
+    podman run --rm "${RUN_OPTS[@]}" -v "$ML:/opt/ml" "${IMG:-$TAG}" train >"$JOBS/$name.log" 2>&1 || rc=$?
     if [ "$rc" != "$want" ]; then
         tail -n 30 "$JOBS/$name.log" >&2
         die "job $name: exit code $rc, expected $want (log: $JOBS/$name.log)"
@@ -191,7 +186,7 @@ touch "$SM_MODEL_DIR/started"
 while :; do sleep 1; done
 EOF
 step "job stop"
-cid=$(podman run -d "${RUN_OPTS[@]:1}" -v "$ML:/opt/ml" "$TAG" train)
+cid=$(podman run -d "${RUN_OPTS[@]}" -v "$ML:/opt/ml" "$TAG" train)
 for _ in $(seq 300); do [ -e "$ML/model/started" ] && break; sleep 0.2; done
 [ -e "$ML/model/started" ] || { podman rm -f "$cid" >/dev/null; die "job stop: the program did not start within 60 s"; }
 podman stop -t 60 "$cid" >/dev/null
@@ -298,5 +293,5 @@ fi
 # ---- 6. summary ---------------------------------------------------------------------------------------------
 T_ALL=$((SECONDS - T0))
 echo "image test: runtime image $TAG is $(mb "$SIZE") (base $BASE $(mb "$BASE_SIZE"))"
-for s in ${SKIPPED[@]+"${SKIPPED[@]}"}; do echo "image test: skipped $s"; done
+for s in "${SKIPPED[@]}"; do echo "image test: skipped $s"; done
 echo "image test PASSED: ${#PASSED[@]} jobs (${PASSED[*]}); wall time ${T_ALL}s (base image ${T_BASE}s, build ${T_BUILD}s${T_TORCH})"
