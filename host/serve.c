@@ -91,6 +91,7 @@ static struct {
     int ever_ready;      /* every worker loaded the model once */
     int loaded_once[MAX_WORKERS];
     atomic_int stopping;
+    atomic_int ping_ok; /* every worker loaded once and at least one is alive: what /ping reads, without a lock */
     int closing; /* the grace is over: waiting requests give up */
     int in_flight;
     int wake_fd; /* eventfd: wakes the main thread */
@@ -276,6 +277,11 @@ static int load_settings(settings *s, char *err, size_t errlen) {
 }
 
 /* ---- workers: acquire, exchange, release --------------------------------------------------------------------- */
+static int alive_workers_locked(void);
+static void update_ping_locked(void) {
+    atomic_store(&g.ping_ok, g.ever_ready && alive_workers_locked() > 0);
+}
+
 /* Caller holds g.mu.  The worker is gone or unusable: kill it, forget its socket, let the main thread respawn. */
 static void slot_fail_locked(int i) {
     slot *w = &g.slots[i];
@@ -287,6 +293,7 @@ static void slot_fail_locked(int i) {
     w->gen++;
     for (size_t k = 0; k < w->nmodels; k++) free(w->models[k].name);
     w->nmodels = 0;
+    update_ping_locked();
     wake_main();
 }
 
@@ -531,10 +538,7 @@ static void log_request(const char *method, const char *url, int status, int64_t
 }
 
 static int ping_status(void) {
-    pthread_mutex_lock(&g.mu);
-    int ok = g.ever_ready && alive_workers_locked() > 0;
-    pthread_mutex_unlock(&g.mu);
-    return ok ? 200 : 503;
+    return atomic_load(&g.ping_ok) ? 200 : 503;
 }
 
 static char *json_escape_dup(const char *s) {
@@ -868,6 +872,7 @@ static void handle_worker_frame(int i) {
             g.ever_ready = 1;
             shx_info("the model is loaded in all %d workers: ready", g.cfg.workers);
         }
+        update_ping_locked();
     } else {
         if (rc == 0 && f.type == SHX_FR_FAILED) {
             pthread_mutex_unlock(&g.mu);
