@@ -449,3 +449,29 @@ def test_python_missing_model_fn_fails_startup(mlroot):
     s.proc.wait(30)
     rc, err = s.stop()
     assert rc == 1 and "no model_fn" in err
+
+
+@pytest.mark.nosan
+def test_python_requirements_installed_first(mlroot, serve):
+    py_root(mlroot, """
+        import numpy
+        def model_fn(model_dir):
+            return 1
+        def transform_fn(model, data, content_type, accept):
+            return b"ok"
+        """)
+    (mlroot.path / "model" / "code" / "requirements.txt").write_text("numpy\n")  # already there: no network needed
+    s = serve(workers=1)
+    assert s.invoke(b"x")[2] == b"ok"
+    rc, err = s.stop()
+    assert "installing" in err and "requirements.txt" in err
+
+
+@pytest.mark.nosan
+def test_python_bad_requirements_stop_serve(mlroot):
+    py_root(mlroot, "def model_fn(d):\n    return 1\n")
+    (mlroot.path / "model" / "code" / "requirements.txt").write_text("this is === not a requirement\n")
+    s = Server(mlroot)
+    s.proc.wait(60)
+    rc, err = s.stop()
+    assert rc == 1 and "InstallRequirementsError" in err
