@@ -22,9 +22,13 @@ typedef struct shx_config {
 } shx_config;
 
 /* Load the configuration.  A missing default file is fine (defaults); a missing file named by SMHOST_CONFIG,
- * an unreadable or malformed file is an error written to err.  Unknown keys warn with file:line.
- * Returns 0 or -1. */
+ * an unreadable or malformed file is an error written to err ("file:line: ..." with the key, the value, what
+ * is expected and the default).  Unknown sections and keys warn with file:line.  Returns 0 or -1; either way
+ * cfg is initialised (defaults after an error) and shx_config_free may be called on it. */
 int shx_config_load(shx_config *cfg, char *err, size_t errlen);
+/* The same for one file: a missing file is an error only when must_exist. */
+int shx_config_load_file(shx_config *cfg, const char *path, int must_exist, char *err, size_t errlen);
 void shx_config_free(shx_config *cfg);
+/* The runner plugin named in [runners] for ext (".jl", compared exactly), or NULL. */
 const char *shx_config_runner_for(const shx_config *cfg, const char *ext);
 #endif

@@ -17,6 +17,11 @@ void shx_hp_split(const pyj_value *decoded, pyj_value **user, pyj_value **framew
  * None -> "", a dict -> "k=v,k2=v2" with sorted keys and str() of each value).  Appends to out. */
 void shx_hp_to_argv(const pyj_value *user, shx_strvec *out);
 
+/* Python cannot pass a NUL character in argv or the environment (the toolkit dies with "embedded null byte").
+ * Returns 1 and sets *what to repr() of the first user key whose argv/env text would hold one (the key itself,
+ * a top-level string value, or a key or string value of a top-level dict), 0 when none.  Caller frees *what. */
+int shx_hp_find_nul(const pyj_value *user, char **what);
+
 /* The value for the environment (contract section 3): a string as is, None -> "", else compact sorted JSON.
  * Caller frees. */
 char *shx_env_value(const pyj_value *v);

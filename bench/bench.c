@@ -1,0 +1,153 @@
+/* bench driver: runs a direct command (A) and the same work under smhost (B) alternately, side by side.
+ *   bench time N -- A... -- B...     wall time of each run; prints "medianA_us medianB_us"
+ *   bench siglat N -- A... -- B...   SIGTERM to the process until the program's handler runs (bench/sigprog);
+ *                                    prints "medianA_us medianB_us maxVmHWM_B_kib"
+ * Children get /dev/null as stdin, stdout and stderr.  BENCH_OUTPUT_DIR: its success/failure files are removed
+ * before each run, so every smhost run writes its own. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void clean_output(void) {
+    const char *d = getenv("BENCH_OUTPUT_DIR");
+    if (!d) return;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/success", d);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/failure", d);
+    unlink(p);
+}
+
+static pid_t spawn(char **argv) {
+    clean_output();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int n = open("/dev/null", O_RDWR);
+        dup2(n, 0);
+        dup2(n, 1);
+        dup2(n, 2);
+        if (n > 2) close(n);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_ok(pid_t pid, const char *what) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0) {
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "bench: %s failed (status %#x)\n", what, st);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+static long long median(long long *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_ll);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static long hwm_kib(pid_t pid) {
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    long v = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) v = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static long long read_stamp(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long long v = -1;
+    if (fscanf(f, "%lld", &v) != 1) v = -1;
+    fclose(f);
+    return v;
+}
+
+/* One SIGTERM latency sample in ns; *hwm gets the process's VmHWM just before the signal. */
+static long long siglat_once(char **argv, long *hwm) {
+    const char *ready = getenv("BENCH_READY"), *stamp = getenv("BENCH_STAMP");
+    unlink(ready);
+    unlink(stamp);
+    pid_t pid = spawn(argv);
+    long long deadline = now_ns() + 20000000000LL;
+    while (access(ready, F_OK) != 0) {
+        if (now_ns() > deadline || waitpid(pid, NULL, WNOHANG) == pid) {
+            fprintf(stderr, "bench: %s never became ready\n", argv[0]);
+            kill(pid, SIGKILL);
+            return -1;
+        }
+        usleep(200);
+    }
+    usleep(20000); /* let the program settle in pause() */
+    if (hwm) *hwm = hwm_kib(pid);
+    long long t0 = now_ns();
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    long long t1 = read_stamp(stamp);
+    if (t1 < 0) {
+        fprintf(stderr, "bench: the handler of %s did not run (status %#x)\n", argv[0], st);
+        return -1;
+    }
+    return t1 - t0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6 || strcmp(argv[3], "--")) {
+        fprintf(stderr, "usage: bench time|siglat N -- A... -- B...\n");
+        return 2;
+    }
+    int n = atoi(argv[2]);
+    char **a = argv + 4, **b = NULL;
+    for (int i = 4; i < argc; i++)
+        if (!strcmp(argv[i], "--")) {
+            argv[i] = NULL;
+            b = argv + i + 1;
+        }
+    if (!b || !*b || n < 1) return 2;
+    long long *ta = calloc((size_t)n, sizeof *ta), *tb = calloc((size_t)n, sizeof *tb);
+    long maxhwm = 0;
+    int lat = !strcmp(argv[1], "siglat");
+    for (int i = 0; i < n; i++) {
+        if (lat) {
+            long h = 0;
+            if ((ta[i] = siglat_once(a, NULL)) < 0) return 1;
+            if ((tb[i] = siglat_once(b, &h)) < 0) return 1;
+            if (h > maxhwm) maxhwm = h;
+        } else {
+            long long t0 = now_ns();
+            if (wait_ok(spawn(a), a[0])) return 1;
+            long long t1 = now_ns();
+            if (wait_ok(spawn(b), b[0])) return 1;
+            long long t2 = now_ns();
+            ta[i] = t1 - t0;
+            tb[i] = t2 - t1;
+        }
+    }
+    printf("%lld %lld", median(ta, n) / 1000, median(tb, n) / 1000);
+    if (lat) printf(" %ld", maxhwm);
+    printf("\n");
+    return 0;
+}

@@ -1,0 +1,304 @@
+/* Unit tests for supervisor.c: shx_supervise with job processes that exec small /bin/sh scripts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failure.h"
+#include "supervisor.h"
+#include "util.h"
+
+static char g_dir[64];
+
+static char *tpath(const char *name) {
+    return shx_path_join(g_dir, name);
+}
+
+/* job_main: exec /bin/sh -c <script> as the host's exec would. */
+static int sh_job(void *arg) {
+    shx_sup_child_reset_signals();
+    execl("/bin/sh", "sh", "-c", (const char *)arg, (char *)NULL);
+    return errno == ENOENT ? 127 : 126;
+}
+
+static shx_sup_opts opts(void) {
+    shx_sup_opts o = {.grace_seconds = 5, .leftover_grace_ms = 300, .max_run_seconds = 0,
+                      .stderr_tail_bytes = 4096};
+    return o;
+}
+
+static shx_sup_result run_sh(const char *script, shx_sup_opts o) {
+    shx_sup_result r;
+    assert_int_equal(shx_supervise(&o, sh_job, (void *)script, &r), 0);
+    return r;
+}
+
+static void test_exit_codes(void **st) {
+    (void)st;
+    int codes[] = {0, 1, 3, 42, 126, 127, 200, 255};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        char *s = shx_xasprintf("exit %d", codes[i]);
+        shx_sup_result r = run_sh(s, opts());
+        assert_int_equal(r.exit_code, codes[i]);
+        assert_int_equal(r.signo, 0);
+        shx_sup_result_free(&r);
+        free(s);
+    }
+}
+
+static void test_killed_by_signal(void **st) {
+    (void)st;
+    int sigs[] = {SIGSEGV, SIGABRT, SIGKILL, SIGTERM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        char *s = shx_xasprintf("kill -%d $$; sleep 5", sigs[i]);
+        shx_sup_result r = run_sh(s, opts());
+        assert_int_equal(r.signo, sigs[i]);
+        assert_int_equal(r.exit_code, 128 + sigs[i]);
+        assert_int_equal(r.stop_signal, 0);
+        shx_sup_result_free(&r);
+        free(s);
+    }
+}
+
+static int missing_job(void *arg) {
+    (void)arg;
+    shx_sup_child_reset_signals();
+    execl("/nonexistent/program", "program", (char *)NULL);
+    return errno == ENOENT ? 127 : 126;
+}
+
+static void test_exec_failure(void **st) {
+    (void)st;
+    shx_sup_opts o = opts();
+    shx_sup_result r;
+    assert_int_equal(shx_supervise(&o, missing_job, NULL, &r), 0);
+    assert_int_equal(r.exit_code, 127);
+    shx_sup_result_free(&r);
+}
+
+static void test_stderr_tail(void **st) {
+    (void)st;
+    shx_sup_opts o = opts();
+    o.stderr_tail_bytes = 64;
+    shx_sup_result r = run_sh("i=0; while [ $i -lt 50 ]; do echo \"noise line $i\" >&2; i=$((i+1)); done;"
+                              "echo 'ValueError: the end' >&2; exit 2",
+                              o);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(r.stderr_tail);
+    assert_int_equal(r.stderr_tail_len, 64);
+    assert_int_equal(strlen(r.stderr_tail), 64);
+    assert_non_null(strstr(r.stderr_tail, "noise line 49\nValueError: the end\n"));
+    shx_sup_result_free(&r);
+    /* no capture at all */
+    o.stderr_tail_bytes = 0;
+    r = run_sh("echo hidden >&2; exit 0", o);
+    assert_null(r.stderr_tail);
+    shx_sup_result_free(&r);
+}
+
+static void test_clean_signal_state(void **st) {
+    (void)st;
+    char *f = tpath("status");
+    char *s = shx_xasprintf("exec grep -E '^Sig(Blk|Ign):' /proc/self/status > %s", f);
+    shx_sup_result r = run_sh(s, opts());
+    assert_int_equal(r.exit_code, 0);
+    char *txt;
+    size_t len;
+    assert_int_equal(shx_read_file(f, &txt, &len), 0);
+    assert_non_null(strstr(txt, "SigBlk:\t0000000000000000\n"));
+    assert_non_null(strstr(txt, "SigIgn:\t0000000000000000\n"));
+    free(txt);
+    shx_sup_result_free(&r);
+    free(s);
+    free(f);
+}
+
+/* Sends `sig` to this process once `file` exists (the script's trap is installed). */
+typedef struct sender {
+    char *file;
+    int sig;
+} sender;
+static void *send_when_ready(void *arg) {
+    sender *sd = arg;
+    for (int i = 0; i < 2000 && !shx_is_file(sd->file); i++) usleep(5000);
+    kill(getpid(), sd->sig);
+    return NULL;
+}
+
+static shx_sup_result run_with_signal(const char *script_fmt, int sig, shx_sup_opts o) {
+    char *ready = tpath("ready");
+    unlink(ready);
+    char *s = shx_xasprintf(script_fmt, ready, g_dir);
+    sender sd = {ready, sig};
+    pthread_t th;
+    pthread_create(&th, NULL, send_when_ready, &sd);
+    shx_sup_result r = run_sh(s, o);
+    pthread_join(th, NULL);
+    free(s);
+    free(ready);
+    return r;
+}
+
+static void test_sigterm_forwarded_handler_exits_0(void **st) {
+    (void)st;
+    shx_sup_result r = run_with_signal("trap 'echo saved > %2$s/ckpt; exit 0' TERM; touch %1$s;"
+                                       " while :; do sleep 0.05; done",
+                                       SIGTERM, opts());
+    assert_int_equal(r.stop_signal, SIGTERM);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(r.killed_after_grace, 0);
+    char *ck = tpath("ckpt");
+    assert_true(shx_is_file(ck));
+    unlink(ck);
+    free(ck);
+    shx_sup_result_free(&r);
+}
+
+static void test_sigterm_without_handler(void **st) {
+    (void)st;
+    shx_sup_result r = run_with_signal("touch %1$s; exec sleep 30 # %2$s", SIGTERM, opts());
+    assert_int_equal(r.stop_signal, SIGTERM);
+    assert_int_equal(r.signo, SIGTERM);
+    assert_int_equal(r.exit_code, 143);
+    shx_sup_result_free(&r);
+    /* other forwarded signals are not stops */
+    r = run_with_signal("trap 'exit 7' USR1; touch %1$s; while :; do sleep 0.05; done # %2$s", SIGUSR1, opts());
+    assert_int_equal(r.stop_signal, 0);
+    assert_int_equal(r.exit_code, 7);
+    shx_sup_result_free(&r);
+}
+
+static void test_sigterm_ignored_killed_after_grace(void **st) {
+    (void)st;
+    shx_sup_opts o = opts();
+    o.grace_seconds = 1;
+    shx_sup_result r = run_with_signal("trap '' TERM; touch %1$s; while :; do sleep 0.05; done # %2$s", SIGTERM, o);
+    assert_int_equal(r.stop_signal, SIGTERM);
+    assert_int_equal(r.killed_after_grace, 1);
+    assert_int_equal(r.signo, SIGKILL);
+    assert_int_equal(r.exit_code, 137);
+    shx_sup_result_free(&r);
+}
+
+static int alive(pid_t pid) {
+    return kill(pid, 0) == 0;
+}
+
+static pid_t read_pid(const char *name) {
+    char *f = tpath(name), *txt;
+    size_t len;
+    pid_t p = -1;
+    if (shx_read_file(f, &txt, &len) == 0) {
+        p = (pid_t)atoi(txt);
+        free(txt);
+    }
+    unlink(f);
+    free(f);
+    return p;
+}
+
+static void test_leftovers_and_daemons_are_gone(void **st) {
+    (void)st;
+    /* a background child in the group, and a setsid daemon whose parent exits (an orphan we inherit) */
+    char *s = shx_xasprintf("sleep 1000 & echo $! > %s/bg;"
+                            " (setsid sh -c 'trap \"\" TERM; echo $$ > %s/daemon; exec sleep 1000' &) ;"
+                            " while [ ! -s %s/daemon ]; do sleep 0.01; done; exit 4",
+                            g_dir, g_dir, g_dir);
+    time_t t0 = time(NULL);
+    shx_sup_result r = run_sh(s, opts());
+    assert_int_equal(r.exit_code, 4);
+    assert_true(time(NULL) - t0 < 5);
+    pid_t bg = read_pid("bg"), dm = read_pid("daemon");
+    assert_true(bg > 0 && dm > 0);
+    assert_false(alive(bg)); /* killed and reaped: not even a zombie */
+    assert_false(alive(dm));
+    shx_sup_result_free(&r);
+    free(s);
+}
+
+static void test_max_run_seconds(void **st) {
+    (void)st;
+    shx_sup_opts o = opts();
+    o.max_run_seconds = 1;
+    time_t t0 = time(NULL);
+    shx_sup_result r = run_sh("exec sleep 30", o);
+    assert_true(time(NULL) - t0 < 5);
+    assert_int_equal(r.timed_out, 1);
+    assert_int_equal(r.exit_code, 143);
+    assert_int_equal(r.stop_signal, 0);
+    shx_sup_result_free(&r);
+}
+
+/* A job process that crashes before the program runs, as a broken native plugin would. */
+static int crashing_job(void *arg) {
+    shx_status_page *p = arg;
+    p->phase = SHX_PHASE_PLUGIN_INIT;
+    snprintf(p->plugin, sizeof p->plugin, "crashy");
+    snprintf(p->plugin_path, sizeof p->plugin_path, "/x/crashy.so");
+    raise(SIGSEGV);
+    return 0;
+}
+
+static void test_plugin_crash_blamed(void **st) {
+    (void)st;
+    shx_status_page *p = shx_status_page_create();
+    shx_sup_opts o = opts();
+    shx_sup_result r;
+    assert_int_equal(shx_supervise(&o, crashing_job, p, &r), 0);
+    assert_int_equal(r.signo, SIGSEGV);
+    assert_int_equal(r.exit_code, 139);
+    char *t = shx_failure_text(&r, p, 110);
+    assert_non_null(strstr(t, "plugin 'crashy' (/x/crashy.so) crashed with SIGSEGV during init"));
+    free(t);
+    shx_sup_result_free(&r);
+}
+
+static void test_reason_from_job_process(void **st) {
+    (void)st;
+    shx_status_page *p = shx_status_page_create();
+    snprintf(p->command, sizeof p->command, "/bin/sh train.sh");
+    shx_status_set_reason(p, "ExecuteUserScriptError", "program 'x' not found", 127);
+    assert_int_equal(p->reason_set, 1);
+    assert_int_equal(p->exit_code, 127);
+    shx_sup_result r = {.exit_code = 127};
+    char *t = shx_failure_text(&r, p, 110);
+    assert_string_equal(t, "ExecuteUserScriptError:\nExitCode 127\nErrorMessage \"program 'x' not found\"\n"
+                           "Command \"/bin/sh train.sh\"\n");
+    free(t);
+}
+
+int main(void) {
+    shx_sup_early_init();
+    snprintf(g_dir, sizeof g_dir, "/tmp/smhost-test-sup-XXXXXX");
+    if (!mkdtemp(g_dir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_killed_by_signal),
+        cmocka_unit_test(test_exec_failure),
+        cmocka_unit_test(test_stderr_tail),
+        cmocka_unit_test(test_clean_signal_state),
+        cmocka_unit_test(test_sigterm_forwarded_handler_exits_0),
+        cmocka_unit_test(test_sigterm_without_handler),
+        cmocka_unit_test(test_sigterm_ignored_killed_after_grace),
+        cmocka_unit_test(test_leftovers_and_daemons_are_gone),
+        cmocka_unit_test(test_max_run_seconds),
+        cmocka_unit_test(test_plugin_crash_blamed),
+        cmocka_unit_test(test_reason_from_job_process),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char *cmd = shx_xasprintf("rm -rf %s", g_dir);
+    if (system(cmd) != 0) rc = 1;
+    free(cmd);
+    return rc;
+}
