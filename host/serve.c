@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "serve_proto.h"
@@ -47,7 +48,8 @@ typedef struct settings {
     int multi_model;
     int max_concurrent_transforms;
     char *root, *model_dir, *code_dir, *models_dir;
-    char *handler_path;
+    const char *handler_name; /* a plugin found by the zygote through the registry, or */
+    char *handler_path;       /* a native handler's .so */
     char *handler_desc; /* for logs: "pyhandler (inference.py)" */
     int python, preload;
 } settings;
@@ -165,46 +167,13 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* A handler plugin by name: SMHOST_PLUGIN_PATH directories, then <exe dir>/../lib/smhost/plugins. */
-static char *find_plugin(const char *name, char *err, size_t errlen) {
-    char *file = shx_xasprintf("%s.so", name);
-    const char *pp = getenv("SMHOST_PLUGIN_PATH");
-    shx_buf tried = {0};
-    if (pp && *pp) {
-        char *copy = shx_xstrdup(pp), *save = NULL;
-        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-            char *p = shx_path_join(d, file);
-            if (shx_is_file(p)) {
-                free(copy), free(file), shx_buf_free(&tried);
-                return p;
-            }
-            shx_buf_printf(&tried, "%s%s", tried.len ? ", " : "", d);
-            free(p);
-        }
-        free(copy);
-    }
-    char *self = shx_self_dir();
-    char *dir = shx_xasprintf("%s/../lib/smhost/plugins", self ? self : ".");
-    char *p = shx_path_join(dir, file);
-    free(self);
-    if (shx_is_file(p)) {
-        free(dir), free(file), shx_buf_free(&tried);
-        return p;
-    }
-    shx_buf_printf(&tried, "%s%s", tried.len ? ", " : "", dir);
-    snprintf(err, errlen, "handler plugin %s not found (looked in %s): install smhost's plugins or add their "
-             "directory to SMHOST_PLUGIN_PATH", file, tried.p);
-    free(p), free(dir), free(file), shx_buf_free(&tried);
-    return NULL;
-}
-
 /* Which handler serves: SMHOST_SERVE_HANDLER names a handler plugin; a SAGEMAKER_PROGRAM ending in .so (or, with
  * no SAGEMAKER_PROGRAM and no inference.py, the one .so in model/code) is a native handler; else pyhandler. */
 static int choose_handler(settings *s, char *err, size_t errlen) {
     const char *forced = getenv("SMHOST_SERVE_HANDLER");
     const char *program = getenv("SAGEMAKER_PROGRAM");
     if (forced && *forced) {
-        if (!(s->handler_path = find_plugin(forced, err, errlen))) return -1;
+        s->handler_name = forced;
         s->handler_desc = shx_xasprintf("plugin %s (SMHOST_SERVE_HANDLER)", forced);
         s->python = !strcmp(forced, "pyhandler");
         return 0;
@@ -247,20 +216,20 @@ static int choose_handler(settings *s, char *err, size_t errlen) {
         s->handler_desc = shx_xasprintf("native handler %s", native);
         return 0;
     }
-    if (!(s->handler_path = find_plugin("pyhandler", err, errlen))) return -1;
+    s->handler_name = "pyhandler";
     s->python = 1;
     s->handler_desc = shx_xasprintf("pyhandler (%s/%s)", s->code_dir, program && *program ? program : "inference.py");
     return 0;
 }
 
-static int load_settings(settings *s, char *err, size_t errlen) {
+static int load_settings(settings *s, const shx_config *cfg, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     int ncpu = usable_cpus();
     if (env_int("SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535, &s->port, err, errlen) ||
         env_int("SAGEMAKER_MODEL_SERVER_WORKERS", ncpu, 1, MAX_WORKERS, &s->workers, err, errlen) ||
         env_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 86400, &s->timeout_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, 1000, &s->max_payload_mb, err, errlen) ||
-        env_int("SMHOST_SERVE_GRACE_SECONDS", 25, 0, 3600, &s->grace_s, err, errlen) ||
+        env_int("SMHOST_SERVE_GRACE_SECONDS", cfg->serve_grace_seconds, 0, 3600, &s->grace_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen))
         return -1;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
@@ -1038,7 +1007,12 @@ int shx_serve_main(int argc, char **argv) {
     const char *lvl = getenv("SAGEMAKER_CONTAINER_LOG_LEVEL");
     if (lvl && shx_log_parse_level(lvl) >= 0) shx_log_set_level(shx_log_parse_level(lvl));
     char err[2048] = "";
-    if (load_settings(&g.cfg, err, sizeof err)) {
+    shx_config config; /* main() loaded it already and stopped on errors; serve needs its own copy */
+    if (shx_config_load(&config, err, sizeof err) < 0) {
+        shx_error("serve: %s", err);
+        return SHX_EXIT_CONFIG;
+    }
+    if (load_settings(&g.cfg, &config, err, sizeof err)) {
         shx_error("serve: %s", err);
         return SHX_EXIT_CONFIG;
     }
@@ -1065,7 +1039,9 @@ int shx_serve_main(int argc, char **argv) {
         return SHX_EXIT_OSERR;
     }
     /* The zygote is forked while this process still has one thread. */
-    shx_serve_spec spec = {.handler_path = g.cfg.handler_path,
+    shx_serve_spec spec = {.cfg = &config,
+                           .handler_name = g.cfg.handler_name,
+                           .handler_path = g.cfg.handler_path,
                            .model_dir = g.cfg.model_dir,
                            .code_dir = g.cfg.code_dir,
                            .python = g.cfg.python,
@@ -1139,5 +1115,6 @@ int shx_serve_main(int argc, char **argv) {
         usleep(100000);
     }
     if (code == 0) shx_info("stopped");
+    shx_config_free(&config);
     return code;
 }

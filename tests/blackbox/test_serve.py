@@ -464,7 +464,7 @@ def test_python_requirements_installed_first(mlroot, serve):
     s = serve(workers=1)
     assert s.invoke(b"x")[2] == b"ok"
     rc, err = s.stop()
-    assert "installing" in err and "requirements.txt" in err
+    assert "requirements.txt" in err and "pip install" in err
 
 
 @pytest.mark.nosan
@@ -474,4 +474,4 @@ def test_python_bad_requirements_stop_serve(mlroot):
     s = Server(mlroot)
     s.proc.wait(60)
     rc, err = s.stop()
-    assert rc == 1 and "InstallRequirementsError" in err
+    assert rc != 0 and "InstallRequirementsError" in err and "not a requirement" in err
