@@ -465,7 +465,7 @@ static int mm_sync(int i, const char *want, int64_t deadline, result *r) {
 }
 
 /* ---- request routing ---------------------------------------------------------------------------------------- */
-typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE } route;
+typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_DESCRIBE, R_MM_UNLOAD } route;
 
 typedef struct req_ctx {
     route route;
@@ -682,79 +682,67 @@ static void invoke(struct MHD_Connection *c, const req_ctx *rc, result *r) {
     shx_frame_free(&f);
 }
 
+/* Requests without a body (/ping, /execution-parameters, the multi-model GET/DELETE routes, 404) are answered
+ * on the second call, once MHD has the whole request: queueing an answer on the first call makes MHD close the
+ * connection, which costs a new connection (and thread) per request.  Only 413 is answered at once. */
+static req_ctx ctx_ping, ctx_exec; /* markers for the two hot body-less routes: no allocation */
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     req_ctx *rc = *con_cls;
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     if (!rc) {
-        int64_t start = shx_now_ms();
-        int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+        if (get && !strcmp(url, "/ping")) {
+            *con_cls = &ctx_ping;
+            return MHD_YES;
+        }
+        if (get && !strcmp(url, "/execution-parameters")) {
+            *con_cls = &ctx_exec;
+            return MHD_YES;
+        }
         route rt = R_NONE;
         const char *model = NULL;
         size_t model_len = 0;
-        if (get && !strcmp(url, "/ping")) {
-            int st = ping_status();
-            log_request(method, url, st, start);
-            if (st == 200) return send_answer(c, 200, NULL, NULL, NULL, 0);
-            return send_error(c, 503, "the model is not loaded yet");
-        }
-        if (get && !strcmp(url, "/execution-parameters")) {
-            char *j = shx_xasprintf("{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":\"MULTI_RECORD\","
-                                    "\"MaxPayloadInMB\":%d}", g.cfg.max_concurrent_transforms, g.cfg.max_payload_mb);
-            log_request(method, url, 200, start);
-            return send_json(c, 200, j);
-        }
         if (!g.cfg.multi_model && post && !strcmp(url, "/invocations")) rt = R_INVOKE;
         if (g.cfg.multi_model && !strncmp(url, "/models", 7)) {
             const char *rest = url + 7;
             if (!strcmp(rest, "") || !strcmp(rest, "/")) {
-                if (get) {
-                    log_request(method, url, 200, start);
-                    return mm_list(c);
-                }
+                if (get) rt = R_MM_LIST;
                 if (post) rt = R_MM_LOAD;
             } else if (rest[0] == '/') {
                 const char *name = rest + 1, *slash = strchr(name, '/');
                 model_len = slash ? (size_t)(slash - name) : strlen(name);
-                char *n = shx_xstrndup(name, model_len);
-                enum MHD_Result ret = MHD_NO;
-                int done = 0;
-                if (model_len && !slash && get) ret = mm_describe(c, n), done = 1;
-                else if (model_len && !slash && del) ret = mm_unload(c, n), done = 1;
+                if (model_len && !slash && get) rt = R_MM_DESCRIBE, model = name;
+                else if (model_len && !slash && del) rt = R_MM_UNLOAD, model = name;
                 else if (model_len && slash && !strcmp(slash, "/invoke") && post) rt = R_MM_INVOKE, model = name;
-                free(n);
-                if (done) {
-                    log_request(method, url, -1, start);
-                    return ret;
-                }
             }
         }
-        if (rt == R_NONE) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "no route for %.16s %.500s%s", method, url,
-                     g.cfg.multi_model ? " (multi-model endpoint: /models, /models/<name>/invoke, /ping)"
-                                       : " (routes: GET /ping, POST /invocations, GET /execution-parameters)");
-            log_request(method, url, 404, start);
-            return send_error(c, 404, msg);
-        }
+        int has_body = rt == R_INVOKE || rt == R_MM_LOAD || rt == R_MM_INVOKE;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
+        if (has_body && cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
             char msg[200];
             snprintf(msg, sizeof msg, "the body (%s bytes) is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
                      cl, g.cfg.max_body, g.cfg.max_payload_mb);
-            log_request(method, url, 413, start);
+            log_request(method, url, 413, shx_now_ms());
             return send_error(c, 413, msg);
         }
         rc = shx_xcalloc(1, sizeof *rc);
         rc->route = rt;
         if (model) rc->model = shx_xstrndup(model, model_len);
-        pthread_mutex_lock(&g.mu);
-        g.in_flight++;
-        rc->counted = 1;
-        pthread_mutex_unlock(&g.mu);
+        if (has_body) {
+            pthread_mutex_lock(&g.mu);
+            g.in_flight++;
+            rc->counted = 1;
+            pthread_mutex_unlock(&g.mu);
+        }
         *con_cls = rc;
         return MHD_YES;
     }
     if (*upload_size) {
+        if (rc == &ctx_ping || rc == &ctx_exec || !rc->counted) { /* a body nobody reads: drop it */
+            *upload_size = 0;
+            return MHD_YES;
+        }
         rc->received += *upload_size;
         if (rc->received > g.cfg.max_body) {
             rc->too_large = 1;
@@ -767,25 +755,58 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     int64_t start = shx_now_ms();
-    if (rc->too_large) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)", g.cfg.max_body,
-                 g.cfg.max_payload_mb);
-        log_request(method, url, 413, start);
-        return send_error(c, 413, msg);
+    if (rc == &ctx_ping) {
+        int st = ping_status();
+        log_request(method, url, st, start);
+        if (st == 200) return send_answer(c, 200, NULL, NULL, NULL, 0);
+        return send_error(c, 503, "the model is not loaded yet");
     }
-    result r = {0};
-    if (rc->route == R_MM_LOAD) mm_load(rc, &r);
-    else invoke(c, rc, &r);
-    log_request(method, url, r.status, start);
-    enum MHD_Result ret = send_answer(c, r.status, r.content_type, r.custom_attributes, r.body, r.len);
-    free(r.content_type), free(r.custom_attributes);
+    if (rc == &ctx_exec) {
+        char *j = shx_xasprintf("{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":\"MULTI_RECORD\","
+                                "\"MaxPayloadInMB\":%d}", g.cfg.max_concurrent_transforms, g.cfg.max_payload_mb);
+        log_request(method, url, 200, start);
+        return send_json(c, 200, j);
+    }
+    enum MHD_Result ret;
+    switch (rc->route) {
+    case R_NONE: {
+        char msg[600];
+        snprintf(msg, sizeof msg, "no route for %.16s %.500s%s", method, url,
+                 g.cfg.multi_model ? " (multi-model endpoint: /models, /models/<name>/invoke, /ping)"
+                                   : " (routes: GET /ping, POST /invocations, GET /execution-parameters)");
+        log_request(method, url, 404, start);
+        return send_error(c, 404, msg);
+    }
+    case R_MM_LIST: ret = mm_list(c); break;
+    case R_MM_DESCRIBE: ret = mm_describe(c, rc->model); break;
+    case R_MM_UNLOAD: ret = mm_unload(c, rc->model); break;
+    default: {
+        if (rc->too_large) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
+                     g.cfg.max_body, g.cfg.max_payload_mb);
+            log_request(method, url, 413, start);
+            return send_error(c, 413, msg);
+        }
+        result r = {0};
+        if (rc->route == R_MM_LOAD) mm_load(rc, &r);
+        else invoke(c, rc, &r);
+        log_request(method, url, r.status, start);
+        ret = send_answer(c, r.status, r.content_type, r.custom_attributes, r.body, r.len);
+        free(r.content_type), free(r.custom_attributes);
+        return ret;
+    }
+    }
+    log_request(method, url, -1, start);
     return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     req_ctx *rc = *con_cls;
-    if (!rc) return;
+    if (!rc || rc == &ctx_ping || rc == &ctx_exec) {
+        *con_cls = NULL;
+        return;
+    }
     if (rc->counted) {
         pthread_mutex_lock(&g.mu);
         g.in_flight--;

@@ -65,10 +65,16 @@ int shx_frame_send(int fd, uint32_t type, int32_t a, int32_t b, int32_t c, const
     return 0;
 }
 
-/* Read exactly len bytes.  0, -1 (EOF: errno 0, or error), -2 deadline.  With a deadline, data already there is
- * taken without a poll() first. */
-static int read_full(int fd, void *p, size_t len, int64_t deadline_ms) {
+/* Read exactly len bytes.  0, -1 (EOF: errno 0, or error), -2 deadline.  With a deadline the socket is polled
+ * first when wait_first (a header: the peer is still working), else data already there is taken at once. */
+static int read_full(int fd, void *p, size_t len, int64_t deadline_ms, int wait_first) {
     char *q = p;
+    if (deadline_ms >= 0 && wait_first) {
+        int64_t left = deadline_ms - shx_now_ms();
+        if (left <= 0) return -2;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left > 1000000 ? 1000000 : (int)left) < 0 && errno != EINTR) return -1;
+    }
     while (len > 0) {
         ssize_t r = recv(fd, q, len, deadline_ms >= 0 ? MSG_DONTWAIT : 0);
         if (r > 0) {
@@ -93,7 +99,7 @@ static int read_full(int fd, void *p, size_t len, int64_t deadline_ms) {
 int shx_frame_recv(int fd, shx_frame *f, int64_t deadline_ms) {
     memset(f, 0, sizeof *f);
     wire_header h;
-    int r = read_full(fd, &h, sizeof h, deadline_ms);
+    int r = read_full(fd, &h, sizeof h, deadline_ms, 1);
     if (r) return r;
     if (h.magic != MAGIC || h.body_len > SHX_FRAME_MAX_BODY) {
         errno = EPROTO;
@@ -111,7 +117,7 @@ int shx_frame_recv(int fd, shx_frame *f, int64_t deadline_ms) {
     size_t payload = strs + h.body_len;
     char *mem = shx_xmalloc(strs + SHX_FRAME_NSTR + payload + 1);
     char *raw = mem + strs + SHX_FRAME_NSTR;
-    if (payload && (r = read_full(fd, raw, payload, deadline_ms))) {
+    if (payload && (r = read_full(fd, raw, payload, deadline_ms, 0))) {
         free(mem);
         return r;
     }
