@@ -850,6 +850,7 @@ static int spawn(int ctl, int i) {
 
 static void handle_worker_frame(int i) {
     slot *w = &g.slots[i];
+    if (w->state != SLOT_STARTING || w->fd < 0) return; /* given up earlier in this round (DIED) */
     shx_frame f;
     int rc = shx_frame_recv(w->fd, &f, shx_now_ms() + 5000);
     pthread_mutex_lock(&g.mu);
