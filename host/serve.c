@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "serve_proto.h"
@@ -47,7 +48,8 @@ typedef struct settings {
     int multi_model;
     int max_concurrent_transforms;
     char *root, *model_dir, *code_dir, *models_dir;
-    char *handler_path;
+    const char *handler_name; /* a plugin found by the zygote through the registry, or */
+    char *handler_path;       /* a native handler's .so */
     char *handler_desc; /* for logs: "pyhandler (inference.py)" */
     int python, preload;
 } settings;
@@ -91,6 +93,7 @@ static struct {
     int ever_ready;      /* every worker loaded the model once */
     int loaded_once[MAX_WORKERS];
     atomic_int stopping;
+    atomic_int ping_ok; /* every worker loaded once and at least one is alive: what /ping reads, without a lock */
     int closing; /* the grace is over: waiting requests give up */
     int in_flight;
     int wake_fd; /* eventfd: wakes the main thread */
@@ -164,46 +167,13 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* A handler plugin by name: SMHOST_PLUGIN_PATH directories, then <exe dir>/../lib/smhost/plugins. */
-static char *find_plugin(const char *name, char *err, size_t errlen) {
-    char *file = shx_xasprintf("%s.so", name);
-    const char *pp = getenv("SMHOST_PLUGIN_PATH");
-    shx_buf tried = {0};
-    if (pp && *pp) {
-        char *copy = shx_xstrdup(pp), *save = NULL;
-        for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-            char *p = shx_path_join(d, file);
-            if (shx_is_file(p)) {
-                free(copy), free(file), shx_buf_free(&tried);
-                return p;
-            }
-            shx_buf_printf(&tried, "%s%s", tried.len ? ", " : "", d);
-            free(p);
-        }
-        free(copy);
-    }
-    char *self = shx_self_dir();
-    char *dir = shx_xasprintf("%s/../lib/smhost/plugins", self ? self : ".");
-    char *p = shx_path_join(dir, file);
-    free(self);
-    if (shx_is_file(p)) {
-        free(dir), free(file), shx_buf_free(&tried);
-        return p;
-    }
-    shx_buf_printf(&tried, "%s%s", tried.len ? ", " : "", dir);
-    snprintf(err, errlen, "handler plugin %s not found (looked in %s): install smhost's plugins or add their "
-             "directory to SMHOST_PLUGIN_PATH", file, tried.p);
-    free(p), free(dir), free(file), shx_buf_free(&tried);
-    return NULL;
-}
-
 /* Which handler serves: SMHOST_SERVE_HANDLER names a handler plugin; a SAGEMAKER_PROGRAM ending in .so (or, with
  * no SAGEMAKER_PROGRAM and no inference.py, the one .so in model/code) is a native handler; else pyhandler. */
 static int choose_handler(settings *s, char *err, size_t errlen) {
     const char *forced = getenv("SMHOST_SERVE_HANDLER");
     const char *program = getenv("SAGEMAKER_PROGRAM");
     if (forced && *forced) {
-        if (!(s->handler_path = find_plugin(forced, err, errlen))) return -1;
+        s->handler_name = forced;
         s->handler_desc = shx_xasprintf("plugin %s (SMHOST_SERVE_HANDLER)", forced);
         s->python = !strcmp(forced, "pyhandler");
         return 0;
@@ -246,20 +216,20 @@ static int choose_handler(settings *s, char *err, size_t errlen) {
         s->handler_desc = shx_xasprintf("native handler %s", native);
         return 0;
     }
-    if (!(s->handler_path = find_plugin("pyhandler", err, errlen))) return -1;
+    s->handler_name = "pyhandler";
     s->python = 1;
     s->handler_desc = shx_xasprintf("pyhandler (%s/%s)", s->code_dir, program && *program ? program : "inference.py");
     return 0;
 }
 
-static int load_settings(settings *s, char *err, size_t errlen) {
+static int load_settings(settings *s, const shx_config *cfg, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     int ncpu = usable_cpus();
     if (env_int("SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535, &s->port, err, errlen) ||
         env_int("SAGEMAKER_MODEL_SERVER_WORKERS", ncpu, 1, MAX_WORKERS, &s->workers, err, errlen) ||
         env_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 86400, &s->timeout_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, 1000, &s->max_payload_mb, err, errlen) ||
-        env_int("SMHOST_SERVE_GRACE_SECONDS", 25, 0, 3600, &s->grace_s, err, errlen) ||
+        env_int("SMHOST_SERVE_GRACE_SECONDS", cfg->serve_grace_seconds, 0, 3600, &s->grace_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen))
         return -1;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
@@ -276,6 +246,11 @@ static int load_settings(settings *s, char *err, size_t errlen) {
 }
 
 /* ---- workers: acquire, exchange, release --------------------------------------------------------------------- */
+static int alive_workers_locked(void);
+static void update_ping_locked(void) {
+    atomic_store(&g.ping_ok, g.ever_ready && alive_workers_locked() > 0);
+}
+
 /* Caller holds g.mu.  The worker is gone or unusable: kill it, forget its socket, let the main thread respawn. */
 static void slot_fail_locked(int i) {
     slot *w = &g.slots[i];
@@ -287,6 +262,7 @@ static void slot_fail_locked(int i) {
     w->gen++;
     for (size_t k = 0; k < w->nmodels; k++) free(w->models[k].name);
     w->nmodels = 0;
+    update_ping_locked();
     wake_main();
 }
 
@@ -489,7 +465,7 @@ static int mm_sync(int i, const char *want, int64_t deadline, result *r) {
 }
 
 /* ---- request routing ---------------------------------------------------------------------------------------- */
-typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE } route;
+typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_DESCRIBE, R_MM_UNLOAD } route;
 
 typedef struct req_ctx {
     route route;
@@ -531,10 +507,7 @@ static void log_request(const char *method, const char *url, int status, int64_t
 }
 
 static int ping_status(void) {
-    pthread_mutex_lock(&g.mu);
-    int ok = g.ever_ready && alive_workers_locked() > 0;
-    pthread_mutex_unlock(&g.mu);
-    return ok ? 200 : 503;
+    return atomic_load(&g.ping_ok) ? 200 : 503;
 }
 
 static char *json_escape_dup(const char *s) {
@@ -709,79 +682,67 @@ static void invoke(struct MHD_Connection *c, const req_ctx *rc, result *r) {
     shx_frame_free(&f);
 }
 
+/* Requests without a body (/ping, /execution-parameters, the multi-model GET/DELETE routes, 404) are answered
+ * on the second call, once MHD has the whole request: queueing an answer on the first call makes MHD close the
+ * connection, which costs a new connection (and thread) per request.  Only 413 is answered at once. */
+static req_ctx ctx_ping, ctx_exec; /* markers for the two hot body-less routes: no allocation */
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     req_ctx *rc = *con_cls;
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     if (!rc) {
-        int64_t start = shx_now_ms();
-        int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+        if (get && !strcmp(url, "/ping")) {
+            *con_cls = &ctx_ping;
+            return MHD_YES;
+        }
+        if (get && !strcmp(url, "/execution-parameters")) {
+            *con_cls = &ctx_exec;
+            return MHD_YES;
+        }
         route rt = R_NONE;
         const char *model = NULL;
         size_t model_len = 0;
-        if (get && !strcmp(url, "/ping")) {
-            int st = ping_status();
-            log_request(method, url, st, start);
-            if (st == 200) return send_answer(c, 200, NULL, NULL, NULL, 0);
-            return send_error(c, 503, "the model is not loaded yet");
-        }
-        if (get && !strcmp(url, "/execution-parameters")) {
-            char *j = shx_xasprintf("{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":\"MULTI_RECORD\","
-                                    "\"MaxPayloadInMB\":%d}", g.cfg.max_concurrent_transforms, g.cfg.max_payload_mb);
-            log_request(method, url, 200, start);
-            return send_json(c, 200, j);
-        }
         if (!g.cfg.multi_model && post && !strcmp(url, "/invocations")) rt = R_INVOKE;
         if (g.cfg.multi_model && !strncmp(url, "/models", 7)) {
             const char *rest = url + 7;
             if (!strcmp(rest, "") || !strcmp(rest, "/")) {
-                if (get) {
-                    log_request(method, url, 200, start);
-                    return mm_list(c);
-                }
+                if (get) rt = R_MM_LIST;
                 if (post) rt = R_MM_LOAD;
             } else if (rest[0] == '/') {
                 const char *name = rest + 1, *slash = strchr(name, '/');
                 model_len = slash ? (size_t)(slash - name) : strlen(name);
-                char *n = shx_xstrndup(name, model_len);
-                enum MHD_Result ret = MHD_NO;
-                int done = 0;
-                if (model_len && !slash && get) ret = mm_describe(c, n), done = 1;
-                else if (model_len && !slash && del) ret = mm_unload(c, n), done = 1;
+                if (model_len && !slash && get) rt = R_MM_DESCRIBE, model = name;
+                else if (model_len && !slash && del) rt = R_MM_UNLOAD, model = name;
                 else if (model_len && slash && !strcmp(slash, "/invoke") && post) rt = R_MM_INVOKE, model = name;
-                free(n);
-                if (done) {
-                    log_request(method, url, -1, start);
-                    return ret;
-                }
             }
         }
-        if (rt == R_NONE) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "no route for %.16s %.500s%s", method, url,
-                     g.cfg.multi_model ? " (multi-model endpoint: /models, /models/<name>/invoke, /ping)"
-                                       : " (routes: GET /ping, POST /invocations, GET /execution-parameters)");
-            log_request(method, url, 404, start);
-            return send_error(c, 404, msg);
-        }
+        int has_body = rt == R_INVOKE || rt == R_MM_LOAD || rt == R_MM_INVOKE;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
+        if (has_body && cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
             char msg[200];
             snprintf(msg, sizeof msg, "the body (%s bytes) is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
                      cl, g.cfg.max_body, g.cfg.max_payload_mb);
-            log_request(method, url, 413, start);
+            log_request(method, url, 413, shx_now_ms());
             return send_error(c, 413, msg);
         }
         rc = shx_xcalloc(1, sizeof *rc);
         rc->route = rt;
         if (model) rc->model = shx_xstrndup(model, model_len);
-        pthread_mutex_lock(&g.mu);
-        g.in_flight++;
-        rc->counted = 1;
-        pthread_mutex_unlock(&g.mu);
+        if (has_body) {
+            pthread_mutex_lock(&g.mu);
+            g.in_flight++;
+            rc->counted = 1;
+            pthread_mutex_unlock(&g.mu);
+        }
         *con_cls = rc;
         return MHD_YES;
     }
     if (*upload_size) {
+        if (rc == &ctx_ping || rc == &ctx_exec || !rc->counted) { /* a body nobody reads: drop it */
+            *upload_size = 0;
+            return MHD_YES;
+        }
         rc->received += *upload_size;
         if (rc->received > g.cfg.max_body) {
             rc->too_large = 1;
@@ -794,25 +755,58 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     int64_t start = shx_now_ms();
-    if (rc->too_large) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)", g.cfg.max_body,
-                 g.cfg.max_payload_mb);
-        log_request(method, url, 413, start);
-        return send_error(c, 413, msg);
+    if (rc == &ctx_ping) {
+        int st = ping_status();
+        log_request(method, url, st, start);
+        if (st == 200) return send_answer(c, 200, NULL, NULL, NULL, 0);
+        return send_error(c, 503, "the model is not loaded yet");
     }
-    result r = {0};
-    if (rc->route == R_MM_LOAD) mm_load(rc, &r);
-    else invoke(c, rc, &r);
-    log_request(method, url, r.status, start);
-    enum MHD_Result ret = send_answer(c, r.status, r.content_type, r.custom_attributes, r.body, r.len);
-    free(r.content_type), free(r.custom_attributes);
+    if (rc == &ctx_exec) {
+        char *j = shx_xasprintf("{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":\"MULTI_RECORD\","
+                                "\"MaxPayloadInMB\":%d}", g.cfg.max_concurrent_transforms, g.cfg.max_payload_mb);
+        log_request(method, url, 200, start);
+        return send_json(c, 200, j);
+    }
+    enum MHD_Result ret;
+    switch (rc->route) {
+    case R_NONE: {
+        char msg[600];
+        snprintf(msg, sizeof msg, "no route for %.16s %.500s%s", method, url,
+                 g.cfg.multi_model ? " (multi-model endpoint: /models, /models/<name>/invoke, /ping)"
+                                   : " (routes: GET /ping, POST /invocations, GET /execution-parameters)");
+        log_request(method, url, 404, start);
+        return send_error(c, 404, msg);
+    }
+    case R_MM_LIST: ret = mm_list(c); break;
+    case R_MM_DESCRIBE: ret = mm_describe(c, rc->model); break;
+    case R_MM_UNLOAD: ret = mm_unload(c, rc->model); break;
+    default: {
+        if (rc->too_large) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
+                     g.cfg.max_body, g.cfg.max_payload_mb);
+            log_request(method, url, 413, start);
+            return send_error(c, 413, msg);
+        }
+        result r = {0};
+        if (rc->route == R_MM_LOAD) mm_load(rc, &r);
+        else invoke(c, rc, &r);
+        log_request(method, url, r.status, start);
+        ret = send_answer(c, r.status, r.content_type, r.custom_attributes, r.body, r.len);
+        free(r.content_type), free(r.custom_attributes);
+        return ret;
+    }
+    }
+    log_request(method, url, -1, start);
     return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     req_ctx *rc = *con_cls;
-    if (!rc) return;
+    if (!rc || rc == &ctx_ping || rc == &ctx_exec) {
+        *con_cls = NULL;
+        return;
+    }
     if (rc->counted) {
         pthread_mutex_lock(&g.mu);
         g.in_flight--;
@@ -856,6 +850,7 @@ static int spawn(int ctl, int i) {
 
 static void handle_worker_frame(int i) {
     slot *w = &g.slots[i];
+    if (w->state != SLOT_STARTING || w->fd < 0) return; /* given up earlier in this round (DIED) */
     shx_frame f;
     int rc = shx_frame_recv(w->fd, &f, shx_now_ms() + 5000);
     pthread_mutex_lock(&g.mu);
@@ -868,6 +863,7 @@ static void handle_worker_frame(int i) {
             g.ever_ready = 1;
             shx_info("the model is loaded in all %d workers: ready", g.cfg.workers);
         }
+        update_ping_locked();
     } else {
         if (rc == 0 && f.type == SHX_FR_FAILED) {
             pthread_mutex_unlock(&g.mu);
@@ -1033,7 +1029,12 @@ int shx_serve_main(int argc, char **argv) {
     const char *lvl = getenv("SAGEMAKER_CONTAINER_LOG_LEVEL");
     if (lvl && shx_log_parse_level(lvl) >= 0) shx_log_set_level(shx_log_parse_level(lvl));
     char err[2048] = "";
-    if (load_settings(&g.cfg, err, sizeof err)) {
+    shx_config config; /* main() loaded it already and stopped on errors; serve needs its own copy */
+    if (shx_config_load(&config, err, sizeof err) < 0) {
+        shx_error("serve: %s", err);
+        return SHX_EXIT_CONFIG;
+    }
+    if (load_settings(&g.cfg, &config, err, sizeof err)) {
         shx_error("serve: %s", err);
         return SHX_EXIT_CONFIG;
     }
@@ -1060,7 +1061,9 @@ int shx_serve_main(int argc, char **argv) {
         return SHX_EXIT_OSERR;
     }
     /* The zygote is forked while this process still has one thread. */
-    shx_serve_spec spec = {.handler_path = g.cfg.handler_path,
+    shx_serve_spec spec = {.cfg = &config,
+                           .handler_name = g.cfg.handler_name,
+                           .handler_path = g.cfg.handler_path,
                            .model_dir = g.cfg.model_dir,
                            .code_dir = g.cfg.code_dir,
                            .python = g.cfg.python,
@@ -1134,5 +1137,6 @@ int shx_serve_main(int argc, char **argv) {
         usleep(100000);
     }
     if (code == 0) shx_info("stopped");
+    shx_config_free(&config);
     return code;
 }

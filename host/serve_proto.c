@@ -65,29 +65,33 @@ int shx_frame_send(int fd, uint32_t type, int32_t a, int32_t b, int32_t c, const
     return 0;
 }
 
-/* Read exactly len bytes.  0, -1 (EOF: errno 0, or error), -2 deadline. */
-static int read_full(int fd, void *p, size_t len, int64_t deadline_ms) {
+/* Read exactly len bytes.  0, -1 (EOF: errno 0, or error), -2 deadline.  With a deadline the socket is polled
+ * first when wait_first (a header: the peer is still working), else data already there is taken at once. */
+static int read_full(int fd, void *p, size_t len, int64_t deadline_ms, int wait_first) {
     char *q = p;
+    if (deadline_ms >= 0 && wait_first) {
+        int64_t left = deadline_ms - shx_now_ms();
+        if (left <= 0) return -2;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left > 1000000 ? 1000000 : (int)left) < 0 && errno != EINTR) return -1;
+    }
     while (len > 0) {
-        if (deadline_ms >= 0) {
-            int64_t left = deadline_ms - shx_now_ms();
-            if (left <= 0) return -2;
-            struct pollfd pfd = {.fd = fd, .events = POLLIN};
-            int r = poll(&pfd, 1, left > 1000000 ? 1000000 : (int)left);
-            if (r < 0 && errno != EINTR) return -1;
-            if (r <= 0) continue;
-        }
-        ssize_t r = read(fd, q, len);
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            return -1;
+        ssize_t r = recv(fd, q, len, deadline_ms >= 0 ? MSG_DONTWAIT : 0);
+        if (r > 0) {
+            q += r;
+            len -= (size_t)r;
+            continue;
         }
         if (r == 0) {
             errno = 0;
             return -1;
         }
-        q += r;
-        len -= (size_t)r;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        int64_t left = deadline_ms - shx_now_ms();
+        if (left <= 0) return -2;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left > 1000000 ? 1000000 : (int)left) < 0 && errno != EINTR) return -1;
     }
     return 0;
 }
@@ -95,38 +99,39 @@ static int read_full(int fd, void *p, size_t len, int64_t deadline_ms) {
 int shx_frame_recv(int fd, shx_frame *f, int64_t deadline_ms) {
     memset(f, 0, sizeof *f);
     wire_header h;
-    int r = read_full(fd, &h, sizeof h, deadline_ms);
+    int r = read_full(fd, &h, sizeof h, deadline_ms, 1);
     if (r) return r;
-    size_t total = h.body_len + 1;
     if (h.magic != MAGIC || h.body_len > SHX_FRAME_MAX_BODY) {
         errno = EPROTO;
         return -1;
     }
+    size_t strs = 0;
     for (int i = 0; i < SHX_FRAME_NSTR; i++) {
         if (h.slen[i] > SHX_FRAME_MAX_BODY) {
             errno = EPROTO;
             return -1;
         }
-        total += h.slen[i] + 1;
+        strs += h.slen[i];
     }
-    char *mem = shx_xmalloc(total);
-    char *p = mem;
+    /* mem: the strings, each NUL-terminated | the payload as it came (strings then body) | NUL */
+    size_t payload = strs + h.body_len;
+    char *mem = shx_xmalloc(strs + SHX_FRAME_NSTR + payload + 1);
+    char *raw = mem + strs + SHX_FRAME_NSTR;
+    if (payload && (r = read_full(fd, raw, payload, deadline_ms, 0))) {
+        free(mem);
+        return r;
+    }
+    raw[payload] = 0;
+    char *p = mem, *src = raw;
     for (int i = 0; i < SHX_FRAME_NSTR; i++) {
-        if (h.slen[i] && (r = read_full(fd, p, h.slen[i], deadline_ms))) {
-            free(mem);
-            return r;
-        }
+        memcpy(p, src, h.slen[i]);
         p[h.slen[i]] = 0;
         f->s[i] = p;
         f->slen[i] = h.slen[i];
         p += h.slen[i] + 1;
+        src += h.slen[i];
     }
-    if (h.body_len && (r = read_full(fd, p, h.body_len, deadline_ms))) {
-        free(mem);
-        return r;
-    }
-    p[h.body_len] = 0;
-    f->body = p;
+    f->body = src;
     f->body_len = h.body_len;
     f->type = h.type;
     f->a = h.a;

@@ -1,7 +1,6 @@
 /* The serving zygote and its workers (see serve_worker.h), and the host API's resp_* functions. */
 #include "serve_worker.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,7 +12,11 @@
 #include <unistd.h>
 
 #include "exitcodes.h"
+#include "hostapi.h"
+#include "loader.h"
 #include "log.h"
+#include "registry.h"
+#include "requirements.h"
 #include "serve.h"
 #include "serve_proto.h"
 #include "util.h"
@@ -67,108 +70,70 @@ static void resp_reset(smh_response *r) {
 }
 
 /* ---- the handler plugin ---------------------------------------------------------------------------------- */
-static void host_log(const char *plugin, int level, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    shx_vlog(level, plugin, fmt, ap);
-    va_end(ap);
+/* The host API table for serving: the job functions have no job here; the resp_* functions are ours. */
+static smh_host_api g_api;
+
+static const smh_host_api *serving_api(void) {
+    g_api = *shx_host_api();
+    g_api.resp_write = shx_resp_write;
+    g_api.resp_set_status = shx_resp_set_status;
+    g_api.resp_set_content_type = shx_resp_set_content_type;
+    g_api.resp_set_custom_attributes = shx_resp_set_custom_attributes;
+    return &g_api;
 }
 
-/* Serving needs only logging and the resp_* functions; job functions are absent (NULL) in a serving process. */
-static const smh_host_api g_api = {
-    .struct_size = sizeof(smh_host_api),
-    .abi_major = SMH_ABI_MAJOR,
-    .abi_minor = SMH_ABI_MINOR,
-    .log = host_log,
-    .resp_write = shx_resp_write,
-    .resp_set_status = shx_resp_set_status,
-    .resp_set_content_type = shx_resp_set_content_type,
-    .resp_set_custom_attributes = shx_resp_set_custom_attributes,
-};
-
 typedef struct handler {
-    const smh_plugin *pl;
-    smh_handler_ops ops; /* zero-filled copy */
+    const shx_plugin *pl;
+    smh_handler_ops ops; /* the loader's zero-filled copy */
     void *state;
 } handler;
 
-static int handler_open(const char *path, handler *h, char *err, size_t errlen) {
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) {
-        snprintf(err, errlen, "cannot load handler plugin %s: %s (check it with ldd(1))", path, dlerror());
+static int handler_open(const shx_serve_spec *spec, handler *h, char *err, size_t errlen) {
+    static shx_registry reg;
+    static shx_plugin own;
+    const shx_plugin *p;
+    if (spec->handler_path) {
+        if (shx_plugin_load(spec->handler_path, &own)) {
+            snprintf(err, errlen, "cannot use the native handler %s: %s", spec->handler_path, own.reason);
+            return SHX_EXIT_CONFIG;
+        }
+        p = &own;
+    } else {
+        char why[2048] = "";
+        shx_registry_init(&reg, spec->cfg);
+        p = shx_registry_find(&reg, spec->handler_name, why, sizeof why);
+        if (!p) {
+            snprintf(err, errlen, "serving needs the handler plugin '%s', but %s", spec->handler_name, why);
+            return SHX_EXIT_CONFIG;
+        }
+    }
+    if (p->desc.kind != SMH_KIND_HANDLER || !p->has_handler || !p->handler.load) {
+        snprintf(err, errlen, "plugin '%s' (%s) is a %s plugin, not a handler with load() and invoke(): serving "
+                 "needs SMH_KIND_HANDLER", p->desc.name, p->path, shx_kind_str(p->desc.kind));
         return SHX_EXIT_CONFIG;
     }
-    smh_plugin_entry_fn entry;
-    *(void **)&entry = dlsym(dl, SMH_ENTRY_SYMBOL);
-    if (!entry) {
-        snprintf(err, errlen, "%s is not an smhost plugin: it exports no %s (build it with SMH_PLUGIN_DEFINE)", path,
-                 SMH_ENTRY_SYMBOL);
-        return SHX_EXIT_CONFIG;
-    }
-    const smh_plugin *pl = entry();
-    if (!pl || pl->abi_major != SMH_ABI_MAJOR || pl->abi_minor > SMH_ABI_MINOR) {
-        snprintf(err, errlen, "handler plugin %s was built for SDK ABI %d.%d; this smhost has ABI %d.%d: rebuild it",
-                 path, pl ? pl->abi_major : -1, pl ? pl->abi_minor : -1, SMH_ABI_MAJOR, SMH_ABI_MINOR);
-        return SHX_EXIT_CONFIG;
-    }
-    if (pl->struct_size > sizeof(smh_plugin) || pl->struct_size < offsetof(smh_plugin, handler) + sizeof pl->handler) {
-        snprintf(err, errlen, "handler plugin %s has a descriptor of %u bytes, this smhost knows %zu: rebuild it", path,
-                 pl->struct_size, sizeof(smh_plugin));
-        return SHX_EXIT_CONFIG;
-    }
-    if (pl->kind != SMH_KIND_HANDLER || !pl->handler) {
-        snprintf(err, errlen, "plugin %s (%s) is not a handler plugin (kind %u): serving needs SMH_KIND_HANDLER",
-                 pl->name ? pl->name : "?", path, pl->kind);
-        return SHX_EXIT_CONFIG;
-    }
-    if (pl->handler->struct_size > sizeof(smh_handler_ops)) {
-        snprintf(err, errlen, "handler plugin %s has handler ops of %u bytes, this smhost knows %zu: rebuild it", path,
-                 pl->handler->struct_size, sizeof(smh_handler_ops));
-        return SHX_EXIT_CONFIG;
-    }
-    memset(&h->ops, 0, sizeof h->ops);
-    memcpy(&h->ops, pl->handler, pl->handler->struct_size);
-    if (!h->ops.load || !h->ops.invoke) {
-        snprintf(err, errlen, "handler plugin %s lacks load() or invoke()", path);
-        return SHX_EXIT_CONFIG;
-    }
-    h->pl = pl;
-    if (pl->init) {
+    h->pl = p;
+    h->ops = p->handler;
+    if (p->desc.init) {
         char perr[2048] = "";
-        smh_status st = pl->init(&g_api, &h->state, perr, sizeof perr);
+        smh_status st = p->desc.init(serving_api(), &h->state, perr, sizeof perr);
         if (st != SMH_OK) {
-            snprintf(err, errlen, "handler plugin %s failed to start: %s", pl->name, perr[0] ? perr : "init() failed");
+            snprintf(err, errlen, "handler plugin %s failed to start: %s", p->desc.name,
+                     perr[0] ? perr : "init() failed");
             return SHX_EXIT_SOFTWARE;
         }
     }
     return 0;
 }
 
-/* ---- requirements.txt ------------------------------------------------------------------------------------ */
 /* The Python handler's requirements.txt (contract 7) is installed before the handler module is imported. */
-static int install_requirements(const char *code_dir, char *err, size_t errlen) {
-    char *req = shx_path_join(code_dir, "requirements.txt");
-    if (!shx_is_file(req)) {
-        free(req);
-        return 0;
-    }
-    shx_info("installing %s", req);
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("PIP_BREAK_SYSTEM_PACKAGES", "1", 0);
-        dup2(2, 1);
-        execl("/usr/bin/python3", "python3", "-m", "pip", "install", "--no-input", "-r", req, (char *)NULL);
-        _exit(127);
-    }
-    int st = 0;
-    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    int ok = pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    if (!ok)
-        snprintf(err, errlen, "InstallRequirementsError: pip could not install %s (its output is above); fix the file "
-                 "or remove it", req);
-    free(req);
-    return ok ? 0 : 1;
+static int install_requirements(const shx_serve_spec *spec, char *err, size_t errlen) {
+    char pip[3000] = "";
+    extern char **environ;
+    int rc = shx_requirements_install(spec->code_dir, (const char *const *)environ,
+                                      spec->cfg->pip_break_system_packages, pip, sizeof pip);
+    if (rc) snprintf(err, errlen, "InstallRequirementsError: %s", pip);
+    return rc;
 }
 
 /* ---- workers ---------------------------------------------------------------------------------------------- */
@@ -230,7 +195,7 @@ static void do_invoke(handler *h, int fd, const shx_frame *f) {
     smh_status st = h->ops.invoke(h->state, m->model, &req, &resp, err, sizeof err);
     if (st < 0) {
         int status = resp.status >= 400 ? resp.status : 500;
-        if (!err[0]) snprintf(err, sizeof err, "the %s handler failed with status %d", h->pl->name, st);
+        if (!err[0]) snprintf(err, sizeof err, "the %s handler failed with status %d", h->pl->desc.name, st);
         shx_log(status >= 500 ? SHX_ERROR : SHX_DEBUG, "invoke failed (%d): %s", status, err);
         reply_error(fd, status, err);
     } else {
@@ -301,6 +266,7 @@ void shx_zygote_main(const shx_serve_spec *spec, int ctl) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != front) _exit(SHX_EXIT_SOFTWARE);
     /* Shutdown is the front's business: it closes our sockets when in-flight requests are done. */
+    shx_sup_child_reset_signals();
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -311,9 +277,9 @@ void shx_zygote_main(const shx_serve_spec *spec, int ctl) {
 
     char err[4096] = "";
     int rc;
-    if (spec->python && (rc = install_requirements(spec->code_dir, err, sizeof err))) fail(ctl, rc, err);
+    if (spec->python && (rc = install_requirements(spec, err, sizeof err))) fail(ctl, rc, err);
     handler h = {0};
-    if ((rc = handler_open(spec->handler_path, &h, err, sizeof err))) fail(ctl, rc, err);
+    if ((rc = handler_open(spec, &h, err, sizeof err))) fail(ctl, rc, err);
     int preloaded = 0;
     if (spec->preload && !spec->multi_model) {
         if (load_model(&h, "", spec->model_dir, err, sizeof err) != SMH_OK) fail(ctl, 1, err);

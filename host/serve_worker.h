@@ -2,8 +2,12 @@
 #ifndef SHX_SERVE_WORKER_H
 #define SHX_SERVE_WORKER_H
 
+#include "config.h"
+
 typedef struct shx_serve_spec {
-    const char *handler_path; /* the handler plugin's .so */
+    const shx_config *cfg;    /* plugin_path, pip_break_system_packages */
+    const char *handler_name; /* a handler plugin found through the registry ("pyhandler") ... */
+    const char *handler_path; /* ... or a native handler's .so (then handler_name is NULL) */
     const char *model_dir;    /* <root>/model (single model); in multi-model mode models come with LOAD frames */
     const char *code_dir;     /* <root>/model/code: its requirements.txt is installed first */
     int python;               /* the handler is pyhandler: install requirements.txt */

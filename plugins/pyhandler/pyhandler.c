@@ -64,6 +64,7 @@ static smh_status init(const smh_host_api *host, void **state, char *err, size_t
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0; /* signals belong to smhost */
     config.parse_argv = 0;
+    config.buffered_stdio = 0; /* a handler's print() reaches the log at once, as with PYTHONUNBUFFERED */
     PyStatus ps = PyConfig_SetBytesString(&config, &config.program_name, "/usr/bin/python3");
     if (!PyStatus_Exception(ps)) ps = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);

@@ -61,7 +61,11 @@ def default_input_fn(data, content_type):
     if ct == JSON:
         arr = np.array(json.loads(_text(data)))
     elif ct == CSV:
-        arr = np.genfromtxt(io.StringIO(_text(data)), delimiter=",")
+        text = _text(data)
+        try:  # plain numeric CSV, fast; anything else (missing values, text) the way the toolkit reads it
+            arr = np.array([row.split(",") for row in text.splitlines() if row.strip()], dtype=float)
+        except ValueError:
+            arr = np.genfromtxt(io.StringIO(text), delimiter=",")
     elif ct == NPY:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     else:

@@ -449,3 +449,53 @@ def test_python_missing_model_fn_fails_startup(mlroot):
     s.proc.wait(30)
     rc, err = s.stop()
     assert rc == 1 and "no model_fn" in err
+
+
+@pytest.mark.nosan
+def test_python_requirements_installed_first(mlroot, serve):
+    py_root(mlroot, """
+        import numpy
+        def model_fn(model_dir):
+            return 1
+        def transform_fn(model, data, content_type, accept):
+            return b"ok"
+        """)
+    (mlroot.path / "model" / "code" / "requirements.txt").write_text("numpy\n")  # already there: no network needed
+    s = serve(workers=1)
+    assert s.invoke(b"x")[2] == b"ok"
+    rc, err = s.stop()
+    assert "requirements.txt" in err and "pip install" in err
+
+
+@pytest.mark.nosan
+def test_python_bad_requirements_stop_serve(mlroot):
+    py_root(mlroot, "def model_fn(d):\n    return 1\n")
+    (mlroot.path / "model" / "code" / "requirements.txt").write_text("this is === not a requirement\n")
+    s = Server(mlroot)
+    s.proc.wait(60)
+    rc, err = s.stop()
+    assert rc != 0 and "InstallRequirementsError" in err and "not a requirement" in err
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def test_worker_killed_while_idle_is_replaced(native_root, serve):
+    s = serve(workers=2)
+    (zygote,) = children(s.proc.pid)
+    workers = children(zygote)
+    assert len(workers) == 2
+    for w in workers:
+        os.kill(w, signal.SIGKILL)
+    end = time.time() + 10
+    while True:  # requests may meet a dead worker (5xx) until the replacements are up, never hang
+        st = s.invoke(b"[1]", timeout=10)[0]
+        if st == 200 and len(set(children(zygote)) - set(workers)) == 2:
+            break
+        assert st in (200, 500, 503) and time.time() < end
+        time.sleep(0.1)
+    assert s.ping() == 200
+    rc, err = s.stop()
+    assert rc == 0 and "replacing it" in err
