@@ -4,6 +4,8 @@
 #   make demo         installs what is missing, builds, runs the sample job
 #   make install PREFIX=/usr/local DESTDIR=
 
+# `all` stays the default goal whatever plugins/*/plugin.mk define.
+.DEFAULT_GOAL := all
 CC       ?= gcc
 PREFIX   ?= /usr/local
 DESTDIR  ?=

@@ -13,6 +13,7 @@
 
 #include "hyperparameters.h"
 #include "log.h"
+#include "serve.h"
 
 #define J(job) ((struct smh_job *)(job))
 
@@ -317,6 +318,10 @@ static const smh_host_api g_api = {
     .set_failure = api_set_failure,
     .watch_cancel = api_watch_cancel,
     .cancel_requested = api_cancel_requested,
+    .resp_write = shx_resp_write,
+    .resp_set_status = shx_resp_set_status,
+    .resp_set_content_type = shx_resp_set_content_type,
+    .resp_set_custom_attributes = shx_resp_set_custom_attributes,
     .set_command = api_set_command,
 };
 

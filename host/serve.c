@@ -1015,7 +1015,7 @@ static int serve_loop(int ctl, pid_t zygote, struct MHD_Daemon *d, int sfd) {
     return exit_code;
 }
 
-int shx_serve_main(int argc, char **argv) {
+int shx_serve_main(const shx_config *config, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: smhost serve\nServes the model in $SAGEMAKER_BASE_DIR/model (default /opt/ml) over HTTP; "
@@ -1029,12 +1029,7 @@ int shx_serve_main(int argc, char **argv) {
     const char *lvl = getenv("SAGEMAKER_CONTAINER_LOG_LEVEL");
     if (lvl && shx_log_parse_level(lvl) >= 0) shx_log_set_level(shx_log_parse_level(lvl));
     char err[2048] = "";
-    shx_config config; /* main() loaded it already and stopped on errors; serve needs its own copy */
-    if (shx_config_load(&config, err, sizeof err) < 0) {
-        shx_error("serve: %s", err);
-        return SHX_EXIT_CONFIG;
-    }
-    if (load_settings(&g.cfg, &config, err, sizeof err)) {
+    if (load_settings(&g.cfg, config, err, sizeof err)) {
         shx_error("serve: %s", err);
         return SHX_EXIT_CONFIG;
     }
@@ -1061,7 +1056,7 @@ int shx_serve_main(int argc, char **argv) {
         return SHX_EXIT_OSERR;
     }
     /* The zygote is forked while this process still has one thread. */
-    shx_serve_spec spec = {.cfg = &config,
+    shx_serve_spec spec = {.cfg = config,
                            .handler_name = g.cfg.handler_name,
                            .handler_path = g.cfg.handler_path,
                            .model_dir = g.cfg.model_dir,
@@ -1137,6 +1132,5 @@ int shx_serve_main(int argc, char **argv) {
         usleep(100000);
     }
     if (code == 0) shx_info("stopped");
-    shx_config_free(&config);
     return code;
 }

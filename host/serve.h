@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <smhost/plugin.h>
 
+#include "config.h"
+
 /* `smhost serve` (argv[0] is "serve").  Returns the exit code. */
-int shx_serve_main(int argc, char **argv);
+int shx_serve_main(const shx_config *config, int argc, char **argv);
 
 /* The host API's serving functions (smh_host_api.resp_*).  Valid only inside a handler's invoke(). */
 smh_status shx_resp_write(smh_response *resp, const void *data, size_t len);

@@ -70,17 +70,6 @@ static void resp_reset(smh_response *r) {
 }
 
 /* ---- the handler plugin ---------------------------------------------------------------------------------- */
-/* The host API table for serving: the job functions have no job here; the resp_* functions are ours. */
-static smh_host_api g_api;
-
-static const smh_host_api *serving_api(void) {
-    g_api = *shx_host_api();
-    g_api.resp_write = shx_resp_write;
-    g_api.resp_set_status = shx_resp_set_status;
-    g_api.resp_set_content_type = shx_resp_set_content_type;
-    g_api.resp_set_custom_attributes = shx_resp_set_custom_attributes;
-    return &g_api;
-}
 
 typedef struct handler {
     const shx_plugin *pl;
@@ -116,7 +105,7 @@ static int handler_open(const shx_serve_spec *spec, handler *h, char *err, size_
     h->ops = p->handler;
     if (p->desc.init) {
         char perr[2048] = "";
-        smh_status st = p->desc.init(serving_api(), &h->state, perr, sizeof perr);
+        smh_status st = p->desc.init(shx_host_api(), &h->state, perr, sizeof perr);
         if (st != SMH_OK) {
             snprintf(err, errlen, "handler plugin %s failed to start: %s", p->desc.name,
                      perr[0] ? perr : "init() failed");
