@@ -66,7 +66,7 @@ $(BIN)/smhost: $(HOST_OBJ)
 	ln -sf smhost $(BIN)/serve
 
 plugins: $(PLUGIN_SO)
-$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) sdk/include/smhost/plugin.h
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
 # ---- tests ------------------------------------------------------------------------------------------------

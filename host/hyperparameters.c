@@ -56,25 +56,6 @@ void shx_hp_split(const pyj_value *decoded, pyj_value **user, pyj_value **framew
     }
 }
 
-static int cmp_entries(const void *a, const void *b) {
-    const pyj_str *x = *(const pyj_str *const *)a, *y = *(const pyj_str *const *)b;
-    size_t m = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->s, y->s, m);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* The dict's keys in Python's sorted() order (code points; UTF-8/WTF-8 byte order is the same).  Caller frees. */
-static size_t *sorted_keys(const pyj_value *d) {
-    size_t n = d->u.dict.n;
-    const pyj_str **ks = shx_xmalloc(n * sizeof *ks);
-    for (size_t i = 0; i < n; i++) ks[i] = &d->u.dict.keys[i];
-    qsort(ks, n, sizeof *ks, cmp_entries);
-    size_t *order = shx_xmalloc(n * sizeof *order);
-    for (size_t i = 0; i < n; i++) order[i] = (size_t)(ks[i] - d->u.dict.keys);
-    free(ks);
-    return order;
-}
-
 static size_t code_points(const pyj_str *k) {
     size_t n = 0;
     for (size_t i = 0; i < k->len; i++) n += ((unsigned char)k->s[i] & 0xc0) != 0x80;
@@ -83,7 +64,7 @@ static size_t code_points(const pyj_str *k) {
 
 void shx_hp_to_argv(const pyj_value *user, shx_strvec *out) {
     if (!user || user->type != PYJ_DICT) return;
-    size_t *order = sorted_keys(user);
+    size_t *order = pyj_sorted_order(user);
     for (size_t j = 0; j < user->u.dict.n; j++) {
         const pyj_str *k = &user->u.dict.keys[order[j]];
         const pyj_value *v = user->u.dict.vals[order[j]];
@@ -92,7 +73,7 @@ void shx_hp_to_argv(const pyj_value *user, shx_strvec *out) {
         if (v->type == PYJ_DICT) {
             /* ",".join("%s=%s" % (k, v) for k, v in sorted(value.items())) */
             shx_buf b = {0};
-            size_t *inner = sorted_keys(v);
+            size_t *inner = pyj_sorted_order(v);
             for (size_t i = 0; i < v->u.dict.n; i++) {
                 char *s = pyj_str_of(v->u.dict.vals[inner[i]]);
                 if (i) shx_buf_addc(&b, ',');

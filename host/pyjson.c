@@ -760,7 +760,7 @@ static int cmp_key_ptrs(const void *a, const void *b) {
 }
 
 /* Entry indexes of dict d in key order (code-point order, which byte order of UTF-8/WTF-8 is).  Caller frees. */
-static size_t *sorted_order(const pyj_value *d) {
+size_t *pyj_sorted_order(const pyj_value *d) {
     size_t n = d->u.dict.n;
     const pyj_str **ks = shx_xmalloc(n * sizeof *ks);
     for (size_t i = 0; i < n; i++) ks[i] = &d->u.dict.keys[i];
@@ -792,7 +792,7 @@ static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys) {
         shx_buf_addc(b, ']');
         break;
     case PYJ_DICT: {
-        size_t *order = sort_keys ? sorted_order(v) : NULL;
+        size_t *order = sort_keys ? pyj_sorted_order(v) : NULL;
         shx_buf_addc(b, '{');
         for (size_t k = 0; k < v->u.dict.n; k++) {
             size_t i = order ? order[k] : k;

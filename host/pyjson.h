@@ -67,6 +67,8 @@ void pyj_dict_setn(pyj_value *dict, const char *key, size_t keylen, pyj_value *v
 pyj_value *pyj_dict_get(const pyj_value *dict, const char *key);        /* NULL when absent or not a dict */
 pyj_value *pyj_dict_remove(pyj_value *dict, const char *key);           /* returns the value, caller frees */
 const char *pyj_as_string(const pyj_value *v);                          /* the string, or NULL if not PYJ_STR */
+/* Entry indexes of dict d in Python's sorted() key order (code points).  Caller frees. */
+size_t *pyj_sorted_order(const pyj_value *d);
 
 /* json.dumps(v, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True).  Caller frees. */
 char *pyj_dumps(const pyj_value *v, int sort_keys);
