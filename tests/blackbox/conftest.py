@@ -122,15 +122,20 @@ EMPTY_INI = Path(os.environ.get("TMPDIR", "/tmp")) / f"smhost-empty-{os.getpid()
 EMPTY_INI.write_text("")
 
 
+def merged_env(mlroot=None, env=None):
+    """base_env() with `env` on top; a value of None removes that variable."""
+    e = base_env(mlroot)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
 def run_smhost(args, mlroot=None, env=None, timeout=60, input=None, **popen):
     """Run build/bin/smhost with args; returns CompletedProcess with text stdout/stderr."""
-    e = base_env(mlroot)
-    if env:
-        for k, v in env.items():
-            if v is None:
-                e.pop(k, None)
-            else:
-                e[k] = v
+    e = merged_env(mlroot, env)
     return subprocess.run(
         [str(SMHOST), *args],
         env=e,
@@ -146,13 +151,7 @@ def run_smhost(args, mlroot=None, env=None, timeout=60, input=None, **popen):
 
 def start_smhost(args, mlroot=None, env=None, **popen):
     """Start smhost in the background (for signal tests).  Returns the Popen."""
-    e = base_env(mlroot)
-    if env:
-        for k, v in env.items():
-            if v is None:
-                e.pop(k, None)
-            else:
-                e[k] = v
+    e = merged_env(mlroot, env)
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, errors="replace")
     kw.update(popen)
     return subprocess.Popen([str(SMHOST), *args], env=e, **kw)
