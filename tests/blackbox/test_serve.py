@@ -353,7 +353,7 @@ def test_python_sklearn_sample(mlroot, serve):
 
     code = mlroot.path / "model" / "code"
     code.mkdir(parents=True)
-    shutil.copy(REPO / "samples" / "sklearn-iris" / "inference.py", code / "inference.py")
+    shutil.copy(REPO / "samples" / "sklearn-iris" / "ml" / "code" / "inference.py", code / "inference.py")
     subprocess.run(["/usr/bin/python3", "-c", IRIS_TRAIN, str(mlroot.path / "model" / "model.joblib")], check=True)
     s = serve()
     st, h, body = s.invoke(b"[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]")

@@ -7,6 +7,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 
 import joblib
 import numpy as np
@@ -46,6 +47,11 @@ def main():
 
     os.makedirs(args.model_dir, exist_ok=True)
     joblib.dump(model, os.path.join(args.model_dir, "model.joblib"))
+    # Package the serving handler with the model, as SageMaker's framework containers do: `smhost serve` on this
+    # model directory then needs nothing else.
+    os.makedirs(os.path.join(args.model_dir, "code"), exist_ok=True)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "inference.py"),
+                os.path.join(args.model_dir, "code", "inference.py"))
     os.makedirs(args.output_data_dir, exist_ok=True)
     with open(os.path.join(args.output_data_dir, "metrics.json"), "w") as f:
         json.dump({"accuracy": accuracy, "train_samples": len(y_train), "test_samples": len(y_test),

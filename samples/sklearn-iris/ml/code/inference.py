@@ -1,6 +1,6 @@
 """Serving the iris model trained by train.py with smhost serve (pyhandler).
 
-Copy this file to <model dir>/code/inference.py (make-model.sh does it).  The built-in codecs decode JSON, CSV
+train.py copies this file to <model dir>/code/inference.py, so the trained model directory serves as is.  The built-in codecs decode JSON, CSV
 and NPY request bodies into a numpy array, so only model_fn is needed; predict_fn shows the optional context
 argument and returns class names instead of numbers.
 """
