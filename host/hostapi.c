@@ -129,7 +129,7 @@ static smh_status api_framework_param(const smh_job *job, const char *name, cons
     /* Framework parameters are few: render on demand and keep the strings for the job's life. */
     static shx_strvec keep;
     const pyj_value *v = pyj_dict_get(J(job)->job->framework_params, name);
-    if (!v) v = pyj_dict_get(J(job)->job->hyperparameters, name); /* sagemaker_* of the fixed list too */
+    if (!v && !strncmp(name, "sagemaker_", 10)) v = pyj_dict_get(J(job)->job->hyperparameters, name); /* fixed list */
     if (!v) return SMH_E_NOTFOUND;
     char *s = pyj_str_of(v);
     shx_strvec_take(&keep, s);

@@ -224,6 +224,15 @@ int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen) 
     pyj_free(hp_file);
     hp_file = NULL;
     shx_hp_split(job->hyperparameters, &job->user_hps, &job->framework_params);
+    char *bad = NULL;
+    if (shx_hp_find_nul(job->user_hps, &bad)) {
+        snprintf(err, errlen,
+                 "%s/hyperparameters.json: hyperparameter %s contains a NUL character (\\u0000), which cannot be "
+                 "passed in argv or the environment. Remove it from the file.",
+                 job->input_config_dir, bad);
+        free(bad);
+        return SHX_EXIT_DATAERR;
+    }
 
     for (size_t i = 0; i < job->input_data_config->u.dict.n; i++)
         shx_strvec_push(&job->channels, job->input_data_config->u.dict.keys[i].s);

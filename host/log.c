@@ -7,8 +7,15 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
 
 static int g_level = SHX_INFO;
+static int g_fd = 2;
+
+void shx_log_set_fd(int fd) {
+    g_fd = fd;
+}
 
 void shx_log_set_level(int level) {
     g_level = level;
@@ -58,8 +65,14 @@ void shx_vlog(int level, const char *who, const char *fmt, va_list ap) {
         n = sizeof line - 1;
         line[n - 1] = '\n';
     }
-    fwrite(line, 1, (size_t)n, stderr);
-    fflush(stderr);
+    if (g_fd == 2) fflush(stderr);
+    for (char *p = line; n > 0;) {
+        ssize_t w = write(g_fd, p, (size_t)n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        n -= (int)w;
+    }
 }
 
 void shx_log(int level, const char *fmt, ...) {

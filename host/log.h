@@ -9,6 +9,9 @@
 #define SHX_ERROR 40
 
 void shx_log_set_level(int level);
+/* Write log lines to fd instead of stderr (the job process keeps the supervisor's stderr, so host lines never
+ * land in the program's stderr tail). */
+void shx_log_set_fd(int fd);
 int shx_log_get_level(void);
 /* Parse "debug"/"info"/"warning"/"error" or a number; -1 when neither. */
 int shx_log_parse_level(const char *s);

@@ -179,6 +179,10 @@ static const char *extension(const char *path) {
 
 char *shx_registry_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job, char *why, size_t whylen,
                               int *exit_code) {
+    /* A framework image's training module (SAGEMAKER_TRAINING_MODULE=pkg.mod:func) runs whatever the program is,
+     * as the toolkit's `train` entry does. */
+    const char *tm = shx_env_lookup(job->env.v, "SAGEMAKER_TRAINING_MODULE");
+    if (tm && *tm) return shx_xstrdup("python");
     const char *prog = job->program, *path = job->program_path;
     const char *ext = extension(prog);
     const char *over = ext && cfg ? shx_config_runner_for(cfg, ext) : NULL;

@@ -20,7 +20,8 @@ void shx_registry_scan(shx_registry *r);
 /* The first usable plugin called `name`: tries <dir>/<name>.so in order, then a full scan.  NULL when none;
  * then `why` says what was found instead (refusals, with reasons) and where it looked. */
 const shx_plugin *shx_registry_find(shx_registry *r, const char *name, char *why, size_t whylen);
-/* The runner plugin's name for the job's program: config override by extension, then the contract's kinds
+/* The runner plugin's name for the job's program: python when SAGEMAKER_TRAINING_MODULE is set, config override by
+ * extension, then the contract's kinds
  * (.sh -> shell; setup.py or pyproject.toml -> python; .py -> python; a module name -> python), then a plugin
  * claiming the extension or the ELF type, then exec.  Returns NULL (with `why`) when the program is missing.
  * Caller frees. */

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,22 @@ void shx_sup_child_reset_signals(void) {
     sigemptyset(&sa.sa_mask);
     for (int s = 1; s < NSIG; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        sigaction(s, &sa, NULL); /* fails harmlessly for the C library's reserved real-time signals */
+        sigaction(s, &sa, NULL); /* fails for the C library's reserved real-time signals: see below */
+    }
+    /* glibc reserves signals 32 and 33 and its sigaction() refuses them, yet an ignored disposition inherited from
+     * our parent (make ignores them) would survive exec into the program.  Reset those with the raw syscall. */
+    struct kernel_sigaction {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        uint64_t mask;
+    };
+    for (int s = 32; s < SIGRTMIN; s++) {
+        struct kernel_sigaction old, dfl;
+        memset(&old, 0, sizeof old);
+        memset(&dfl, 0, sizeof dfl); /* SIG_DFL */
+        if (syscall(SYS_rt_sigaction, s, NULL, &old, sizeof(uint64_t)) == 0 && old.handler == (void *)SIG_IGN)
+            syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(uint64_t));
     }
     sigset_t none;
     sigemptyset(&none);
@@ -394,6 +410,9 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         setpgid(0, 0);
         close(sfd);
         if (pfd[1] >= 0) {
+            /* Host log lines from the job process go to the real stderr, not into the program's tail. */
+            int logfd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+            if (logfd >= 0) shx_log_set_fd(logfd);
             dup2(pfd[1], 2); /* dup2 clears FD_CLOEXEC on the copy */
             close(pfd[0]);
             close(pfd[1]);

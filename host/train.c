@@ -122,6 +122,10 @@ static int job_main(void *arg) {
         return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
                         strerror(errno));
 
+    /* In-process runners (Python, native) read the job's environment through getenv(). */
+    clearenv();
+    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
+
     char err[4096] = "";
     int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
                                       ctx->cfg->pip_break_system_packages, err, sizeof err);
@@ -139,7 +143,7 @@ static int job_main(void *arg) {
     const shx_plugin *p = shx_registry_find(&reg, name, why, sizeof why);
     if (!p || !p->has_runner) {
         rc = job_fail(page, "PluginError", SHX_EXIT_CONFIG,
-                      "the program %s needs the runner plugin '%s', but %s.", job->program, name,
+                      "the program %s needs the runner plugin '%s', but %s.", job->program ? job->program : "(none)", name,
                       p ? "that plugin is not a runner" : why);
         free(name);
         return rc;
@@ -161,7 +165,7 @@ static int job_main(void *arg) {
             return rc;
         }
     }
-    shx_info("Invoking the '%s' runner for %s", name, job->program);
+    shx_info("Invoking the '%s' runner for %s", name, job->program ? job->program : "the training module");
     page->phase = SHX_PHASE_RUNNER;
     err[0] = 0;
     rc = p->runner.run(state, (const smh_job *)&hj, err, sizeof err);
@@ -207,7 +211,8 @@ int shx_train_main(const shx_config *cfg) {
     }
     if (pyj_dict_get(job.hyperparameters, "sagemaker_container_log_level")) shx_log_set_level(job.log_level_int);
 
-    if (!job.program) {
+    const char *tm = getenv("SAGEMAKER_TRAINING_MODULE");
+    if (!job.program && !(tm && *tm)) {
         rc = host_failure(&job, "UserError", SHX_EXIT_NOINPUT,
                           "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
                           "image) or the sagemaker_program hyperparameter, and put the program under the code "
@@ -252,7 +257,7 @@ int shx_train_main(const shx_config *cfg) {
     }
     /* The command until a runner records the real one (exec() and set_command() do). */
     shx_strvec cmd = {0};
-    shx_strvec_push(&cmd, job.program_path);
+    shx_strvec_push(&cmd, job.program_path ? job.program_path : tm);
     for (size_t i = 0; i < job.user_args.n; i++) shx_strvec_push(&cmd, job.user_args.v[i]);
     char *line = shx_command_line((const char *const *)cmd.v);
     snprintf(page->command, sizeof page->command, "%s", line);

@@ -183,7 +183,10 @@ int shx_mkdirs(const char *path, int mode) {
         *s = '/';
     }
     int rc = 0;
-    if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST) rc = -errno;
+    if (mkdir(p, (mode_t)mode) < 0) {
+        if (errno != EEXIST) rc = -errno;
+        else if (!shx_is_dir(p)) rc = -ENOTDIR;
+    }
     free(p);
     return rc;
 }

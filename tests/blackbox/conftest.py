@@ -174,17 +174,18 @@ def run(mlroot):
     return _run
 
 
-def dump_env_script(mlroot, name="train.sh"):
-    """A program that records its argv and environment as JSON in <root>/model/seen.json."""
+def dump_env_script(mlroot, name="train"):
+    """An executable that records its argv, environment and cwd as JSON in <root>/model/seen.json.
+
+    It is a Python program, not a shell script: dash drops environment names that are not shell identifiers
+    (SM_HP_LEARNING-RATE), which would hide what smhost passed."""
     return mlroot.script(
         name,
-        f"""
-        #!/bin/sh
-        exec /usr/bin/python3 -c '
+        """
+        #!/usr/bin/python3
         import json, os, sys
-        json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()}},
+        json.dump({"argv": sys.argv[1:], "env": dict(os.environ), "cwd": os.getcwd()},
                   open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w"))
-        ' "$@"
         """,
     )
 

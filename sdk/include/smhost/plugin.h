@@ -18,7 +18,8 @@
  * Entry.  A plugin is a shared object exporting one function, smh_plugin_entry (SMH_ENTRY_SYMBOL), that returns
  * a pointer to a static, immutable smh_plugin descriptor.  Use SMH_PLUGIN_DEFINE(...) to write it: it fills
  * struct_size and the ABI numbers so they cannot be wrong.  The entry function must do nothing else: it is
- * called when the host lists plugins, long before anything runs.
+ * called when the host lists plugins, long before anything runs.  `smhost plugins` also calls init() and fini()
+ * once, in a throwaway child process, to report plugins whose init fails or crashes.
  *
  * Processes.  smhost's supervisor (often PID 1) never runs plugin code for a job.  It forks a *job process*
  * and loads the chosen plugin there; init(), the runner's run() and everything a native trainer does happen
@@ -149,7 +150,12 @@ typedef struct smh_host_api {
     const char *const *(*job_environ)(const smh_job *job); /* the program's environment, "K=V", NULL-terminated */
     const char *(*job_getenv)(const smh_job *job, const char *name); /* from job_environ; NULL when unset */
 
-    /* Hyperparameters (user hyperparameters, decoded per contract section 2).  Names are sorted. */
+    /* Hyperparameters (user hyperparameters, decoded per contract section 2).  Names are sorted.  On success
+     * *out is set (strings owned by the host, valid for the job); on any error *out is left untouched, so a
+     * default stored there beforehand survives SMH_E_NOTFOUND.  Errors: SMH_E_NOTFOUND (no such name),
+     * SMH_E_TYPE (hp_int64: not an int -- a bool or float is not; hp_double: not an int or float; hp_bool: not
+     * true/false), SMH_E_RANGE (hp_int64: does not fit int64_t).  hp_str and hp_json never fail on a present
+     * name.  hp_name returns NULL past the end. */
     size_t (*hp_count)(const smh_job *job);
     const char *(*hp_name)(const smh_job *job, size_t i);
     smh_type (*hp_type)(const smh_job *job, const char *name);
@@ -158,10 +164,12 @@ typedef struct smh_host_api {
     smh_status (*hp_int64)(const smh_job *job, const char *name, int64_t *out);
     smh_status (*hp_double)(const smh_job *job, const char *name, double *out);  /* ints and floats */
     smh_status (*hp_bool)(const smh_job *job, const char *name, int *out);
-    /* Framework parameters (sagemaker_* keys not in the toolkit's fixed list), as Python str(). */
+    /* Framework parameters: any sagemaker_* hyperparameter (the additional framework parameters and the toolkit's
+     * fixed list, e.g. sagemaker_program), as Python str().  Never a user hyperparameter.  SMH_E_NOTFOUND
+     * when absent; the string is owned by the host. */
     smh_status (*framework_param)(const smh_job *job, const char *name, const char **out);
 
-    /* Channels (sorted) and their directories. */
+    /* Channels (sorted) and their directories.  channel_name returns NULL past the end. */
     size_t (*channel_count)(const smh_job *job);
     const char *(*channel_name)(const smh_job *job, size_t i);
     const char *(*channel_dir)(const smh_job *job, const char *name); /* NULL when unknown */

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# smhost serve against the classic bring-your-own stack (nginx -> gunicorn -> Flask, configured as AWS's
+# scikit_bring_your_own example), around the same iris predict function, loaded with wrk on 127.0.0.1.
+#   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (5 s per run), CONCURRENCY ("4 16 64")
+# Prints requests/s and p50/p99 latency side by side, the ratios, and /ping p99 while /invocations is loaded.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$REPO/build}
+SMHOST=$BUILD/bin/smhost
+WORKERS=${WORKERS:-2}
+DURATION=${DURATION:-5}
+CONCURRENCY=${CONCURRENCY:-4 16 64}
+PY=/usr/bin/python3
+for tool in wrk nginx gunicorn; do
+  command -v $tool >/dev/null || { echo "bench/serve.sh: $tool is missing: apt-get install -y wrk nginx gunicorn python3-flask" >&2; exit 1; }
+done
+$PY -c 'import flask' 2>/dev/null || { echo "bench/serve.sh: python3-flask is missing (apt-get install -y python3-flask)" >&2; exit 1; }
+[ -x "$SMHOST" ] || { echo "bench/serve.sh: $SMHOST is missing: run make" >&2; exit 1; }
+
+T=$(mktemp -d /tmp/smhost-bench-serve.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+
+port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ping() {
+  for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ping" || true)" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "bench/serve.sh: the server on port $1 never became ready; logs in $T" >&2; exit 1
+}
+
+# The model: the iris classifier samples/sklearn-iris serves, with its inference.py.
+mkdir -p "$T/py/model/code" "$T/native/model/code" "$T/byo"
+cp "$REPO/samples/sklearn-iris/inference.py" "$T/py/model/code/"
+$PY - "$T/py/model/model.joblib" <<'PYEOF'
+import sys, joblib
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+joblib.dump(LogisticRegression(max_iter=500).fit(X, y), sys.argv[1])
+PYEOF
+# The native handler: tests/plugins/serve_test.c (a fixed linear iris classifier over CSV rows).
+cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -o "$T/native/model/code/iris.so" \
+  "$REPO/tests/plugins/serve_test.c"
+
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port)
+SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
+SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
+MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
+  -w "$WORKERS" predictor:app 2>"$T/gunicorn.log" & PIDS+=($!)
+sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" > "$T/nginx.conf"
+mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
+nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"
+
+cat > "$T/post.lua" <<'EOF2'
+wrk.method = "POST"
+wrk.body = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+wrk.headers["Content-Type"] = "text/csv"
+EOF2
+# Same answer from every stack before timing anything.
+for p in $P_PY $P_BYO; do
+  out=$(curl -s -H 'Content-Type: text/csv' --data-binary $'5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n' "http://127.0.0.1:$p/invocations")
+  [ "$out" = '["setosa", "virginica"]' ] || { echo "bench/serve.sh: port $p answered $out" >&2; exit 1; }
+done
+
+run_wrk() { # port concurrency path [lua] -> "rps p50_ms p99_ms"
+  local args=(-t 2 -c "$2" -d "${DURATION}s" --latency --timeout 10s)
+  [ -n "${4:-}" ] && args+=(-s "$4")
+  wrk "${args[@]}" "http://127.0.0.1:$1$3" | $PY -c '
+import re, sys
+t = sys.stdin.read()
+def ms(v):
+    n, u = re.match(r"([\d.]+)(us|ms|s|m)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", t).group(1)); p99 = ms(re.search(r"\s99%\s+(\S+)", t).group(1))
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(rps, p50, p99, errs.group(1) if errs else 0)'
+}
+
+echo "smhost serve vs nginx+gunicorn+flask: $WORKERS workers each, wrk -t2 for ${DURATION}s per run, 127.0.0.1, $(nproc) CPUs"
+printf '%-5s | %-28s | %-28s | %-28s | %-8s %-8s\n' conc "nginx+gunicorn+flask" "smhost pyhandler" "smhost native" "py/byo" "nat/byo"
+printf '%-5s | %-28s | %-28s | %-28s | %-8s %-8s\n' "" "req/s  p50ms  p99ms" "req/s  p50ms  p99ms" "req/s  p50ms  p99ms" "req/s" "req/s"
+for c in $CONCURRENCY; do
+  read -r b_rps b_50 b_99 b_err < <(run_wrk "$P_BYO" "$c" /invocations "$T/post.lua")
+  read -r p_rps p_50 p_99 p_err < <(run_wrk "$P_PY" "$c" /invocations "$T/post.lua")
+  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NAT" "$c" /invocations "$T/post.lua")
+  $PY -c "
+import sys
+b, p, n = [float(x) for x in sys.argv[1:4]], [float(x) for x in sys.argv[4:7]], [float(x) for x in sys.argv[7:10]]
+f = lambda r: f'{r[0]:8.0f} {r[1]:6.2f} {r[2]:7.2f}    '
+print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  {n[0]/b[0]:6.1f}x')
+" "$b_rps" "$b_50" "$b_99" "$p_rps" "$p_50" "$p_99" "$n_rps" "$n_50" "$n_99" "$c"
+  [ "$b_err$p_err$n_err" = 000 ] || echo "      non-2xx answers: byo $b_err, pyhandler $p_err, native $n_err"
+done
+
+# /ping while every worker is busy with /invocations.
+c=$(echo $CONCURRENCY | awk '{print $NF}')
+wrk -t 1 -c "$c" -d "$((DURATION + 2))s" --timeout 10s -s "$T/post.lua" "http://127.0.0.1:$P_PY/invocations" >/dev/null &
+LOADER=$!
+sleep 1
+read -r g_rps g_50 g_99 g_err < <(run_wrk "$P_PY" 2 /ping)
+wait $LOADER
+echo "/ping under /invocations load (pyhandler, $c connections): p50 ${g_50} ms, p99 ${g_99} ms ($g_rps req/s, non-2xx $g_err)"

@@ -1,0 +1,202 @@
+"""The plugin ABI rules, checked against the real loader with the test plugins of tests/plugins/ (built by
+`make test-programs` into <build>/tests/plugins/).
+
+Each test copies the plugins it wants into a temporary directory named by SMHOST_PLUGIN_PATH.
+"""
+import re
+import shutil
+
+import pytest
+
+from conftest import REPO, TEST_PLUGIN_DIR
+
+ALL = ["good_runner", "older_minor", "v1_0_frozen", "wrong_major", "newer_minor", "oversized", "no_entry",
+       "init_fails", "init_crashes"]
+
+
+def header_abi():
+    text = (REPO / "sdk" / "include" / "smhost" / "plugin.h").read_text()
+    major = int(re.search(r"#define SMH_ABI_MAJOR (\d+)", text).group(1))
+    minor = int(re.search(r"#define SMH_ABI_MINOR (\d+)", text).group(1))
+    return major, minor
+
+
+@pytest.fixture
+def plugdir(tmp_path):
+    """plugdir(*names): a directory holding copies of those test plugins; returns its path as a string."""
+
+    def _make(*names):
+        d = tmp_path / "plugins"
+        d.mkdir(exist_ok=True)
+        for n in names:
+            src = TEST_PLUGIN_DIR / f"{n}.so"
+            assert src.exists(), f"{src} missing: run make test-programs"
+            shutil.copy(src, d / src.name)
+        return str(d)
+
+    return _make
+
+
+def sections(text, names):
+    """Split `smhost plugins` output into the lines about each plugin (a line naming exactly one of `names`
+    starts that plugin's section; a line naming another .so ends it)."""
+    out = {n: [] for n in names}
+    cur = None
+    for line in text.splitlines():
+        hits = [n for n in names if re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", line)]
+        if len(hits) == 1:
+            cur = hits[0]
+        elif len(hits) > 1 or ".so" in line:
+            cur = None
+        if cur:
+            out[cur].append(line)
+    return {n: "\n".join(v) for n, v in out.items()}
+
+
+@pytest.fixture
+def listing(plugdir, run):
+    r = run("plugins", env={"SMHOST_PLUGIN_PATH": plugdir(*ALL)})
+    text = r.stdout + r.stderr
+    return r, text, sections(text, ALL)
+
+
+@pytest.mark.parametrize("name", ["good_runner", "older_minor", "v1_0_frozen", "init_fails", "init_crashes"])
+def test_plugins_lists_loadable(listing, name):
+    """Descriptors the host accepts.  (`smhost plugins` may also try init() in a child and report its failure:
+    init_fails and init_crashes are only checked for their descriptor here.)"""
+    _, text, sec = listing
+    s = sec[name]
+    assert s, f"{name} not in:\n{text}"
+    if not name.startswith("init_"):
+        assert "refused" not in s.lower(), s
+    assert f"{name}.so" in s, s  # the path
+    assert "runner" in s.lower(), s  # the kind
+    assert re.search(r"1\.0", s), s  # the plugin's ABI (all of these are 1.0)
+
+
+def test_plugins_shows_versions(listing):
+    _, _, sec = listing
+    assert "0.1-test" in sec["good_runner"]
+    assert "1.0-frozen" in sec["v1_0_frozen"]
+
+
+@pytest.mark.parametrize(
+    "name,plugin_abi",
+    [("wrong_major", lambda ma, mi: f"{ma + 1}.0"), ("newer_minor", lambda ma, mi: f"{ma}.{mi + 1}")],
+)
+def test_plugins_refuses_other_versions(listing, name, plugin_abi):
+    _, text, sec = listing
+    major, minor = header_abi()
+    s = sec[name]
+    assert s, f"{name} not in:\n{text}"
+    assert "refused" in s.lower(), s
+    assert f"{name}.so" in s, s
+    assert plugin_abi(major, minor) in s, s  # the plugin's version
+    assert f"{major}.{minor}" in s, s  # the host's version
+
+
+def test_plugins_refuses_oversized_descriptor(listing):
+    _, text, sec = listing
+    s = sec["oversized"]
+    assert s, f"oversized not in:\n{text}"
+    assert "refused" in s.lower(), s
+    assert "oversized.so" in s, s
+    assert re.search(r"size|larger|bytes", s), s
+
+
+def test_plugins_refuses_missing_entry(listing):
+    _, text, sec = listing
+    s = sec["no_entry"]
+    assert s, f"no_entry not in:\n{text}"
+    assert "refused" in s.lower(), s
+    assert "no_entry.so" in s and "smh_plugin_entry" in s, s
+
+
+# ---- jobs through test plugins -----------------------------------------------------------------------------------
+
+def job(mlroot, run, plugdir, plugin, ext, hps=None, env=None):
+    prog = mlroot.script(f"train{ext}", "anything\n", mode=0o644)
+    if hps is not None:
+        mlroot.hyperparameters(hps)
+    e = {"SMHOST_PLUGIN_PATH": plugdir(plugin), "SAGEMAKER_PROGRAM": prog.name}
+    e.update(env or {})
+    return run("train", env=e), prog
+
+
+def marker(mlroot, name):
+    p = mlroot.path / "model" / f"{name}.txt"
+    return p.read_text() if p.exists() else None
+
+
+@pytest.mark.parametrize("plugin,ext", [("good_runner", ".good"), ("older_minor", ".olderminor")])
+def test_job_runs_through_plugin(mlroot, run, plugdir, plugin, ext):
+    r, prog = job(mlroot, run, plugdir, plugin, ext, hps={"exit_code": 0, "alpha": 1})
+    assert r.returncode == 0, r.stderr
+    m = marker(mlroot, plugin)
+    assert m is not None, r.stderr
+    assert m.startswith(f"{plugin} ran {prog}\n"), m
+    assert "arg --alpha\narg 1\n" in m
+    assert mlroot.success.exists()
+
+
+def test_runner_return_value_is_exit_code(mlroot, run, plugdir):
+    r, _ = job(mlroot, run, plugdir, "good_runner", ".good", hps={"exit_code": 7})
+    assert r.returncode == 7, r.stderr
+    assert marker(mlroot, "good_runner") is not None
+    assert mlroot.failure.exists()
+
+
+def test_v1_0_frozen_plugin_runs(mlroot, run, plugdir):
+    major, minor = header_abi()
+    mlroot.inputdataconfig(["train", "test"])
+    mlroot.resourceconfig()
+    r, prog = job(mlroot, run, plugdir, "v1_0_frozen", ".v10frozen",
+                  hps={"epochs": 3, "lr": 0.5, "flag": True, "name": "x", "sagemaker_probe": "abc"},
+                  env={"V10_PROBE": "42"})
+    assert r.returncode == 0, r.stderr
+    assert "v1_0_frozen exec ok" in r.stdout  # it ended in host->exec()
+    lines = marker(mlroot, "v1_0_frozen").splitlines()
+    root, data = mlroot.path, mlroot.path / "input" / "data"
+    expect = [
+        f"host_abi={major}.{minor}",
+        f"root={root}", f"model={root / 'model'}", f"output_data={root / 'output' / 'data'}",
+        f"code={root / 'code'}", f"program={prog}",
+        "arg=--epochs", "arg=3", "arg=--lr", "arg=0.5", "arg=--flag", "arg=True",
+        "environ_nonempty=1", "getenv=42",
+        "hp epochs type=int str=3 json=3", "hp flag type=bool str=True json=true",
+        "hp lr type=float str=0.5 json=0.5", 'hp name type=string str=x json="x"',
+        "hp_int64(epochs)=0 3", "hp_double(lr)=0 0.5", "hp_bool(flag)=0 1",
+        "hp_int64(missing)=-4",  # SMH_E_NOTFOUND
+        "hp_int64(lr)=-6",  # SMH_E_TYPE
+        "framework_param(sagemaker_probe)=0 abc",
+        f"channel test {data / 'test'}", f"channel train {data / 'train'}", "channel_dir(nope)=(null)",
+        "host algo-1", "current_host=algo-1", "master_host=algo-1", "is_master=1", "cpus_positive=1",
+        "cancel_requested=0", "spawn_wait(true)=0 0", "spawn_wait(false)=0 1",
+    ]
+    missing = [e for e in expect if e not in lines]
+    assert not missing, "\n".join(lines)
+
+
+def test_init_failure_is_reported(mlroot, run, plugdir):
+    r, _ = job(mlroot, run, plugdir, "init_fails", ".initfails")
+    assert r.returncode != 0
+    assert marker(mlroot, "init_fails") is None
+    text = (mlroot.failure_text() or "") + r.stderr
+    assert "widget service is not configured" in text, text
+
+
+def test_init_crash_is_caught(mlroot, run, plugdir):
+    r, _ = job(mlroot, run, plugdir, "init_crashes", ".initcrashes")
+    assert r.returncode > 0  # smhost itself was not killed
+    assert marker(mlroot, "init_crashes") is None
+    assert mlroot.failure.exists()
+    assert "init_crashes" in mlroot.failure_text() + r.stderr
+
+
+@pytest.mark.parametrize("plugin,ext", [("wrong_major", ".wrongmajor"), ("newer_minor", ".newerminor"),
+                                        ("oversized", ".oversized")])
+def test_refused_plugin_never_runs(mlroot, run, plugdir, plugin, ext):
+    r, _ = job(mlroot, run, plugdir, plugin, ext)
+    assert r.returncode != 0
+    assert marker(mlroot, plugin) is None
+    assert not mlroot.success.exists()

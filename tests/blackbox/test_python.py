@@ -1,0 +1,529 @@
+"""The embedded Python runner (plugins/python): scripts, packages, modules, SAGEMAKER_TRAINING_MODULE, `import
+smhost`, exceptions and exit codes, signals, subprocess/multiprocessing, C extensions, requirements.txt installs.
+
+Every test runs the real build/bin/smhost.  pip never touches the system: installs go to a per-test
+PYTHONUSERBASE (PIP_USER=1), offline (PIP_NO_INDEX=1) from wheels the test builds itself.
+"""
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from conftest import seen, dump_env_script
+
+# libpython inside an ASan-instrumented process is not supported: only the normal build runs these.
+pytestmark = pytest.mark.nosan
+
+PY = "/usr/bin/python3"
+
+
+def record(name="seen.json"):
+    """Python source that stores argv, environment and interpreter facts in <model>/<name>."""
+    return textwrap.dedent(f"""
+    import json, os, sys
+    json.dump({{"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "path0": sys.path[0],
+               "executable": sys.executable, "name": __name__,
+               "write_through": getattr(sys.stdout, "write_through", None)}},
+              open(os.path.join(os.environ["SM_MODEL_DIR"], {name!r}), "w"))
+    """)
+
+
+def load(mlroot, name="seen.json"):
+    return json.loads((mlroot.path / "model" / name).read_text())
+
+
+def py_env(prog, **extra):
+    env = {"SAGEMAKER_PROGRAM": prog}
+    env.update(extra)
+    return env
+
+
+def ml_userbase(tmp_path, **extra):
+    """pip settings that keep every install inside the test's directory, offline."""
+    env = {
+        "PIP_USER": "1",
+        "PYTHONUSERBASE": str(tmp_path / "userbase"),
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip's inverted spelling of --no-build-isolation: no index to fetch from
+    }
+    env.update(extra)
+    return env
+
+
+def build_wheel(tmp_path, name, version="0.1", body="VALUE = 42\n"):
+    """A tiny pure-Python wheel built here with Debian's setuptools and wheel; returns the wheel directory."""
+    src = tmp_path / f"src-{name}"
+    (src / name).mkdir(parents=True)
+    (src / "setup.py").write_text(f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, "
+                                  f"packages=[{name!r}])\n")
+    (src / name / "__init__.py").write_text(body)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(exist_ok=True)
+    subprocess.run([PY, "-m", "pip", "wheel", "--no-index", "--no-build-isolation", "--no-deps", "-q", "-w",
+                    str(wheels), str(src)], check=True, capture_output=True,
+                   env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert list(wheels.glob(f"{name}-{version}-*.whl"))
+    return wheels
+
+
+def error_message(text):
+    """The ErrorMessage "..." part of output/failure."""
+    start = text.index('ErrorMessage "') + len('ErrorMessage "')
+    end = text.rindex('"\nCommand') if '"\nCommand' in text else text.rindex('"')
+    return text[start:end]
+
+
+# ---- argv, environment, interpreter configuration ---------------------------------------------------------
+
+# Contract section 2 vectors: hyperparameters.json (as written) -> the program's argv.
+ARGV_VECTORS = [
+    ({"da-sh": "1", "un_der": "2", "un-sh": "3", "da_der": "2"},
+     ["--da-sh", "1", "--da_der", "2", "--un-sh", "3", "--un_der", "2"]),
+    ({"U": "1", "b": "2", "T": "", "": "42"}, ["", "42", "-T", "", "-U", "1", "-b", "2"]),
+    ({"nested": json.dumps(["1", ["2", "3", [["6"]]]])}, ["--nested", "['1', ['2', '3', [['6']]]]"]),
+    ({"map": json.dumps({"a": [1, 3, 4]}), "channel_dirs": json.dumps({"train": "foo", "eval": "bar"})},
+     ["--channel_dirs", "eval=bar,train=foo", "--map", "a=[1, 3, 4]"]),
+    ({"truthy": "true", "falsy": "false"}, ["--falsy", "False", "--truthy", "True"]),
+    ({"floats": "4.0", "int": "2"}, ["--floats", "4.0", "--int", "2"]),
+]
+
+
+@pytest.mark.parametrize("hps,expected", ARGV_VECTORS)
+def test_argv_contract_vectors(mlroot, run, hps, expected):
+    mlroot.hyperparameters(hps, sdk_style=False)
+    script = mlroot.script("train.py", record())
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 0, r.stderr
+    s = load(mlroot)
+    assert s["argv"] == [str(script), *expected]
+
+
+def test_environment_matches_the_exec_runner(mlroot, run):
+    """What Python sees (os.environ, argv, cwd) is exactly what an executable started by exec() sees."""
+    mlroot.hyperparameters({"lr": 0.1, "optimizer": "adam", "layers": [1, 2], "flag": True, "learning-rate": 2})
+    mlroot.inputdataconfig(["train", "test"])
+    mlroot.resourceconfig()
+    dump_env_script(mlroot, "dump")
+    r = run("train", env={"SAGEMAKER_PROGRAM": "dump", "MY_VAR": "x y"})
+    assert r.returncode == 0, r.stderr
+    other = seen(mlroot)
+    mlroot.script("train.py", record())
+    r = run("train", env={"SAGEMAKER_PROGRAM": "train.py", "MY_VAR": "x y"})
+    assert r.returncode == 0, r.stderr
+    py = load(mlroot)
+    differ = {k for k in set(other["env"]) | set(py["env"]) if other["env"].get(k) != py["env"].get(k)}
+    differ -= {"SAGEMAKER_PROGRAM", "SM_USER_ENTRY_POINT", "SM_MODULE_NAME", "SM_TRAINING_ENV"}  # the program
+    assert differ == set()
+    assert py["env"]["SM_HPS"] == '{"flag":true,"layers":[1,2],"learning-rate":2,"lr":0.1,"optimizer":"adam"}'
+    assert py["env"]["SM_HP_LEARNING-RATE"] == "2"
+    assert py["env"]["SM_CHANNEL_TRAIN"] == str(mlroot.path / "input" / "data" / "train")
+    assert py["env"]["MY_VAR"] == "x y"
+    assert py["argv"][1:] == other["argv"]
+    assert py["cwd"] == other["cwd"] == str(mlroot.path / "code")
+
+
+def test_interpreter_is_configured_like_python3(mlroot, run):
+    mlroot.script("train.py", record())
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 0, r.stderr
+    s = load(mlroot)
+    code = str(mlroot.path / "code")
+    assert s["name"] == "__main__"
+    assert s["executable"] == PY
+    assert s["path0"] == code and s["cwd"] == code
+    assert s["write_through"] is True  # unbuffered by default
+    assert (mlroot.path / "output" / "success").exists()
+
+
+def test_unbuffered_can_be_turned_off_and_python_vars_are_honoured(mlroot, run):
+    mlroot.script("train.py", record() + "\nimport sys; open(os.environ['SM_MODEL_DIR'] + '/flags', 'w')"
+                  ".write(str(sys.flags.dont_write_bytecode))\n")
+    r = run("train", env=py_env("train.py", PYTHONUNBUFFERED="", PYTHONDONTWRITEBYTECODE="1"))
+    assert r.returncode == 0, r.stderr
+    assert load(mlroot)["write_through"] is False
+    assert (mlroot.path / "model" / "flags").read_text() == "1"
+
+
+def test_output_is_not_lost_or_reordered(mlroot, run):
+    mlroot.script("train.py", """
+        import sys
+        for i in range(3):
+            print("out", i)
+            print("err", i, file=sys.stderr)
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-3:] == ["out 0", "out 1", "out 2"]
+    assert [l for l in r.stderr.splitlines() if l.startswith("err ")] == ["err 0", "err 1", "err 2"]
+
+
+# ---- exceptions and exit codes ------------------------------------------------------------------------------
+
+def test_uncaught_exception_is_the_failure_reason(mlroot, run):
+    mlroot.script("train.py", """
+        def check(lr):
+            if lr <= 0:
+                raise ValueError("learning rate must be positive")
+
+        def main():
+            check(-1)
+
+        main()
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 1
+    assert "Traceback (most recent call last):" in r.stderr  # printed as python3 prints it
+    assert "ValueError: learning rate must be positive" in r.stderr
+    msg = error_message(mlroot.failure_text())
+    assert msg.startswith("ValueError: learning rate must be positive\n  File ")
+    assert 'line 3, in check' in msg and "in main" in msg
+    assert msg.index("in main") < msg.index("in check")  # traceback order, innermost last
+
+
+def test_huge_exception_fits_the_budget_with_the_innermost_frame(mlroot, run):
+    mlroot.script("train.py", """
+        class DataError(Exception):
+            pass
+
+        def inner(depth):
+            if depth == 0:
+                raise DataError("é" * 3000)
+            inner(depth - 1)
+
+        inner(40)
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 1
+    text = mlroot.failure_text()
+    assert len(text.encode()) <= 1024
+    msg = error_message(text)
+    assert msg.startswith("DataError: éé")  # as python3 prints it
+    assert "in inner" in msg
+    text.encode("utf-8")  # valid UTF-8 throughout (read_text would have failed otherwise)
+
+
+@pytest.mark.parametrize("code,expected", [("3", 3), ("0", 0), ("None", 0), ("256 + 7", 7), ("-1", 255)])
+def test_sys_exit_code(mlroot, run, code, expected):
+    mlroot.script("train.py", f"import sys\nsys.exit({code})\n")
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == expected, r.stderr
+    assert mlroot.success.exists() == (expected == 0)
+
+
+def test_sys_exit_with_a_message_prints_it_and_exits_1(mlroot, run):
+    mlroot.script("train.py", "import sys\nsys.exit('no training data in the train channel')\n")
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 1
+    assert "no training data in the train channel" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "no training data in the train channel" in error_message(mlroot.failure_text())
+
+
+def test_keyboard_interrupt_on_sigint_exits_130(mlroot, run):
+    mlroot.script("train.py", """
+        import os, signal, time
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(10)
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 130
+    assert "KeyboardInterrupt" in r.stderr
+
+
+def test_syntax_error_is_reported(mlroot, run):
+    mlroot.script("train.py", "def broken(:\n    pass\n")
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 1
+    assert "SyntaxError" in error_message(mlroot.failure_text())
+
+
+# ---- signals, subprocess, multiprocessing, C extensions -------------------------------------------------------
+
+def test_sigterm_reaches_the_python_handler(mlroot, smhost_bin):
+    from conftest import start_smhost
+    mlroot.script("train.py", """
+        import os, signal, sys, time
+        def on_term(signum, frame):
+            open(os.path.join(os.environ["SM_MODEL_DIR"], "checkpoint"), "w").write("saved on %d" % signum)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, on_term)
+        print("ready", flush=True)
+        time.sleep(30)
+        """)
+    p = start_smhost(["train"], mlroot=mlroot, env=py_env("train.py"))
+    try:
+        line = ""
+        deadline = time.monotonic() + 20
+        while "ready" not in line and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line and p.poll() is not None:
+                break
+        assert "ready" in line, p.stderr.read()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert (mlroot.path / "model" / "checkpoint").read_text() == f"saved on {int(signal.SIGTERM)}"
+
+
+def test_subprocess_and_multiprocessing_from_user_code(mlroot, run):
+    mlroot.script("train.py", """
+        import json, multiprocessing as mp, os, subprocess, sys
+
+        def square(x):
+            return x * x
+
+        if __name__ == "__main__":
+            out = {}
+            out["sub"] = subprocess.run([sys.executable, "-c", "import sys; print(sys.version_info[:2])"],
+                                        capture_output=True, text=True, check=True).stdout.strip()
+            for method in ("spawn", "fork", "forkserver"):
+                with mp.get_context(method).Pool(2) as pool:
+                    out[method] = pool.map(square, [1, 2, 3])
+            json.dump(out, open(os.path.join(os.environ["SM_MODEL_DIR"], "mp.json"), "w"))
+        """)
+    r = run("train", env=py_env("train.py"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads((mlroot.path / "model" / "mp.json").read_text())
+    assert out["sub"] == "(3, 11)"
+    assert out["spawn"] == out["fork"] == out["forkserver"] == [1, 4, 9]
+
+
+def test_numpy_and_sklearn_import_and_work(mlroot, run):
+    mlroot.script("train.py", """
+        import os
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+        X = np.array([[0.0], [1.0], [2.0], [3.0]])
+        y = np.array([0, 0, 1, 1])
+        m = LogisticRegression().fit(X, y)
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "pred"), "w").write(str(m.predict([[0.1], [2.9]]).tolist()))
+        """)
+    r = run("train", env=py_env("train.py"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model" / "pred").read_text() == "[0, 1]"
+
+
+# ---- packages, modules, SAGEMAKER_TRAINING_MODULE -------------------------------------------------------------
+
+def test_package_with_setup_py_is_installed_and_run_as_module(mlroot, run, tmp_path):
+    code = mlroot.path / "code"
+    (code / "setup.py").write_text("from setuptools import setup\n"
+                                   "setup(name='smhpkgdemo', version='1.0', packages=['helpers'], py_modules=[])\n")
+    (code / "helpers").mkdir()
+    (code / "helpers" / "__init__.py").write_text("GREETING = 'hi'\n")
+    mlroot.script("train.py", record() + "\nimport helpers\nassert helpers.GREETING == 'hi'\n")
+    mlroot.hyperparameters({"epochs": 2})
+    r = run("train", env=py_env("train.py", **ml_userbase(tmp_path)), timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = load(mlroot)
+    assert s["name"] == "__main__"
+    assert s["argv"] == [str(code / "train.py"), "--epochs", "2"]  # python -m train: argv[0] is the file
+    assert s["path0"] == str(code)
+    installed = list((tmp_path / "userbase").glob("lib/python3*/site-packages/smhpkgdemo-1.0*"))
+    assert installed, r.stderr
+
+
+def test_failed_package_install_is_a_clear_failure(mlroot, run, tmp_path):
+    (mlroot.path / "code" / "setup.py").write_text("raise SystemExit('broken setup.py')\n")
+    mlroot.script("train.py", "print('never runs')\n")
+    r = run("train", env=py_env("train.py", **ml_userbase(tmp_path)), timeout=120)
+    assert r.returncode != 0
+    assert "never runs" not in r.stdout
+    assert "InstallModuleError" in mlroot.failure_text()
+
+
+@pytest.mark.parametrize("prog", ["mypkg.entry", "module:mypkg.entry"])
+def test_module_given_as_the_program(mlroot, run, prog):
+    code = mlroot.path / "code"
+    (code / "mypkg").mkdir()
+    (code / "mypkg" / "__init__.py").write_text("")
+    (code / "mypkg" / "entry.py").write_text(record())
+    mlroot.hyperparameters({"lr": 0.5})
+    r = run("train", env=py_env(prog))
+    assert r.returncode == 0, r.stderr
+    s = load(mlroot)
+    assert s["name"] == "__main__"
+    assert s["argv"] == [str(code / "mypkg" / "entry.py"), "--lr", "0.5"]
+    assert s["path0"] == str(code)
+
+
+def test_missing_module_fails_like_python3(mlroot, run):
+    r = run("train", env=py_env("module:no_such_pkg.train"))
+    assert r.returncode == 1
+    assert "No module named 'no_such_pkg'" in r.stderr
+
+
+def test_sagemaker_training_module_is_imported_and_called(mlroot, run):
+    code = mlroot.path / "code"
+    (code / "myframework").mkdir()
+    (code / "myframework" / "__init__.py").write_text("")
+    (code / "myframework" / "training.py").write_text(
+        "import json, os, sys\n"
+        "def main():\n"
+        "    json.dump({'argv': sys.argv, 'module': os.environ.get('SM_FRAMEWORK_MODULE'),\n"
+        "               'program': os.environ.get('SM_USER_ENTRY_POINT')},\n"
+        "              open(os.path.join(os.environ['SM_MODEL_DIR'], 'fw.json'), 'w'))\n")
+    mlroot.script("train.py", "raise SystemExit('the framework runs the user script, not smhost')\n")
+    r = run("train", env=py_env("train.py", SAGEMAKER_TRAINING_MODULE="myframework.training:main"))
+    assert r.returncode == 0, r.stderr
+    fw = json.loads((mlroot.path / "model" / "fw.json").read_text())
+    assert fw["module"] == "myframework.training:main"
+    assert fw["program"] == "train.py"
+    assert fw["argv"] == ["train"]
+
+
+@pytest.mark.parametrize("program", ["train.sh", None])
+def test_sagemaker_training_module_wins_over_any_program_kind(mlroot, run, program):
+    (mlroot.path / "code" / "fw3.py").write_text(
+        "import os\ndef main():\n    open(os.path.join(os.environ['SM_MODEL_DIR'], 'fw3'), 'w').write('ran')\n")
+    mlroot.script("train.sh", "exit 7\n")
+    env = {"SAGEMAKER_TRAINING_MODULE": "fw3:main"}
+    if program:
+        env["SAGEMAKER_PROGRAM"] = program
+    r = run("train", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model" / "fw3").read_text() == "ran"
+
+
+def test_sagemaker_training_module_errors(mlroot, run):
+    mlroot.script("train.py", "print('x')\n")
+    r = run("train", env=py_env("train.py", SAGEMAKER_TRAINING_MODULE="myframework.training"))
+    assert r.returncode == 1
+    assert "module:function" in mlroot.failure_text()
+    (mlroot.path / "code" / "fw2.py").write_text("def main():\n    raise RuntimeError('framework failed')\n")
+    mlroot.failure.unlink()
+    r = run("train", env=py_env("train.py", SAGEMAKER_TRAINING_MODULE="fw2:main"))
+    assert r.returncode == 1
+    assert error_message(mlroot.failure_text()).startswith("RuntimeError: framework failed")
+
+
+# ---- import smhost ----------------------------------------------------------------------------------------------
+
+def test_import_smhost(mlroot, run):
+    mlroot.hyperparameters({"lr": 0.001, "epochs": 10, "opt": "adam", "flag": True, "layers": [64, 32],
+                            "cfg": {"a": None}, "big": 12345678901234567890})
+    mlroot.inputdataconfig(["train", "validation"])
+    # Two hosts whose names resolve anywhere (a multi-host job waits for its peers' names).
+    mlroot.resourceconfig(current_host="127.0.0.2", hosts=["127.0.0.1", "127.0.0.2"])
+    mlroot.script("train.py", """
+        import json, os, smhost
+        out = {k: getattr(smhost, k) for k in ("hyperparameters", "channels", "model_dir", "output_data_dir",
+               "hosts", "current_host", "is_master", "num_gpus", "num_cpus", "master_host", "code_dir")}
+        out["types"] = {k: type(v).__name__ for k, v in smhost.hyperparameters.items()}
+        out["env_gpus"] = os.environ["SM_NUM_GPUS"]
+        json.dump(out, open(os.path.join(smhost.model_dir, "smhost.json"), "w"))
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((mlroot.path / "model" / "smhost.json").read_text())
+    assert s["hyperparameters"] == {"lr": 0.001, "epochs": 10, "opt": "adam", "flag": True, "layers": [64, 32],
+                                    "cfg": {"a": None}, "big": 12345678901234567890}
+    assert s["types"] == {"big": "int", "cfg": "dict", "epochs": "int", "flag": "bool", "layers": "list",
+                          "lr": "float", "opt": "str"}
+    data = mlroot.path / "input" / "data"
+    assert s["channels"] == {"train": str(data / "train"), "validation": str(data / "validation")}
+    assert s["model_dir"] == str(mlroot.path / "model")
+    assert s["output_data_dir"] == str(mlroot.path / "output" / "data")
+    assert s["code_dir"] == str(mlroot.path / "code")
+    assert s["hosts"] == ["127.0.0.1", "127.0.0.2"]
+    assert s["current_host"] == "127.0.0.2"
+    assert s["master_host"] == "127.0.0.1" and s["is_master"] is False
+    assert s["num_gpus"] == int(s["env_gpus"])
+    assert s["num_cpus"] >= 1
+
+
+# ---- requirements.txt -------------------------------------------------------------------------------------------
+
+def test_requirements_installed_offline_before_the_program(mlroot, run, tmp_path):
+    wheels = build_wheel(tmp_path, "smhreqdemo", body="VALUE = 42\n")
+    (mlroot.path / "code" / "requirements.txt").write_text("smhreqdemo==0.1\n")
+    mlroot.script("train.py", """
+        import os, smhreqdemo
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "value"), "w").write(str(smhreqdemo.VALUE))
+        """)
+    r = run("train", env=py_env("train.py", **ml_userbase(tmp_path, PIP_FIND_LINKS=str(wheels))), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model" / "value").read_text() == "42"
+    assert "Successfully installed smhreqdemo-0.1" in r.stdout + r.stderr  # pip's output passes through
+
+
+def test_requirements_installed_for_a_shell_program_too(mlroot, run, tmp_path):
+    wheels = build_wheel(tmp_path, "smhreqsh")
+    (mlroot.path / "code" / "requirements.txt").write_text("smhreqsh\n")
+    mlroot.script("train.sh", '#!/bin/sh\nexec /usr/bin/python3 -c "import smhreqsh, os; '
+                  'open(os.environ[\'SM_MODEL_DIR\'] + \'/ok\', \'w\').write(str(smhreqsh.VALUE))"\n')
+    r = run("train", env=py_env("train.sh", **ml_userbase(tmp_path, PIP_FIND_LINKS=str(wheels))), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (mlroot.path / "model" / "ok").read_text() == "42"
+
+
+def test_failed_requirements_install_is_a_clear_failure(mlroot, run, tmp_path):
+    (mlroot.path / "code" / "requirements.txt").write_text("smhost-no-such-package==9.9\n")
+    mlroot.script("train.py", "print('never runs')\n")
+    r = run("train", env=py_env("train.py", **ml_userbase(tmp_path)), timeout=120)
+    assert r.returncode != 0
+    assert "never runs" not in r.stdout
+    text = mlroot.failure_text()
+    assert text.startswith("InstallRequirementsError")
+    assert "smhost-no-such-package" in text and "No matching distribution" in text
+    assert len(text.encode()) <= 1024
+
+
+def test_break_system_packages_can_be_turned_off(mlroot, run, tmp_path):
+    if not os.path.exists("/usr/lib/python3.11/EXTERNALLY-MANAGED"):
+        pytest.skip("this Python is not marked externally managed")
+    ini = tmp_path / "smhost.ini"
+    ini.write_text("[python]\nbreak_system_packages = false\n")
+    (mlroot.path / "code" / "requirements.txt").write_text("pip\n")  # already there: nothing would change
+    mlroot.script("train.py", "print('never runs')\n")
+    env = py_env("train.py", PIP_NO_INDEX="1", SMHOST_CONFIG=str(ini))
+    r = run("train", env=env, timeout=120)
+    assert r.returncode != 0
+    assert "externally-managed-environment" in mlroot.failure_text()
+    mlroot.failure.unlink()
+    ini.write_text("[python]\nbreak_system_packages = true\n")
+    r = run("train", env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "never runs" in r.stdout
+
+
+# ---- samples ------------------------------------------------------------------------------------------------------
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "samples")
+
+
+def sample_root(tmp_path, name):
+    import shutil
+    root = tmp_path / name
+    shutil.copytree(os.path.join(SAMPLES, name, "ml"), root)
+    return root
+
+
+def test_sklearn_iris_sample(tmp_path):
+    from conftest import run_smhost
+    root = sample_root(tmp_path, "sklearn-iris")
+    r = run_smhost(["train"], env={"SAGEMAKER_BASE_DIR": str(root)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.8 and metrics["test_samples"] == 30
+    assert (root / "model" / "model.joblib").stat().st_size > 0
+    assert (root / "output" / "success").exists()
+
+
+def test_sm_env_example_sample(tmp_path):
+    from conftest import run_smhost
+    root = sample_root(tmp_path, "sm-env-example")
+    r = run_smhost(["train"], env={"SAGEMAKER_BASE_DIR": str(root)}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((root / "output" / "data" / "summary.json").read_text())
+    assert s["args"]["epochs"] == 3 and s["args"]["learning_rate"] == 0.05 and s["args"]["optimizer"] == "adam"
+    assert s["args"]["train"] == str(root / "input" / "data" / "train")
+    assert s["hps"] == {"epochs": 3, "learning-rate": 0.05, "optimizer": "adam"}
+    assert s["smhost_module"] == "agrees with SM_* variables"

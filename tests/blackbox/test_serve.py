@@ -1,0 +1,451 @@
+"""Black-box tests of `smhost serve`: a real HTTP client (http.client) against the running binary.
+
+Native-handler tests use build/tests/plugins/serve_test.so (tests/plugins/serve_test.c documents how its
+custom attributes drive it); Python tests use pyhandler with small inference.py files.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import textwrap
+import threading
+import time
+
+import pytest
+
+from conftest import TEST_PLUGIN_DIR, start_smhost
+
+NATIVE = TEST_PLUGIN_DIR / "serve_test.so"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, mlroot, env=None, workers=2):
+        self.port = free_port()
+        e = {"SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+        e.update(env or {})
+        self.proc = start_smhost(["serve"], mlroot, env=e)
+        self._err = None
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def invoke(self, body, content_type="application/json", accept=None, attrs=None, path="/invocations", **kw):
+        h = {"Content-Type": content_type}
+        if accept:
+            h["Accept"] = accept
+        if attrs:
+            h["X-Amzn-SageMaker-Custom-Attributes"] = attrs
+        return self.request("POST", path, body=body, headers=h, **kw)
+
+    def oversized(self, length):
+        """Announce a body of `length` bytes, send only 64 KiB of it and read the answer: a 413 must come before
+        the body was read whole."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {length}\r\n\r\n".encode() + b"x" * 65536)
+            r = http.client.HTTPResponse(sock)
+            r.begin()
+            return r.status, r.read()
+
+    def ping(self):
+        return self.request("GET", "/ping", timeout=2)[0]
+
+    def wait_ready(self, timeout=30):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"smhost serve exited {self.proc.returncode}: {self.stop()[1]}")
+            try:
+                if self.ping() == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("not ready in time: " + self.stop()[1])
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except Exception:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        if self._err is None:
+            self._err = err
+        return self.proc.returncode, self._err
+
+
+@pytest.fixture
+def serve(mlroot):
+    servers = []
+
+    def _start(env=None, workers=2, ready=True):
+        s = Server(mlroot, env, workers)
+        servers.append(s)
+        if ready:
+            s.wait_ready()
+        return s
+
+    yield _start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def native_root(mlroot):
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(NATIVE, code / "serve_test.so")
+    (mlroot.path / "model" / "model.txt").write_text("the-model")
+    return mlroot
+
+
+def py_root(mlroot, source):
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "inference.py").write_text(textwrap.dedent(source))
+    return mlroot
+
+
+def err_json(body):
+    j = json.loads(body)
+    assert set(j) == {"code", "type", "message"}
+    return j
+
+
+# ---- the HTTP contract, native handler ------------------------------------------------------------------------
+def test_native_round_trips_and_headers(native_root, serve):
+    s = serve()
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", "text/csv", attrs="trace=1")
+    assert (st, body) == (200, b"[0,2]")
+    assert h["content-type"] == "application/json"
+    assert h["x-amzn-sagemaker-custom-attributes"] == "echo:trace=1"
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n", "text/csv", accept="text/csv")
+    assert (st, body, h["content-type"]) == (200, b"0\n", "text/csv")
+    st, h, body = s.invoke(b'{"x": [1, 2]}')
+    assert (st, body) == (200, b'{"x": [1, 2]}')
+    assert "x-amzn-sagemaker-custom-attributes" not in h
+    st, h, body = s.request("GET", "/execution-parameters")
+    assert st == 200 and json.loads(body) == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD",
+                                              "MaxPayloadInMB": 6}
+    st, h, body = s.request("GET", "/ping")
+    assert (st, body) == (200, b"")
+
+
+def test_native_errors(native_root, serve):
+    s = serve()
+    st, h, body = s.request("GET", "/nothing-here")
+    assert st == 404 and err_json(body)["code"] == 404 and h["content-type"] == "application/json"
+    assert s.request("GET", "/invocations")[0] == 404
+    st, body = s.oversized(6 * 1024 * 1024 + 1)
+    assert st == 413 and "6291456" in err_json(body)["message"]
+    assert s.invoke(b"x" * (6 * 1024 * 1024))[0] == 200  # exactly the limit is fine
+    st, _, body = s.invoke(b"<a/>", "application/xml")
+    assert st == 415 and "application/xml" in err_json(body)["message"]
+    st, _, body = s.invoke(b"[1]", accept="image/png")
+    assert st == 406 and "image/png" in err_json(body)["message"]
+    st, _, body = s.invoke(b"[1]", attrs="fail")
+    assert st == 500 and err_json(body)["message"] == "ValueError: the test handler was asked to fail"
+    st, _, body = s.invoke(b"[1]", attrs="status=429")
+    assert (st, body) == (429, b"[1]")
+    assert s.ping() == 200
+
+
+def test_payload_limit_from_env_and_chunked(native_root, serve):
+    s = serve(env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"})
+    assert s.oversized(1024 * 1024 + 1)[0] == 413
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+    c.request("POST", "/invocations", body=iter([b"x" * 700000, b"y" * 700000]),
+              headers={"Content-Type": "application/json"}, encode_chunked=True)
+    assert c.getresponse().status == 413
+    c.close()
+    assert s.invoke(b"[1]")[0] == 200
+
+
+def test_timeout_replaces_worker_and_ping_stays_fast(native_root, serve):
+    s = serve(env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"}, workers=1)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=s.invoke(b"[1]", attrs="sleep=10000")))
+    t0 = time.time()
+    t.start()
+    time.sleep(0.3)
+    p0 = time.time()
+    assert s.ping() == 200  # the only worker is busy, /ping still answers at once
+    assert time.time() - p0 < 1
+    t.join(15)
+    st, _, body = result["r"]
+    assert st == 504 and "SAGEMAKER_MODEL_SERVER_TIMEOUT=2" in err_json(body)["message"]
+    assert time.time() - t0 < 6
+    end = time.time() + 10
+    while s.invoke(b"[2]", timeout=10)[0] != 200:  # the replacement worker answers
+        assert time.time() < end
+        time.sleep(0.2)
+    assert s.invoke(b"[3]")[2] == b"[3]"
+
+
+def test_crashing_worker_gets_5xx_and_is_replaced(native_root, serve):
+    s = serve(workers=1)
+    st, _, body = s.invoke(b"[1]", attrs="crash", timeout=10)
+    assert 500 <= st <= 599 and "died" in err_json(body)["message"]
+    end = time.time() + 10
+    while True:
+        st, _, body = s.invoke(b"[7]", timeout=10)
+        if st == 200:
+            break
+        assert time.time() < end, body
+        time.sleep(0.2)
+    assert body == b"[7]"
+    rc, err = s.stop()
+    assert rc == 0 and "died while handling a request" in err
+
+
+def test_concurrent_requests_nothing_lost(native_root, serve):
+    s = serve(workers=3)
+    results, lock = [], threading.Lock()
+
+    def client(k):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        for i in range(40):
+            body = json.dumps({"client": k, "i": i}).encode()
+            c.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            with lock:
+                results.append((r.status, r.read() == body))
+        c.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 12 * 40 and all(r == (200, True) for r in results)
+
+
+def test_graceful_shutdown_finishes_in_flight(native_root, serve):
+    s = serve(workers=2)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(s.invoke(b"[5]", attrs="sleep=1500"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.4)
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):  # no new connections once SIGTERM arrived
+        s.request("GET", "/ping", timeout=2)
+    for t in threads:
+        t.join(10)
+    assert sorted(r[0] for r in results) == [200, 200] and all(r[2] == b"[5]" for r in results)
+    rc, err = s.stop()
+    assert rc == 0 and "finishing 2 request(s) in flight" in err
+
+
+def test_grace_runs_out(native_root, serve):
+    s = serve(workers=1, env={"SMHOST_SERVE_GRACE_SECONDS": "1"})
+    results = []
+    t = threading.Thread(target=lambda: results.append(s.invoke(b"[5]", attrs="sleep=20000")))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    rc, err = s.stop()
+    t.join(10)
+    assert rc == 0 and time.time() - t0 < 6 and "grace period over" in err
+    assert len(results) == 1 and results[0][0] == 500  # its worker was stopped: a 5xx, not a hang
+
+
+def test_preload_loads_once_and_per_worker_when_disabled(native_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(workers=3, env={"SERVE_TEST_LOAD_LOG": str(log)})
+    assert len(log.read_text().split()) == 1
+    s.stop()
+    log.unlink()
+    s = serve(workers=3, env={"SERVE_TEST_LOAD_LOG": str(log), "SMHOST_SERVE_PRELOAD": "false"})
+    assert len(set(log.read_text().split())) == 3
+
+
+def test_model_load_failure_exits_with_message(native_root):
+    (native_root.path / "model" / "broken").write_text("")
+    s = Server(native_root)
+    rc, err = s.stop(timeout=30) if s.proc.wait(30) is not None else (None, "")
+    assert rc == 1 and "is broken" in err
+
+
+def test_bad_settings_are_config_errors(native_root):
+    s = Server(native_root, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "lots"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "SAGEMAKER_MODEL_SERVER_WORKERS=lots" in err
+    s = Server(native_root, env={"SAGEMAKER_PROGRAM": "missing.so"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "missing.so" in err
+
+
+# ---- multi-model ----------------------------------------------------------------------------------------------
+def test_multi_model(native_root, serve):
+    models = native_root.path / "models"
+    for name in ("a", "b", "big", "bad"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.txt").write_text(f"model-{name}")
+    (models / "big" / "huge").write_text("")
+    (models / "bad" / "broken").write_text("")
+    s = serve(env={"SAGEMAKER_MULTI_MODEL": "true"})
+    load = lambda n, u: s.request("POST", "/models", json.dumps({"model_name": n, "url": u}),
+                                  {"Content-Type": "application/json"})
+    assert load("a", str(models / "a"))[0] == 200
+    assert load("b", "b")[0] == 200  # relative to <root>/models
+    assert load("a", str(models / "a"))[0] == 409
+    assert load("big", str(models / "big"))[0] == 507
+    st, _, body = load("bad", str(models / "bad"))
+    assert st == 500 and "broken" in err_json(body)["message"]
+    assert load("nope", str(models / "nope"))[0] == 404
+    assert s.request("POST", "/models", b"{}", {"Content-Type": "application/json"})[0] == 400
+    st, _, body = s.request("GET", "/models")
+    assert st == 200 and sorted(m["modelName"] for m in json.loads(body)["models"]) == ["a", "b"]
+    st, _, body = s.request("GET", "/models/b")
+    assert st == 200 and json.loads(body) == [{"modelName": "b", "modelUrl": str(models / "b")}]
+    assert s.request("GET", "/models/zzz")[0] == 404
+    for _ in range(6):  # every worker answers for both models
+        for n in ("a", "b"):
+            st, _, body = s.invoke(b"", attrs="whoami", path=f"/models/{n}/invoke")
+            assert (st, body) == (200, f"model-{n}".encode())
+    assert s.invoke(b"[1]", path="/models/zzz/invoke")[0] == 404
+    assert s.request("DELETE", "/models/a")[0] == 200
+    assert s.request("DELETE", "/models/a")[0] == 404
+    assert s.invoke(b"", attrs="whoami", path="/models/a/invoke")[0] == 404
+    assert s.invoke(b"", attrs="whoami", path="/models/b/invoke")[2] == b"model-b"
+    (models / "a" / "model.txt").write_text("model-a2")
+    assert load("a", str(models / "a"))[0] == 200  # reloaded: every worker drops the old one
+    for _ in range(4):
+        assert s.invoke(b"", attrs="whoami", path="/models/a/invoke")[2] == b"model-a2"
+    assert s.request("POST", "/invocations", b"[1]")[0] == 404
+
+
+# ---- Python handlers -----------------------------------------------------------------------------------------
+IRIS_TRAIN = """
+import joblib, sys
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+joblib.dump(LogisticRegression(max_iter=500).fit(X, y), sys.argv[1])
+"""
+
+
+@pytest.mark.nosan
+def test_python_sklearn_sample(mlroot, serve):
+    import subprocess
+
+    from conftest import REPO
+
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True)
+    shutil.copy(REPO / "samples" / "sklearn-iris" / "inference.py", code / "inference.py")
+    subprocess.run(["/usr/bin/python3", "-c", IRIS_TRAIN, str(mlroot.path / "model" / "model.joblib")], check=True)
+    s = serve()
+    st, h, body = s.invoke(b"[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]")
+    assert st == 200 and json.loads(body) == ["setosa", "virginica"] and h["content-type"] == "application/json"
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n", "text/csv", accept="text/csv")
+    assert (st, body, h["content-type"]) == (200, b"setosa\n", "text/csv")
+    st, _, body = s.invoke(b"5.1,3.5,1.4,0.2", "text/csv", accept="*/*")
+    assert st == 200 and json.loads(body) == ["setosa"]
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([[6.7, 3.0, 5.2, 2.3]]))
+    st, _, body = s.invoke(buf.getvalue(), "application/x-npy", accept="application/x-npy")
+    assert st == 200 and np.load(io.BytesIO(body)).tolist() == ["virginica"]
+    assert s.invoke(b"<x/>", "application/xml")[0] == 415
+    assert s.invoke(b"[[1,2,3,4]]", accept="image/png")[0] == 406
+    st, _, body = s.invoke(b"[[1, 2]]")
+    assert st == 500 and "ValueError" in err_json(body)["message"]
+
+
+@pytest.mark.nosan
+def test_python_ping_503_until_loaded_and_errors(mlroot, serve):
+    py_root(mlroot, """
+        import time
+
+        class Boom(Exception):
+            status_code = 422
+
+        def model_fn(model_dir):
+            time.sleep(2)
+            return {"scale": 3}
+
+        def input_fn(data, content_type, context):
+            assert context.custom_attributes == "k=v"
+            if data == b"boom":
+                raise Boom("custom status")
+            if data == b"raise":
+                raise RuntimeError("handler exploded")
+            return float(data)
+
+        def predict_fn(x, model):
+            return x * model["scale"]
+
+        def output_fn(y, accept, context):
+            context.response_custom_attributes = "scaled"
+            return str(y), "text/plain"
+        """)
+    s = serve(ready=False, env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    end = time.time() + 20
+    while True:
+        try:
+            st = s.ping()
+            break
+        except OSError:
+            assert time.time() < end
+            time.sleep(0.05)
+    assert st == 503
+    assert s.invoke(b"2", attrs="k=v")[0] == 503
+    s.wait_ready()
+    st, h, body = s.invoke(b"2", "text/plain", attrs="k=v")
+    assert (st, body, h["content-type"], h["x-amzn-sagemaker-custom-attributes"]) == (200, b"6.0", "text/plain",
+                                                                                        "scaled")
+    st, _, body = s.invoke(b"boom", "text/plain", attrs="k=v")
+    assert st == 422 and err_json(body)["message"] == "custom status"
+    st, _, body = s.invoke(b"raise", "text/plain", attrs="k=v")
+    assert st == 500 and err_json(body)["message"] == "RuntimeError: handler exploded"
+    rc, err = s.stop()
+    assert rc == 0 and "RuntimeError: handler exploded" in err and "GET /ping" not in err
+
+
+@pytest.mark.nosan
+def test_python_transform_fn_and_program(mlroot, serve):
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True)
+    (code / "handler.py").write_text(textwrap.dedent("""
+        import os
+        def model_fn(model_dir):
+            return os.getpid()
+        def transform_fn(model, data, content_type, accept):
+            return data.upper() + b"|" + accept.encode(), "text/plain"
+        """))
+    s = serve(env={"SAGEMAKER_PROGRAM": "handler.py"})
+    st, h, body = s.invoke(b"abc", "text/plain")
+    assert (st, body, h["content-type"]) == (200, b"ABC|application/json", "text/plain")
+
+
+@pytest.mark.nosan
+def test_python_missing_model_fn_fails_startup(mlroot):
+    py_root(mlroot, "def predict_fn(x, m):\n    return x\n")
+    s = Server(mlroot)
+    s.proc.wait(30)
+    rc, err = s.stop()
+    assert rc == 1 and "no model_fn" in err

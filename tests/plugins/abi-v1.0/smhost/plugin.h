@@ -1,0 +1,281 @@
+/*
+ * smhost plugin SDK -- the one header a plugin author needs.
+ *
+ * ABI CONTRACT (read this first)
+ * ------------------------------
+ * Versioning.  The ABI has a major and a minor number (SMH_ABI_MAJOR, SMH_ABI_MINOR).  A host loads a
+ * plugin when the majors are equal and the plugin's minor is not newer than the host's.  Everything else is
+ * refused, and the refusal names both versions.  A minor release only ever *appends*: new members at the end
+ * of a struct, new functions at the end of smh_host_api, new enum values.  Nothing is removed, reordered or
+ * changes meaning within a major.
+ *
+ * Sizes.  Every struct that crosses the boundary starts with `uint32_t struct_size`, set to sizeof() of the
+ * struct as the side that owns it was compiled.  The host refuses a plugin descriptor (or ops table) larger
+ * than the one it knows (the plugin was built against a newer header); a smaller one is read up to its size
+ * and the rest counts as zero.  A plugin must check SMH_HOST_HAS(host, member) before calling a host function
+ * added after v1.0.
+ *
+ * Entry.  A plugin is a shared object exporting one function, smh_plugin_entry (SMH_ENTRY_SYMBOL), that returns
+ * a pointer to a static, immutable smh_plugin descriptor.  Use SMH_PLUGIN_DEFINE(...) to write it: it fills
+ * struct_size and the ABI numbers so they cannot be wrong.  The entry function must do nothing else: it is
+ * called when the host lists plugins, long before anything runs.  `smhost plugins` also calls init() and fini()
+ * once, in a throwaway child process, to report plugins whose init fails or crashes.
+ *
+ * Processes.  smhost's supervisor (often PID 1) never runs plugin code for a job.  It forks a *job process*
+ * and loads the chosen plugin there; init(), the runner's run() and everything a native trainer does happen
+ * in that process, so a crash becomes a failure report instead of a dead container.  A runner normally ends
+ * in host->exec(), which replaces the job process with the user's program.
+ *
+ * Ownership.  Strings and arrays returned by the host are owned by the host and live as long as the job
+ * (the job process).  Strings a plugin passes in are copied by the host before the call returns; the
+ * plugin keeps ownership of its own memory, also when a call fails.  Error messages travel through
+ * caller-owned buffers (char *err, size_t errlen): the callee writes a NUL-terminated message that fits,
+ * naming the thing that failed and, where it can, the next step.
+ *
+ * Errors.  Functions return SMH_OK (0) or a negative smh_status below.  The values are stable forever.
+ *
+ * Threads.  Host functions may be called from any thread of the job process, except exec() and spawn_wait(),
+ * which belong to the thread that called run().
+ */
+#ifndef SMHOST_PLUGIN_H
+#define SMHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SMH_ABI_MAJOR 1
+#define SMH_ABI_MINOR 0
+
+/* The one symbol every plugin exports (see SMH_PLUGIN_DEFINE). */
+#define SMH_ENTRY_SYMBOL "smh_plugin_entry"
+
+#if defined(__GNUC__)
+#define SMH_EXPORT __attribute__((visibility("default")))
+#define SMH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define SMH_EXPORT
+#define SMH_PRINTF(f, a)
+#endif
+
+/* ---- status codes (stable) ---------------------------------------------------------------------------- */
+typedef int smh_status;
+#define SMH_OK 0
+#define SMH_E_FAIL (-1)        /* generic failure; the message says why */
+#define SMH_E_NOMEM (-2)       /* out of memory */
+#define SMH_E_INVAL (-3)       /* a bad argument */
+#define SMH_E_NOTFOUND (-4)    /* no such hyperparameter, channel, file, symbol ... */
+#define SMH_E_UNSUPPORTED (-5) /* the host or plugin cannot do this */
+#define SMH_E_TYPE (-6)        /* the value exists but has another type */
+#define SMH_E_RANGE (-7)       /* the value does not fit the requested C type */
+#define SMH_E_EXEC (-8)        /* a program could not be executed */
+#define SMH_E_CANCELLED (-9)   /* the job was asked to stop (SIGTERM) */
+
+/* ---- plugin kinds and claims --------------------------------------------------------------------------- */
+typedef enum smh_plugin_kind {
+    SMH_KIND_RUNNER = 1,  /* runs a training program: shell, exec, python, native ... */
+    SMH_KIND_HANDLER = 2, /* answers inference requests for smhost serve */
+    SMH_KIND_BACKEND = 3  /* provides devices or launchers (GPU, MPI); no program of its own */
+} smh_plugin_kind;
+
+/* How a runner claims programs, besides its extension list.  The host checks these itself: no plugin code
+ * runs to pick a runner. */
+#define SMH_CLAIM_ELF_SHARED (1u << 0) /* an ELF shared object (ET_DYN without a program interpreter) */
+#define SMH_CLAIM_EXECUTABLE (1u << 1) /* any regular file with an execute bit: the last resort */
+
+/* Log levels: the numbers Python's logging module uses, so SM_LOG_LEVEL / sagemaker_container_log_level
+ * mean the same thing. */
+#define SMH_LOG_DEBUG 10
+#define SMH_LOG_INFO 20
+#define SMH_LOG_WARNING 30
+#define SMH_LOG_ERROR 40
+
+/* Directories of the ML root (contract section 1). */
+typedef enum smh_path {
+    SMH_PATH_ROOT = 0,            /* $SAGEMAKER_BASE_DIR or /opt/ml */
+    SMH_PATH_INPUT = 1,           /* <root>/input */
+    SMH_PATH_INPUT_CONFIG = 2,    /* <root>/input/config */
+    SMH_PATH_INPUT_DATA = 3,      /* <root>/input/data */
+    SMH_PATH_CODE = 4,            /* the module dir: where the program lives, the job's working directory */
+    SMH_PATH_MODEL = 5,           /* <root>/model */
+    SMH_PATH_OUTPUT = 6,          /* <root>/output */
+    SMH_PATH_OUTPUT_DATA = 7,     /* <root>/output/data */
+    SMH_PATH_INTERMEDIATE = 8,    /* <root>/output/intermediate */
+    SMH_PATH_CHECKPOINTS = 9      /* <root>/checkpoints */
+} smh_path;
+
+/* Types of decoded hyperparameter values (the JSON types, ints kept apart from floats). */
+typedef enum smh_type {
+    SMH_TYPE_NONE = 0, /* not present */
+    SMH_TYPE_NULL = 1,
+    SMH_TYPE_BOOL = 2,
+    SMH_TYPE_INT = 3, /* any size: read it with hp_int64 or as text with hp_str */
+    SMH_TYPE_FLOAT = 4,
+    SMH_TYPE_STRING = 5,
+    SMH_TYPE_LIST = 6,
+    SMH_TYPE_DICT = 7
+} smh_type;
+
+typedef struct smh_job smh_job;           /* opaque: the training job, owned by the host */
+typedef struct smh_response smh_response; /* opaque: an inference response being built */
+
+/* One inference request, owned by the host for the duration of invoke(). */
+typedef struct smh_request {
+    uint32_t struct_size;
+    const void *body;              /* raw payload, never decoded by the host */
+    size_t body_len;
+    const char *content_type;      /* "" when absent */
+    const char *accept;            /* "" when absent or "*" "/" "*" resolved by the handler */
+    const char *custom_attributes; /* X-Amzn-SageMaker-Custom-Attributes, or "" */
+    const char *model_name;        /* multi-model endpoints; "" otherwise */
+} smh_request;
+
+/* ---- the host API table ------------------------------------------------------------------------------- */
+/* Handed to init().  Append-only: new members go at the end, under a comment naming the version. */
+typedef struct smh_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major, abi_minor;
+
+    /* ---- v1.0 ---- */
+    /* Logging, in the host's format and at the job's log level.  `plugin` names the caller. */
+    void (*log)(const char *plugin, int level, const char *fmt, ...) SMH_PRINTF(3, 4);
+
+    /* The job.  Strings are owned by the host. */
+    const char *(*job_path)(const smh_job *job, smh_path which);
+    const char *(*job_program)(const smh_job *job);      /* absolute path of the user program, or its module name */
+    const char *const *(*job_args)(const smh_job *job);  /* user argv of contract section 2, NULL-terminated */
+    const char *const *(*job_environ)(const smh_job *job); /* the program's environment, "K=V", NULL-terminated */
+    const char *(*job_getenv)(const smh_job *job, const char *name); /* from job_environ; NULL when unset */
+
+    /* Hyperparameters (user hyperparameters, decoded per contract section 2).  Names are sorted.  On success
+     * *out is set (strings owned by the host, valid for the job); on any error *out is left untouched, so a
+     * default stored there beforehand survives SMH_E_NOTFOUND.  Errors: SMH_E_NOTFOUND (no such name),
+     * SMH_E_TYPE (hp_int64: not an int -- a bool or float is not; hp_double: not an int or float; hp_bool: not
+     * true/false), SMH_E_RANGE (hp_int64: does not fit int64_t).  hp_str and hp_json never fail on a present
+     * name.  hp_name returns NULL past the end. */
+    size_t (*hp_count)(const smh_job *job);
+    const char *(*hp_name)(const smh_job *job, size_t i);
+    smh_type (*hp_type)(const smh_job *job, const char *name);
+    smh_status (*hp_str)(const smh_job *job, const char *name, const char **out);   /* Python str(), as on argv */
+    smh_status (*hp_json)(const smh_job *job, const char *name, const char **out);  /* compact sorted JSON */
+    smh_status (*hp_int64)(const smh_job *job, const char *name, int64_t *out);
+    smh_status (*hp_double)(const smh_job *job, const char *name, double *out);  /* ints and floats */
+    smh_status (*hp_bool)(const smh_job *job, const char *name, int *out);
+    /* Framework parameters: any sagemaker_* hyperparameter (the additional framework parameters and the toolkit's
+     * fixed list, e.g. sagemaker_program), as Python str().  Never a user hyperparameter.  SMH_E_NOTFOUND
+     * when absent; the string is owned by the host. */
+    smh_status (*framework_param)(const smh_job *job, const char *name, const char **out);
+
+    /* Channels (sorted) and their directories.  channel_name returns NULL past the end. */
+    size_t (*channel_count)(const smh_job *job);
+    const char *(*channel_name)(const smh_job *job, size_t i);
+    const char *(*channel_dir)(const smh_job *job, const char *name); /* NULL when unknown */
+
+    /* Cluster and devices. */
+    size_t (*host_count)(const smh_job *job);
+    const char *(*host_name)(const smh_job *job, size_t i); /* resourceconfig order */
+    const char *(*current_host)(const smh_job *job);
+    const char *(*master_host)(const smh_job *job);
+    int (*is_master)(const smh_job *job);
+    int (*num_cpus)(const smh_job *job);
+    int (*num_gpus)(const smh_job *job);
+    int (*num_neurons)(const smh_job *job);
+
+    /* Processes.  exec() replaces the job process with argv[0] (searched on PATH when it has no '/'),
+     * with `envp` or, when NULL, the job's environment, after restoring a clean signal mask and default
+     * dispositions.  It returns only on failure: SMH_E_EXEC with err filled; the host then exits 127 (not
+     * found) or 126 (not executable).  spawn_wait() runs argv as a child in the job's process group, waits
+     * for it and stores its exit code (0..255, or 128+N for signal N) in *exit_code. */
+    smh_status (*exec)(const smh_job *job, const char *const argv[], const char *const envp[], char *err,
+                       size_t errlen);
+    smh_status (*spawn_wait)(const smh_job *job, const char *const argv[], const char *const envp[],
+                             const char *cwd, int *exit_code, char *err, size_t errlen);
+
+    /* Reporting.  program_starting() marks that user code begins (exec() calls it for you): a crash from now
+     * on is the program's, not the plugin's.  set_failure() gives the failure reason that output/failure
+     * will carry if the job fails (an exception, a trainer's message), instead of the stderr tail. */
+    void (*program_starting)(const smh_job *job);
+    void (*set_failure)(const smh_job *job, const char *reason);
+
+    /* Cancellation.  The supervisor forwards SIGTERM to the job.  After watch_cancel() the host catches it
+     * in the job process and cancel_requested() returns nonzero from then on, so in-process trainers can
+     * checkpoint and return. */
+    void (*watch_cancel)(const smh_job *job);
+    int (*cancel_requested)(const smh_job *job);
+
+    /* Serving responses (smhost serve).  Data is copied. */
+    smh_status (*resp_write)(smh_response *resp, const void *data, size_t len);
+    smh_status (*resp_set_status)(smh_response *resp, int http_status);
+    smh_status (*resp_set_content_type)(smh_response *resp, const char *content_type);
+    smh_status (*resp_set_custom_attributes)(smh_response *resp, const char *value);
+
+    /* The command line output/failure shows ("Command ..."), for runners that run the program in-process
+     * (exec() records its own argv).  Copied. */
+    void (*set_command)(const smh_job *job, const char *const argv[]);
+} smh_host_api;
+
+/* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
+#define SMH_HOST_HAS(host, member) \
+    ((host) != NULL && (host)->struct_size >= offsetof(smh_host_api, member) + sizeof((host)->member) && \
+     (host)->member != NULL)
+
+/* ---- what a plugin provides ----------------------------------------------------------------------------- */
+typedef struct smh_runner_ops {
+    uint32_t struct_size;
+    /* Run the job's program.  Called once, in the job process, after init().  Either ends in host->exec()
+     * (which does not return on success), or runs the program in-process and returns its exit code
+     * (0..255).  A negative smh_status means the runner itself failed; `err` says why. */
+    int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
+} smh_runner_ops;
+
+#define SMH_HANDLER_THREAD_SAFE (1u << 0) /* invoke() may run on several threads at once */
+
+typedef struct smh_handler_ops {
+    uint32_t struct_size;
+    uint32_t flags;
+    /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload(). */
+    smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
+    /* Answer one request: write the body with host->resp_write(); the status is 200 unless set.  A negative
+     * return is a 500 carrying `err`. */
+    smh_status (*invoke)(void *state, void *model, const smh_request *req, smh_response *resp, char *err,
+                         size_t errlen);
+    void (*unload)(void *state, void *model);
+} smh_handler_ops;
+
+typedef struct smh_plugin {
+    uint32_t struct_size;           /* sizeof(smh_plugin) the plugin was built with */
+    uint16_t abi_major, abi_minor;  /* SMH_ABI_MAJOR / SMH_ABI_MINOR the plugin was built with */
+    const char *name;               /* [a-z0-9_-], unique; the file should be <name>.so */
+    const char *version;            /* the plugin's own version, free text */
+    const char *description;        /* one line for `smhost plugins` */
+    uint32_t kind;                  /* smh_plugin_kind */
+    uint32_t claims;                /* SMH_CLAIM_* */
+    const char *const *extensions;  /* NULL-terminated, with the dot (".sh"); may be NULL */
+    /* init() runs in the job process before anything else.  *state is passed to every op and to fini(). */
+    smh_status (*init)(const smh_host_api *host, void **state, char *err, size_t errlen);
+    void (*fini)(void *state);
+    const smh_runner_ops *runner;   /* SMH_KIND_RUNNER */
+    const smh_handler_ops *handler; /* SMH_KIND_HANDLER */
+    void *reserved[8];              /* zero; room for v1.x without changing the size rule */
+} smh_plugin;
+
+typedef const smh_plugin *(*smh_plugin_entry_fn)(void);
+
+/* Define the plugin: SMH_PLUGIN_DEFINE(.name = "shell", .version = "1.0", .kind = SMH_KIND_RUNNER, ...) */
+#define SMH_PLUGIN_DEFINE(...)                                                                      \
+    SMH_EXPORT const smh_plugin *smh_plugin_entry(void);                                          \
+    SMH_EXPORT const smh_plugin *smh_plugin_entry(void) {                                         \
+        static const smh_plugin smh__descriptor = {.struct_size = (uint32_t)sizeof(smh_plugin),   \
+                                                   .abi_major = SMH_ABI_MAJOR,                    \
+                                                   .abi_minor = SMH_ABI_MINOR,                    \
+                                                   __VA_ARGS__};                                  \
+        return &smh__descriptor;                                                                   \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SMHOST_PLUGIN_H */

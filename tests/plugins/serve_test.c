@@ -1,0 +1,166 @@
+/* A native handler for the serving tests and benchmark.  The model is <model_dir>/model.txt (its text is the
+ * model's name).  A load fails when the model dir holds a file named "broken" (500) or "huge" (out of memory,
+ * 507).  X-Amzn-SageMaker-Custom-Attributes drives invoke():
+ *   sleep=<ms>   sleep first            crash        die with SIGSEGV       fail     return an error (500)
+ *   status=<n>   answer status n        whoami       body is the model's text
+ * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
+ * four iris features), application/json is echoed, anything else is 415; an Accept other than JSON/CSV is 406.
+ * The response echoes the custom attributes as "echo:<value>".  SERVE_TEST_LOAD_LOG names a file that gets one
+ * line "<pid>" per load(). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <smhost/plugin.h>
+
+static const smh_host_api *H;
+
+typedef struct model {
+    char name[256];
+} model;
+
+static smh_status init(const smh_host_api *host, void **state, char *err, size_t errlen) {
+    H = host;
+    *state = NULL;
+    return SMH_OK;
+}
+
+static int has_file(const char *dir, const char *name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+static smh_status load(void *state, const char *model_dir, void **out, char *err, size_t errlen) {
+    const char *log = getenv("SERVE_TEST_LOAD_LOG");
+    if (log && *log) {
+        FILE *f = fopen(log, "a");
+        if (f) fprintf(f, "%d\n", (int)getpid()), fclose(f);
+    }
+    if (has_file(model_dir, "broken")) {
+        snprintf(err, errlen, "the model in %s is broken", model_dir);
+        return SMH_E_FAIL;
+    }
+    if (has_file(model_dir, "huge")) {
+        snprintf(err, errlen, "the model in %s does not fit in memory", model_dir);
+        return SMH_E_NOMEM;
+    }
+    model *m = calloc(1, sizeof *m);
+    if (!m) return SMH_E_NOMEM;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/model.txt", model_dir);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        size_t n = fread(m->name, 1, sizeof m->name - 1, f);
+        m->name[n] = 0;
+        fclose(f);
+    } else {
+        strcpy(m->name, "default");
+    }
+    *out = m;
+    return SMH_OK;
+}
+
+static const double W[3][4] = {{0.4, 1.4, -2.2, -1.0}, {0.5, -1.6, 0.6, -1.3}, {-1.6, -1.4, 2.4, 2.4}};
+
+static int predict_row(const double x[4]) {
+    int best = 0;
+    double bs = -1e300;
+    for (int k = 0; k < 3; k++) {
+        double s = 0;
+        for (int j = 0; j < 4; j++) s += W[k][j] * x[j];
+        if (s > bs) bs = s, best = k;
+    }
+    return best;
+}
+
+static smh_status invoke(void *state, void *mp, const smh_request *req, smh_response *resp, char *err,
+                         size_t errlen) {
+    model *m = mp;
+    const char *a = req->custom_attributes;
+    if (*a) {
+        char echo[600];
+        snprintf(echo, sizeof echo, "echo:%s", a);
+        H->resp_set_custom_attributes(resp, echo);
+    }
+    if (!strncmp(a, "sleep=", 6)) {
+        long ms = atol(a + 6);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    } else if (!strcmp(a, "crash")) {
+        raise(SIGSEGV);
+    } else if (!strcmp(a, "fail")) {
+        snprintf(err, errlen, "ValueError: the test handler was asked to fail");
+        return SMH_E_FAIL;
+    } else if (!strncmp(a, "status=", 7)) {
+        H->resp_set_status(resp, atoi(a + 7));
+    } else if (!strcmp(a, "whoami")) {
+        H->resp_set_content_type(resp, "text/plain");
+        return H->resp_write(resp, m->name, strlen(m->name));
+    }
+    const char *acc = req->accept;
+    int want_csv = !strncmp(acc, "text/csv", 8);
+    if (*acc && strcmp(acc, "*/*") && strncmp(acc, "application/json", 16) && !want_csv) {
+        H->resp_set_status(resp, 406);
+        snprintf(err, errlen, "cannot answer in %s: accepts application/json or text/csv", acc);
+        return SMH_E_UNSUPPORTED;
+    }
+    if (!strncmp(req->content_type, "application/json", 16)) {
+        H->resp_set_content_type(resp, "application/json");
+        return H->resp_write(resp, req->body, req->body_len);
+    }
+    if (strncmp(req->content_type, "text/csv", 8)) {
+        H->resp_set_status(resp, 415);
+        snprintf(err, errlen, "content type '%s' is not supported: send text/csv or application/json",
+                 req->content_type);
+        return SMH_E_UNSUPPORTED;
+    }
+    /* CSV rows -> classes */
+    const char *p = req->body, *end = p + req->body_len;
+    char out[8192];
+    size_t o = 0;
+    if (!want_csv) out[o++] = '[';
+    int rows = 0;
+    while (p < end) {
+        double x[4] = {0};
+        int nx = 0;
+        while (p < end && *p != '\n') {
+            char *q;
+            double v = strtod(p, &q);
+            if (q == p) {
+                H->resp_set_status(resp, 400);
+                snprintf(err, errlen, "row %d is not numeric CSV", rows + 1);
+                return SMH_E_INVAL;
+            }
+            if (nx < 4) x[nx] = v;
+            nx++;
+            p = q;
+            while (p < end && (*p == ',' || *p == ' ' || *p == '\r')) p++;
+        }
+        if (p < end) p++;
+        if (!nx) continue;
+        if (o + 16 >= sizeof out) {
+            H->resp_write(resp, out, o);
+            o = 0;
+        }
+        if (want_csv) o += (size_t)snprintf(out + o, sizeof out - o, "%d\n", predict_row(x));
+        else o += (size_t)snprintf(out + o, sizeof out - o, "%s%d", rows ? "," : "", predict_row(x));
+        rows++;
+    }
+    if (!want_csv) out[o++] = ']';
+    H->resp_set_content_type(resp, want_csv ? "text/csv" : "application/json");
+    return H->resp_write(resp, out, o);
+}
+
+static void unload(void *state, void *m) {
+    free(m);
+}
+
+static const smh_handler_ops ops = {
+    .struct_size = sizeof(smh_handler_ops), .flags = 0, .load = load, .invoke = invoke, .unload = unload};
+
+SMH_PLUGIN_DEFINE(.name = "serve_test", .version = "1.0", .description = "test handler for smhost serve",
+                  .kind = SMH_KIND_HANDLER, .init = init, .handler = &ops)
