@@ -1,5 +1,6 @@
 /* bench driver: runs a direct command (A) and the same work under smhost (B) alternately, side by side.
- *   bench time N -- A... -- B...     wall time of each run; prints "medianA_us medianB_us"
+ *   bench time N -- A... -- B...     wall time of each run, and CPU time (user+sys of the process and every
+ *                                    descendant it waited for); prints "wallA_us wallB_us cpuA_us cpuB_us" (medians)
  *   bench siglat N -- A... -- B...   SIGTERM to the process until the program's handler runs (bench/sigprog);
  *                                    prints "medianA_us medianB_us maxVmHWM_B_kib"
  * Children get /dev/null as stdin, stdout and stderr.  BENCH_OUTPUT_DIR: its success/failure files are removed
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,10 +46,14 @@ static pid_t spawn(char **argv) {
     return pid;
 }
 
+static long long g_cpu_us; /* CPU time of the last process wait_ok() reaped */
+
 static int wait_ok(pid_t pid, const char *what) {
     int st;
-    while (waitpid(pid, &st, 0) < 0) {
+    struct rusage ru;
+    while (wait4(pid, &st, 0, &ru) < 0) {
     }
+    g_cpu_us = (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "bench: %s failed (status %#x)\n", what, st);
         return -1;
@@ -128,6 +134,7 @@ int main(int argc, char **argv) {
         }
     if (!b || !*b || n < 1) return 2;
     long long *ta = calloc((size_t)n, sizeof *ta), *tb = calloc((size_t)n, sizeof *tb);
+    long long *ca = calloc((size_t)n, sizeof *ca), *cb = calloc((size_t)n, sizeof *cb);
     long maxhwm = 0;
     int lat = !strcmp(argv[1], "siglat");
     for (int i = 0; i < n; i++) {
@@ -140,14 +147,17 @@ int main(int argc, char **argv) {
             long long t0 = now_ns();
             if (wait_ok(spawn(a), a[0])) return 1;
             long long t1 = now_ns();
+            ca[i] = g_cpu_us;
             if (wait_ok(spawn(b), b[0])) return 1;
             long long t2 = now_ns();
+            cb[i] = g_cpu_us;
             ta[i] = t1 - t0;
             tb[i] = t2 - t1;
         }
     }
     printf("%lld %lld", median(ta, n) / 1000, median(tb, n) / 1000);
     if (lat) printf(" %ld", maxhwm);
+    else printf(" %lld %lld", median(ca, n), median(cb, n));
     printf("\n");
     return 0;
 }
