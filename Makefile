@@ -29,6 +29,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' $(WARN) $(SANFLAGS) -Isdk/include $(CFLAGS)
 LDFLAGS  ?=
+BIN_LIBS  := -linih -lcjson -ldl -lpthread -lm
 HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -ldl -lpthread -lm
 
 BIN      := $(BUILD)/bin
@@ -38,6 +39,13 @@ OBJ      := $(BUILD)/obj
 HOST_SRC  := $(sort $(wildcard host/*.c))
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/main.o,$(HOST_OBJ))
+# Internal modules (host/modules.h): code with heavy library dependencies, loaded only when used.
+INTDIR    := $(BUILD)/lib/smhost/internal
+SERVE_MOD_OBJ  := $(addprefix $(OBJ)/host/,serve.o serve_proto.o serve_worker.o module_serve.o)
+UNPACK_MOD_OBJ := $(addprefix $(OBJ)/host/,source.o module_unpack.o)
+BIN_OBJ   := $(filter-out $(SERVE_MOD_OBJ) $(UNPACK_MOD_OBJ),$(HOST_OBJ))
+CORE_OBJ  := $(filter-out $(OBJ)/host/main.o,$(BIN_OBJ))
+MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
 # PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
@@ -52,18 +60,26 @@ TPLUG_SRC := $(sort $(wildcard tests/plugins/*.c))
 TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: all plugins install uninstall test test-unit test-blackbox test-san demo deps bench clean test-image samples
-all: $(BIN)/smhost plugins samples
+all: $(BIN)/smhost $(MODULES) plugins samples
 .SECONDEXPANSION:
 
 $(OBJ)/host/%.o: host/%.c $(wildcard host/*.h) sdk/include/smhost/plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BIN)/smhost: $(HOST_OBJ)
+$(BIN)/smhost: $(BIN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) $(LDFLAGS) -rdynamic -o $@ $^ $(HOST_LIBS)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(BIN_LIBS)
 	ln -sf smhost $(BIN)/train
 	ln -sf smhost $(BIN)/serve
+
+$(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lmicrohttpd $(BIN_LIBS)
+
+$(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(OBJ)/host/util.o $(OBJ)/host/log.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
@@ -114,12 +130,13 @@ bench: all
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/smhost/plugins $(DESTDIR)$(PREFIX)/include/smhost \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/smhost/plugins $(DESTDIR)$(PREFIX)/lib/smhost/internal $(DESTDIR)$(PREFIX)/include/smhost \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)/etc/smhost
 	install -m 755 $(BIN)/smhost $(DESTDIR)$(PREFIX)/bin/smhost
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/train
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
+	install -m 644 $(MODULES) $(DESTDIR)$(PREFIX)/lib/smhost/internal/
 	install -m 644 sdk/include/smhost/*.h $(DESTDIR)$(PREFIX)/include/smhost/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/smhost.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi

@@ -13,7 +13,6 @@
 
 #include "hyperparameters.h"
 #include "log.h"
-#include "serve.h"
 
 #define J(job) ((struct smh_job *)(job))
 
@@ -281,6 +280,13 @@ static int api_cancel_requested(const smh_job *job) {
     (void)job;
     return g_cancel != 0;
 }
+
+/* The response functions live in the serving module (serve_worker.c); weak references leave them NULL in the
+ * training binary, where no response exists, so the binary need not link the server. */
+extern smh_status shx_resp_write(smh_response *resp, const void *data, size_t len) __attribute__((weak));
+extern smh_status shx_resp_set_status(smh_response *resp, int http_status) __attribute__((weak));
+extern smh_status shx_resp_set_content_type(smh_response *resp, const char *content_type) __attribute__((weak));
+extern smh_status shx_resp_set_custom_attributes(smh_response *resp, const char *value) __attribute__((weak));
 
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),

@@ -7,7 +7,7 @@
 #include "exitcodes.h"
 #include "inspect.h"
 #include "log.h"
-#include "serve.h"
+#include "modules.h"
 #include "supervisor.h"
 #include "train.h"
 
@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
     if (cfg.log_level >= 0) shx_log_set_level(cfg.log_level);
     int rc;
     if (is_train) rc = shx_train_main(&cfg);
-    else if (is_serve) rc = shx_serve_main(&cfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "serve" */
+    else if (is_serve) rc = shx_modules_serve(&cfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "serve" */
     else if (is_env) rc = shx_env_main(&cfg, json);
     else rc = shx_plugins_main(&cfg, json);
     shx_config_free(&cfg);

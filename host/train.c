@@ -15,7 +15,7 @@
 #include "log.h"
 #include "registry.h"
 #include "requirements.h"
-#include "source.h"
+#include "modules.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
@@ -221,7 +221,7 @@ int shx_train_main(const shx_config *cfg) {
         return rc;
     }
     if (job.submit_dir && strcmp(job.submit_dir, job.code_dir)) {
-        if ((rc = shx_source_prepare(job.submit_dir, job.code_dir, err, sizeof err))) {
+        if ((rc = shx_modules_unpack(job.submit_dir, job.code_dir, err, sizeof err))) {
             rc = host_failure(&job, "UserError", rc, err);
             shx_job_free(&job);
             return rc;

@@ -550,3 +550,26 @@ def test_s3_submit_directory_is_a_clear_not_supported_error(mlroot):
     r = run_smhost(["train"], mlroot=mlroot)
     assert r.returncode == 66
     assert "s3://" in mlroot.failure_text() and "not supported" in mlroot.failure_text()
+
+
+def test_missing_internal_module_is_a_clear_error(mlroot, tmp_path):
+    # A copy of the binary without its lib/ tree: serve.so and unpack.so cannot be found.
+    import shutil
+    import tarfile
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy(SMHOST, bindir / "smhost")
+    tgz = tmp_path / "src.tar.gz"
+    (tmp_path / "run.sh").write_text("exit 0\n")
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(tmp_path / "run.sh", arcname="run.sh")
+    mlroot.hyperparameters({"sagemaker_submit_directory": str(tgz), "sagemaker_program": "run.sh"})
+    from conftest import merged_env
+    r = subprocess.run([str(bindir / "smhost"), "train"], env=merged_env(mlroot), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 70
+    assert "internal module" in mlroot.failure_text() and "unpack.so" in mlroot.failure_text()
+    r = subprocess.run([str(bindir / "smhost"), "serve"], env=merged_env(mlroot), capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 70
+    assert "serve.so" in r.stderr and "make install" in r.stderr
