@@ -125,8 +125,16 @@ demo: deps
 	$(MAKE) all
 	bash samples/demo.sh $(abspath $(BIN)/smhost)
 
+# `make bench`: the supervisor (start-up, signals, memory, output); bench-python and bench-serve compare the
+# Python runner with python3 and the server with nginx+gunicorn+flask.  bench-all runs the three.
 bench: all
 	bash bench/run.sh $(abspath $(BUILD))
+bench-python: all
+	bash bench/python.sh $(abspath $(BUILD))
+bench-serve: all test-programs
+	bash bench/serve.sh $(abspath $(BUILD))
+bench-all: bench bench-python bench-serve
+.PHONY: bench-python bench-serve bench-all
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
