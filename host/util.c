@@ -158,7 +158,8 @@ int shx_write_file(const char *path, const void *data, size_t len, int exclusive
         p += w;
         len -= (size_t)w;
     }
-    fsync(fd);
+    /* No fsync: these files (output/success, output/failure) are read after the container exits, from the page
+     * cache; an fsync cost each job ~0.4 ms of start-to-exit time for nothing. */
     if (close(fd) < 0) return -errno;
     return 0;
 }

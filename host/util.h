@@ -37,7 +37,7 @@ void shx_buf_free(shx_buf *b);
 
 /* Read a whole file.  Returns 0, or -errno.  *out is NUL-terminated (the length excludes it). */
 int shx_read_file(const char *path, char **out, size_t *len);
-/* Write a whole file atomically enough for our purpose (O_CREAT|O_TRUNC, fsync). */
+/* Write a whole file (O_CREAT, and O_EXCL or O_TRUNC).  Returns 0 or -errno. */
 int shx_write_file(const char *path, const void *data, size_t len, int exclusive);
 char *shx_path_join(const char *a, const char *b);
 int shx_mkdirs(const char *path, int mode); /* mkdir -p; 0 or -errno */
