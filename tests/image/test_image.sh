@@ -237,6 +237,41 @@ if [ -d samples/sklearn-iris/ml ]; then
     run_job sklearn-iris 0
     [ -s "$ML/model/model.joblib" ] || die "job sklearn-iris: no model/model.joblib"
     PASSED+=(sklearn-iris)
+
+    # The same image serves the model it trained: `serve` in the container (loopback only, no network),
+    # /ping until 200, one CSV request, then SIGTERM, which must end the server with 0.
+    step "serve the sklearn-iris model"
+    podman run --rm "${RUN_OPTS[@]}" -v "$ML:/opt/ml" -e SAGEMAKER_MODEL_SERVER_WORKERS=1 --entrypoint /bin/sh "$TAG" -c '
+        serve & pid=$!
+        python3 - <<"PY"
+import http.client, sys, time
+for _ in range(300):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=5)
+        c.request("GET", "/ping")
+        r = c.getresponse()
+        r.read()
+        if r.status == 200:
+            break
+    except OSError:
+        pass
+    time.sleep(0.1)
+else:
+    sys.exit("/ping never answered 200")
+c.request("POST", "/invocations", body=b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
+          headers={"Content-Type": "text/csv", "Accept": "application/json"})
+r = c.getresponse()
+body = r.read().decode()
+print("POST /invocations:", r.status, body)
+sys.exit(0 if r.status == 200 and body.count("setosa") == 1 and body.count("virginica") == 1 else 1)
+PY
+        rc=$?
+        kill -TERM $pid
+        wait $pid
+        src=$?
+        [ $rc -eq 0 ] && [ $src -eq 0 ]' >"$JOBS/serve-sklearn-iris.log" 2>&1 ||
+        { tail -n 30 "$JOBS/serve-sklearn-iris.log" >&2; die "serving the sklearn-iris model failed (log: $JOBS/serve-sklearn-iris.log)"; }
+    PASSED+=(serve-sklearn-iris)
 else
     new_root sklearn
     cp tests/image/sklearn_train.py "$ML/code/"
