@@ -26,6 +26,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -81,6 +82,7 @@ typedef struct req_ctx {
     struct MHD_Connection *conn;
     const char *ctype, *accept, *attrs; /* MHD's header values: valid until the request completes */
     int64_t start_ms, deadline;
+    int64_t sent_us; /* when its INVOKE frame was queued for the worker */
     int queued; /* in g.q */
     int slot;   /* in g.slots[slot].jobs, or -1 */
     step step;
@@ -110,6 +112,7 @@ typedef struct slot {
     shx_buf out;           /* frames not yet written */
     size_t out_off;
     int want_out;          /* EPOLLOUT is on */
+    int64_t last_reply_us; /* when its last reply came */
 } slot;
 
 typedef struct mm_model {
@@ -134,7 +137,14 @@ static struct {
     mm_model *mm;
     size_t nmm;
     uint64_t mm_gen;
+    double service_us; /* moving average of how long a worker takes per request (0: none measured yet) */
 } g;
+
+/* How far ahead a busy worker is sent requests: about PIPELINE_BUDGET_US of expected work, so that a request
+ * pipelined behind others waits about that long at most before its worker starts it, and never more than
+ * SMHOST_SERVE_PIPELINE.  Slow handlers get 1: their requests wait in the front's queue for whichever worker is
+ * free first. */
+#define PIPELINE_BUDGET_US 1000.0
 
 /* ---- environment ------------------------------------------------------------------------------------------ */
 static int env_int(const char *name, int def, int lo, int hi, int *out, char *err, size_t errlen) {
@@ -259,7 +269,7 @@ static int load_settings(settings *s, const shx_config *cfg, char *err, size_t e
         env_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, 1000, &s->max_payload_mb, err, errlen) ||
         env_int("SMHOST_SERVE_GRACE_SECONDS", cfg->serve_grace_seconds, 0, 3600, &s->grace_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen) ||
-        env_int("SMHOST_SERVE_PIPELINE", 2, 1, 64, &s->pipeline, err, errlen))
+        env_int("SMHOST_SERVE_PIPELINE", 16, 1, 256, &s->pipeline, err, errlen))
         return -1;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
     s->max_body = (size_t)s->max_payload_mb * MIB;
@@ -505,9 +515,30 @@ static void slot_note_loaded(int i, const char *name, uint64_t gen) {
     w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen};
 }
 
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int pipeline_depth(void) {
+    if (g.cfg.multi_model || g.service_us <= 0) return 1;
+    double d = 1 + PIPELINE_BUDGET_US / g.service_us;
+    return d >= g.cfg.pipeline ? g.cfg.pipeline : (int)d;
+}
+
+/* A reply from worker i for request r came now: its service time is since the worker could start it. */
+static void note_service(int i, req_ctx *r) {
+    int64_t now = now_us(), from = r->sent_us > g.slots[i].last_reply_us ? r->sent_us : g.slots[i].last_reply_us;
+    g.slots[i].last_reply_us = now;
+    double t = (double)(now - from);
+    g.service_us = g.service_us <= 0 ? t : g.service_us + (t - g.service_us) / 8;
+}
+
 static void send_invoke(int i, req_ctx *r) {
     const char *s[SHX_FRAME_NSTR] = {r->ctype, r->accept, r->attrs, r->model ? r->model : ""};
     r->step = STEP_INVOKE;
+    r->sent_us = now_us();
     slot_send(i, SHX_FR_INVOKE, s, r->body.p, r->body.len);
 }
 
@@ -604,6 +635,7 @@ static void slot_frame(int i, const shx_frame *f) {
         break;
     default:
         list_pop(&w->jobs);
+        note_service(i, r);
         job_answer(r, f->a, f->s[0], f->s[1], f->body, f->body_len);
         break;
     }
@@ -625,10 +657,11 @@ static void slot_readable(int i) {
     }
 }
 
-/* Hand waiting requests to workers: an idle worker first, else (single model) pipeline up to cfg.pipeline
- * requests per worker so that a worker finds its next request in its socket the moment it answers one. */
+/* Hand waiting requests to workers: an idle worker first, else (single model, fast handler) pipeline up to
+ * pipeline_depth() requests per worker, so that a worker finds its next request in its socket the moment it
+ * answers one instead of waiting for the front to hear of it. */
 static void dispatch(void) {
-    int depth = g.cfg.multi_model ? 1 : g.cfg.pipeline;
+    int depth = pipeline_depth();
     while (g.q.head && !g.closing) {
         int best = -1;
         for (int i = 0; i < g.cfg.workers; i++) {
