@@ -107,3 +107,11 @@ sleep 1
 read -r g_rps g_50 g_99 g_err < <(run_wrk "$P_PY" 2 /ping)
 wait $LOADER
 echo "/ping under /invocations load (pyhandler, $c connections): p50 ${g_50} ms, p99 ${g_99} ms ($g_rps req/s, non-2xx $g_err)"
+
+# The ceiling on this machine: wrk against /ping, which the front answers without a worker (HTTP only).
+read -r h_rps h_50 h_99 h_err < <(run_wrk "$P_NAT" "$c" /ping)
+$PY -c "
+import sys
+h, b = float(sys.argv[1]), float(sys.argv[2])
+print(f'ceiling: wrk -c$c against smhost /ping (no worker): {h:.0f} req/s = {h/b:.1f}x the last byo run; p50 {sys.argv[3]} ms')
+" "$h_rps" "$b_rps" "$h_50"
