@@ -641,20 +641,25 @@ static void slot_frame(int i, const shx_frame *f) {
     }
 }
 
-static void slot_readable(int i) {
+/* Read and handle what worker i sent.  Returns 1 when there may be more to read, 0 when not (or it is gone). */
+static int slot_readable(int i) {
     slot *w = &g.slots[i];
     ssize_t n = shx_frame_reader_fill(&w->in, w->fd, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     shx_frame f;
     int r = 0;
     while (w->fd >= 0 && (r = shx_frame_reader_next(&w->in, &f)) == 1) slot_frame(i, &f);
-    if (w->fd < 0) return;
+    if (w->fd < 0) return 0;
     if (r < 0) {
         shx_error("worker %d (slot %d) sent garbage: replacing it", (int)w->pid, i);
         slot_down(i, 500, "the worker broke the protocol; it is being replaced");
-    } else if (n <= 0) {
-        slot_died(i, "died");
+        return 0;
     }
+    if (n <= 0) {
+        slot_died(i, "died");
+        return 0;
+    }
+    return 1;
 }
 
 /* Hand waiting requests to workers: an idle worker first, else (single model, fast handler) pipeline up to
@@ -1013,7 +1018,12 @@ static int handle_zygote_frame(int ctl, int *zygote_ready) {
     case SHX_FR_DIED:
         /* Usually its socket's EOF told us already; not when a child of the worker still holds the socket. */
         for (int i = 0; i < g.cfg.workers; i++)
-            if (g.slots[i].pid == f.c && g.slots[i].state != SLOT_DEAD) slot_died(i, describe_status(f.a, why, sizeof why));
+            if (g.slots[i].pid == f.c && g.slots[i].state != SLOT_DEAD) {
+                /* Replies it sent before dying come first: only the request it was running gets the 500. */
+                while (g.slots[i].fd >= 0 && slot_readable(i)) continue;
+                if (g.slots[i].pid == f.c && g.slots[i].state != SLOT_DEAD)
+                    slot_died(i, describe_status(f.a, why, sizeof why));
+            }
         if (!(WIFSIGNALED(f.a) && WTERMSIG(f.a) == SIGKILL))
             shx_debug("worker %d %s", (int)f.c, describe_status(f.a, why, sizeof why));
         break;

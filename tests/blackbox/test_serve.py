@@ -293,6 +293,10 @@ def test_bad_settings_are_config_errors(native_root):
     s.proc.wait(10)
     rc, err = s.stop()
     assert rc == 78 and "missing.so" in err
+    s = Server(native_root, env={"SMHOST_SERVE_PIPELINE": "0"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "SMHOST_SERVE_PIPELINE=0" in err
 
 
 # ---- multi-model ----------------------------------------------------------------------------------------------
