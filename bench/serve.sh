@@ -45,9 +45,11 @@ PYEOF
 cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -o "$T/native/model/code/iris.so" \
   "$REPO/tests/plugins/serve_test.c"
 
-P_PY=$(port); P_NAT=$(port); P_BYO=$(port)
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port)
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
+SMHOST_SERVE_PIPELINE=1 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY1 SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$SMHOST" serve 2>"$T/smhost-py1.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
 MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
@@ -55,7 +57,7 @@ MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync 
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" > "$T/nginx.conf"
 mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
-wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"
 
 cat > "$T/post.lua" <<'EOF2'
 wrk.method = "POST"
@@ -99,11 +101,26 @@ print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  
   [ "$b_err$p_err$n_err" = 000 ] || echo "      non-2xx answers: byo $b_err, pyhandler $p_err, native $n_err"
 done
 
-# /ping while every worker is busy with /invocations.
+# /ping while every worker is busy with /invocations (a client on the same 2 CPUs: its own scheduling delays count
+# too).  Also with SMHOST_SERVE_PIPELINE=1, which leaves the workers idle between requests: less throughput, more
+# idle CPU for the /ping client and the front.
 c=$(echo $CONCURRENCY | awk '{print $NF}')
-wrk -t 1 -c "$c" -d "$((DURATION + 2))s" --timeout 10s -s "$T/post.lua" "http://127.0.0.1:$P_PY/invocations" >/dev/null &
-LOADER=$!
-sleep 1
-read -r g_rps g_50 g_99 g_err < <(run_wrk "$P_PY" 2 /ping)
-wait $LOADER
-echo "/ping under /invocations load (pyhandler, $c connections): p50 ${g_50} ms, p99 ${g_99} ms ($g_rps req/s, non-2xx $g_err)"
+ping_under_load() { # port label
+  wrk -t 1 -c "$c" -d "$((DURATION + 2))s" --timeout 10s -s "$T/post.lua" "http://127.0.0.1:$1/invocations" >"$T/loader.txt" &
+  local loader=$!
+  sleep 1
+  read -r g_rps g_50 g_99 g_err < <(run_wrk "$1" 2 /ping)
+  wait $loader
+  l_rps=$(sed -n 's/Requests\/sec: *//p' "$T/loader.txt")
+  echo "/ping under /invocations load ($2, $c connections, ${l_rps} invocations/s): p50 ${g_50} ms, p99 ${g_99} ms ($g_rps req/s, non-2xx $g_err)"
+}
+ping_under_load "$P_PY" "pyhandler"
+ping_under_load "$P_PY1" "pyhandler, SMHOST_SERVE_PIPELINE=1"
+
+# The ceiling on this machine: wrk against /ping, which the front answers without a worker (HTTP only).
+read -r h_rps h_50 h_99 h_err < <(run_wrk "$P_NAT" "$c" /ping)
+$PY -c "
+import sys
+h, b = float(sys.argv[1]), float(sys.argv[2])
+print(f'ceiling: wrk -c$c against smhost /ping (no worker): {h:.0f} req/s = {h/b:.1f}x the last byo run; p50 {sys.argv[3]} ms')
+" "$h_rps" "$b_rps" "$h_50"

@@ -1,31 +1,35 @@
 /* smhost serve: the front process (see serve.h and docs/serving.md).
  *
- * libmicrohttpd runs one thread per connection.  /ping, /execution-parameters, 404 and 413 are answered here
- * without touching a worker, so readiness answers stay fast while every worker is busy.  An invocation takes an
- * idle worker (a socket to a process forked by the zygote), sends it one INVOKE frame and waits for the REPLY
- * until the request's deadline; a worker that overruns it is killed and replaced (504), one that dies answers
- * 500 and is replaced.  The main thread owns process management: it reads the zygote's control socket, worker
- * READY frames and SIGTERM/SIGINT (signalfd), respawns dead workers and runs the graceful shutdown. */
+ * One thread runs one event loop (serve_loop): libmicrohttpd in external epoll mode, the workers' sockets, the
+ * zygote's control socket and SIGTERM/SIGINT (signalfd).  /ping, /execution-parameters, 404 and 413 are answered
+ * in the loop without touching a worker, so readiness answers stay fast while every worker is busy.  A request
+ * for a worker is queued and its connection suspended; dispatch() hands it to an idle worker (a socket to a
+ * process forked by the zygote) as an INVOKE frame -- or, when every worker is busy, pipelines up to
+ * SMHOST_SERVE_PIPELINE requests per worker -- and the REPLY resumes the connection.  Frames to and from the
+ * workers are batched per loop round.  A worker that overruns the request's deadline is killed and replaced
+ * (504), one that dies answers 500 and is replaced; requests pipelined behind either were never started and go
+ * back to the head of the queue. */
 #include "serve.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
-#include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "config.h"
 #include "exitcodes.h"
@@ -52,15 +56,48 @@ typedef struct settings {
     char *handler_path;       /* a native handler's .so */
     char *handler_desc; /* for logs: "pyhandler (inference.py)" */
     int python, preload;
+    int pipeline; /* requests sent ahead to a busy worker (single model) */
 } settings;
 
-/* ---- state shared by the connection threads and the main thread --------------------------------------------- */
-typedef enum { SLOT_DEAD = 0, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY } slot_state;
+/* ---- state: the front is one thread, an event loop (serve_loop), so nothing here needs a lock -------------- */
+typedef enum { SLOT_DEAD = 0, SLOT_STARTING, SLOT_UP } slot_state;
 
 typedef struct mm_loaded {
     char *name;
     uint64_t gen;
 } mm_loaded;
+
+typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_DESCRIBE, R_MM_UNLOAD } route;
+/* What a request waits for from its worker: multi-model requests may first unload stale models and load theirs. */
+typedef enum step { STEP_NONE, STEP_UNLOAD, STEP_LOAD, STEP_INVOKE } step;
+
+typedef struct req_ctx {
+    route route;
+    char *model; /* R_MM_INVOKE */
+    shx_buf body;
+    size_t received;
+    int too_large;
+    int counted; /* in g.in_flight */
+    /* A request for a worker: its connection is suspended from when it is queued until its answer is ready. */
+    struct MHD_Connection *conn;
+    const char *ctype, *accept, *attrs; /* MHD's header values: valid until the request completes */
+    int64_t start_ms, deadline;
+    int64_t sent_us; /* when its INVOKE frame was queued for the worker */
+    int queued; /* in g.q */
+    int slot;   /* in g.slots[slot].jobs, or -1 */
+    step step;
+    char *step_name;           /* STEP_UNLOAD: the model being unloaded */
+    char *load_name, *load_url; /* R_MM_LOAD */
+    uint64_t load_gen;          /* STEP_LOAD: the registry generation being loaded */
+    int done, status;
+    struct MHD_Response *resp;
+    struct req_ctx *next;
+} req_ctx;
+
+typedef struct job_list {
+    req_ctx *head, *tail;
+    int n;
+} job_list;
 
 typedef struct slot {
     slot_state state;
@@ -70,14 +107,13 @@ typedef struct slot {
     int64_t spawned_ms;
     mm_loaded *models; /* multi-model: what this worker has loaded */
     size_t nmodels;
+    job_list jobs;         /* sent to this worker (pipelined), answered in this order */
+    shx_frame_reader in;   /* replies */
+    shx_buf out;           /* frames not yet written */
+    size_t out_off;
+    int want_out;          /* EPOLLOUT is on */
+    int64_t last_reply_us; /* when its last reply came */
 } slot;
-
-/* A request waiting for a worker.  Freed workers are handed to waiters in arrival order, never raced for. */
-typedef struct waiter {
-    int slot; /* set by the thread that hands over a worker */
-    pthread_cond_t cv;
-    struct waiter *next;
-} waiter;
 
 typedef struct mm_model {
     char *name, *url;
@@ -85,28 +121,30 @@ typedef struct mm_model {
     int loading; /* registered while its first load runs: a second POST gets 409 */
 } mm_model;
 
+enum { TAG_MHD = 0, TAG_SIGNAL = 1, TAG_CTL = 2, TAG_SLOT = 16 };
+
 static struct {
     settings cfg;
-    pthread_mutex_t mu;
-    waiter *wq_head, *wq_tail;
+    struct MHD_Daemon *d;
+    int ep;
+    job_list q; /* requests waiting for a worker, oldest first */
     slot slots[MAX_WORKERS];
-    int ever_ready;      /* every worker loaded the model once */
+    int ever_ready; /* every worker loaded the model once */
     int loaded_once[MAX_WORKERS];
-    atomic_int stopping;
-    atomic_int ping_ok; /* every worker loaded once and at least one is alive: what /ping reads, without a lock */
+    int stopping;
     int closing; /* the grace is over: waiting requests give up */
     int in_flight;
-    int wake_fd; /* eventfd: wakes the main thread */
     mm_model *mm;
     size_t nmm;
     uint64_t mm_gen;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    double service_us; /* moving average of how long a worker takes per request (0: none measured yet) */
+} g;
 
-static void wake_main(void) {
-    uint64_t one = 1;
-    ssize_t w = write(g.wake_fd, &one, sizeof one);
-    (void)w;
-}
+/* How far ahead a busy worker is sent requests: about PIPELINE_BUDGET_US of expected work, so that a request
+ * pipelined behind others waits about that long at most before its worker starts it, and never more than
+ * SMHOST_SERVE_PIPELINE.  Slow handlers get 1: their requests wait in the front's queue for whichever worker is
+ * free first. */
+#define PIPELINE_BUDGET_US 1000.0
 
 /* ---- environment ------------------------------------------------------------------------------------------ */
 static int env_int(const char *name, int def, int lo, int hi, int *out, char *err, size_t errlen) {
@@ -230,7 +268,8 @@ static int load_settings(settings *s, const shx_config *cfg, char *err, size_t e
         env_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60, 1, 86400, &s->timeout_s, err, errlen) ||
         env_int("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, 1000, &s->max_payload_mb, err, errlen) ||
         env_int("SMHOST_SERVE_GRACE_SECONDS", cfg->serve_grace_seconds, 0, 3600, &s->grace_s, err, errlen) ||
-        env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen))
+        env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen) ||
+        env_int("SMHOST_SERVE_PIPELINE", 16, 1, 256, &s->pipeline, err, errlen))
         return -1;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
     s->max_body = (size_t)s->max_payload_mb * MIB;
@@ -245,269 +284,108 @@ static int load_settings(settings *s, const shx_config *cfg, char *err, size_t e
     return choose_handler(s, err, errlen);
 }
 
-/* ---- workers: acquire, exchange, release --------------------------------------------------------------------- */
-static int alive_workers_locked(void);
-static void update_ping_locked(void) {
-    atomic_store(&g.ping_ok, g.ever_ready && alive_workers_locked() > 0);
+
+/* ---- job lists ---------------------------------------------------------------------------------------------- */
+static void list_push(job_list *l, req_ctx *r) {
+    r->next = NULL;
+    if (l->tail) l->tail->next = r;
+    else l->head = r;
+    l->tail = r;
+    l->n++;
 }
 
-/* Caller holds g.mu.  The worker is gone or unusable: kill it, forget its socket, let the main thread respawn. */
-static void slot_fail_locked(int i) {
-    slot *w = &g.slots[i];
-    if (w->pid > 0) kill(w->pid, SIGKILL);
-    if (w->fd >= 0) close(w->fd);
-    w->fd = -1;
-    w->pid = 0;
-    w->state = SLOT_DEAD;
-    w->gen++;
-    for (size_t k = 0; k < w->nmodels; k++) free(w->models[k].name);
-    w->nmodels = 0;
-    update_ping_locked();
-    wake_main();
+static req_ctx *list_pop(job_list *l) {
+    req_ctx *r = l->head;
+    if (!r) return NULL;
+    l->head = r->next;
+    if (!l->head) l->tail = NULL;
+    l->n--;
+    r->next = NULL;
+    return r;
 }
 
-static int alive_workers_locked(void) {
-    int n = 0;
-    for (int i = 0; i < g.cfg.workers; i++) n += g.slots[i].state == SLOT_IDLE || g.slots[i].state == SLOT_BUSY;
-    return n;
+static void list_remove(job_list *l, req_ctx *r) {
+    req_ctx **pp = &l->head, *prev = NULL;
+    while (*pp && *pp != r) prev = *pp, pp = &(*pp)->next;
+    if (!*pp) return;
+    *pp = r->next;
+    if (l->tail == r) l->tail = prev;
+    l->n--;
+    r->next = NULL;
 }
 
-/* Caller holds g.mu.  Worker i is free: give it to the longest-waiting request, or mark it idle. */
-static void slot_free_locked(int i) {
-    waiter *w = g.wq_head;
-    if (!w) {
-        g.slots[i].state = SLOT_IDLE;
-        return;
-    }
-    g.wq_head = w->next;
-    if (!g.wq_head) g.wq_tail = NULL;
-    g.slots[i].state = SLOT_BUSY;
-    w->slot = i;
-    pthread_cond_signal(&w->cv);
-}
-
-/* Caller holds g.mu: wake every waiter (shutdown); they see g.closing. */
-static void wake_waiters_locked(void) {
-    for (waiter *w = g.wq_head; w; w = w->next) pthread_cond_signal(&w->cv);
-}
-
-/* Take an idle worker.  Returns its index, or -HTTP status with *why set. */
-static int acquire(int64_t deadline, const char **why) {
-    pthread_mutex_lock(&g.mu);
-    if (!g.ever_ready) {
-        pthread_mutex_unlock(&g.mu);
-        *why = "the model is not loaded yet: wait until GET /ping answers 200";
-        return -503;
-    }
-    for (int i = 0; i < g.cfg.workers; i++)
-        if (g.slots[i].state == SLOT_IDLE && !g.wq_head) {
-            g.slots[i].state = SLOT_BUSY;
-            pthread_mutex_unlock(&g.mu);
-            return i;
-        }
-    waiter w = {.slot = -1};
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w.cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (g.wq_tail) g.wq_tail->next = &w;
-    else g.wq_head = &w;
-    g.wq_tail = &w;
-    struct timespec ts = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000};
-    while (w.slot < 0 && !g.closing && shx_now_ms() < deadline) pthread_cond_timedwait(&w.cv, &g.mu, &ts);
-    if (w.slot < 0) { /* still queued: leave the queue */
-        waiter **pp = &g.wq_head, *prev = NULL;
-        while (*pp && *pp != &w) prev = *pp, pp = &(*pp)->next;
-        if (*pp) {
-            *pp = w.next;
-            if (g.wq_tail == &w) g.wq_tail = prev;
-        }
-        *why = g.closing ? "smhost is shutting down"
-                         : "no worker became free before the request's deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT)";
-    }
-    int got = w.slot;
-    int closing = g.closing;
-    pthread_mutex_unlock(&g.mu);
-    pthread_cond_destroy(&w.cv);
-    return got >= 0 ? got : closing ? -503 : -504;
-}
-
-static void release(int i) {
-    pthread_mutex_lock(&g.mu);
-    if (g.slots[i].state == SLOT_BUSY) slot_free_locked(i);
-    pthread_mutex_unlock(&g.mu);
-}
-
-typedef struct result {
-    int status;
-    char *content_type, *custom_attributes; /* owned, may be NULL */
-    char *body;                             /* owned (malloc) */
-    size_t len;
-} result;
-
-static void result_error(result *r, int status, const char *msg) {
-    r->status = status;
-    free(r->content_type);
-    r->content_type = shx_xstrdup("application/json");
-    free(r->body);
-    r->body = shx_json_error(status, msg);
-    r->len = strlen(r->body);
-}
-
-/* One round trip with worker i (BUSY, owned by the caller).  On failure the worker is replaced, *r holds the
- * error answer and -1 is returned; the caller must not release the slot then. */
-static int exchange(int i, uint32_t type, const char *const s[SHX_FRAME_NSTR], const void *body, size_t len,
-                    int64_t deadline, shx_frame *f, result *r) {
-    slot *w = &g.slots[i];
-    pid_t pid = w->pid;
-    int rc = shx_frame_send(w->fd, type, 0, 0, 0, s, body, len);
-    if (rc == 0) rc = shx_frame_recv(w->fd, f, deadline);
-    if (rc == 0 && f->type == SHX_FR_REPLY) return 0;
-    char msg[512];
-    int status;
-    if (rc == -2) {
-        status = 504;
-        snprintf(msg, sizeof msg, "the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=%d s; worker %d was "
-                 "stopped and is being replaced", g.cfg.timeout_s, (int)pid);
-        shx_warn("worker %d (slot %d) timed out after %d s: killing and replacing it", (int)pid, i, g.cfg.timeout_s);
-    } else {
-        status = 500;
-        snprintf(msg, sizeof msg, "worker %d died while handling the request (its log is above); it is being replaced",
-                 (int)pid);
-        shx_error("worker %d (slot %d) died while handling a request: replacing it", (int)pid, i);
-        if (rc == 0) shx_frame_free(f);
-    }
-    pthread_mutex_lock(&g.mu);
-    slot_fail_locked(i);
-    pthread_mutex_unlock(&g.mu);
-    result_error(r, status, msg);
-    return -1;
-}
-
-static void result_from_reply(result *r, shx_frame *f) {
-    r->status = f->a;
-    r->content_type = f->slen[0] ? shx_xstrdup(f->s[0]) : NULL;
-    r->custom_attributes = f->slen[1] ? shx_xstrdup(f->s[1]) : NULL;
-    r->body = shx_xmalloc(f->body_len + 1);
-    memcpy(r->body, f->body, f->body_len);
-    r->len = f->body_len;
-}
-
-/* ---- multi-model registry ----------------------------------------------------------------------------------- */
-static mm_model *mm_find_locked(const char *name) {
-    for (size_t k = 0; k < g.nmm; k++)
-        if (!strcmp(g.mm[k].name, name)) return &g.mm[k];
-    return NULL;
-}
-
-static void mm_remove_locked(const char *name) {
-    for (size_t k = 0; k < g.nmm; k++)
-        if (!strcmp(g.mm[k].name, name)) {
-            free(g.mm[k].name), free(g.mm[k].url);
-            g.mm[k] = g.mm[--g.nmm];
-            return;
-        }
-}
-
-static void slot_note_loaded(int i, const char *name, uint64_t gen) {
-    slot *w = &g.slots[i];
-    w->models = shx_xrealloc(w->models, (w->nmodels + 1) * sizeof *w->models);
-    w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen};
-}
-
-/* Bring worker i in line with the registry before it serves `want` (NULL: only unload stale models). */
-static int mm_sync(int i, const char *want, int64_t deadline, result *r) {
-    slot *w = &g.slots[i];
-    for (size_t k = 0; k < w->nmodels;) {
-        pthread_mutex_lock(&g.mu);
-        mm_model *m = mm_find_locked(w->models[k].name);
-        int stale = !m || m->gen != w->models[k].gen;
-        pthread_mutex_unlock(&g.mu);
-        if (!stale) {
-            k++;
-            continue;
-        }
-        const char *s[SHX_FRAME_NSTR] = {w->models[k].name};
-        shx_frame f;
-        if (exchange(i, SHX_FR_UNLOAD, s, NULL, 0, deadline, &f, r)) return -1;
-        shx_frame_free(&f);
-        free(w->models[k].name);
-        w->models[k] = w->models[--w->nmodels];
-    }
-    if (!want) return 0;
-    for (size_t k = 0; k < w->nmodels; k++)
-        if (!strcmp(w->models[k].name, want)) return 0;
-    pthread_mutex_lock(&g.mu);
-    mm_model *m = mm_find_locked(want);
-    char *url = m && !m->loading ? shx_xstrdup(m->url) : NULL;
-    uint64_t gen = m ? m->gen : 0;
-    pthread_mutex_unlock(&g.mu);
-    if (!url) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "model %s is not loaded: load it with POST /models first", want);
-        result_error(r, 404, msg);
-        return 1;
-    }
-    const char *s[SHX_FRAME_NSTR] = {want, url};
-    shx_frame f;
-    int rc = exchange(i, SHX_FR_LOAD, s, NULL, 0, deadline, &f, r);
-    free(url);
-    if (rc) return -1;
-    if (f.a != 200) {
-        result_from_reply(r, &f);
-        shx_frame_free(&f);
-        return 1;
-    }
-    shx_frame_free(&f);
-    slot_note_loaded(i, want, gen);
-    return 0;
-}
-
-/* ---- request routing ---------------------------------------------------------------------------------------- */
-typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_DESCRIBE, R_MM_UNLOAD } route;
-
-typedef struct req_ctx {
-    route route;
-    char *model; /* R_MM_INVOKE */
-    shx_buf body;
-    size_t received;
-    int too_large;
-    int counted; /* in g.in_flight */
-} req_ctx;
-
-static enum MHD_Result send_answer(struct MHD_Connection *c, int status, const char *ctype, const char *attrs,
-                                   char *body, size_t len) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    if (ctype && *ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (attrs && *attrs) MHD_add_response_header(resp, "X-Amzn-SageMaker-Custom-Attributes", attrs);
-    if (atomic_load(&g.stopping)) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg) {
-    char *body = shx_json_error(status, msg);
-    return send_answer(c, status, "application/json", NULL, body, strlen(body));
-}
-
-static enum MHD_Result send_json(struct MHD_Connection *c, int status, char *json) {
-    return send_answer(c, status, "application/json", NULL, json, strlen(json));
-}
-
+/* ---- answers ------------------------------------------------------------------------------------------------- */
 static void log_request(const char *method, const char *url, int status, int64_t start_ms) {
     int level = !strcmp(url, "/ping") ? SHX_DEBUG : status >= 500 ? SHX_WARNING : SHX_INFO;
     if (level < shx_log_get_level()) return;
     shx_log(level, "%s %s %d %lld ms", method, url, status, (long long)(shx_now_ms() - start_ms));
 }
 
-static int ping_status(void) {
-    return atomic_load(&g.ping_ok) ? 200 : 503;
+static struct MHD_Response *make_response(const char *ctype, const char *attrs, const void *body, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return NULL;
+    if (ctype && *ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (attrs && *attrs) MHD_add_response_header(resp, "X-Amzn-SageMaker-Custom-Attributes", attrs);
+    return resp;
+}
+
+static enum MHD_Result queue_response(struct MHD_Connection *c, int status, struct MHD_Response *resp) {
+    if (!resp) return MHD_NO;
+    if (g.stopping) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, int status, const char *ctype, const char *body,
+                                   size_t len) {
+    return queue_response(c, status, make_response(ctype, NULL, body, len));
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg) {
+    char *body = shx_json_error(status, msg);
+    enum MHD_Result ret = send_answer(c, status, "application/json", body, strlen(body));
+    free(body);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, char *json) {
+    enum MHD_Result ret = send_answer(c, status, "application/json", json, strlen(json));
+    free(json);
+    return ret;
+}
+
+/* The request's answer is ready: keep it and wake its connection, whose handler queues it (on_request). */
+static void job_answer(req_ctx *r, int status, const char *ctype, const char *attrs, const void *body, size_t len) {
+    r->resp = make_response(ctype, attrs, body, len);
+    r->status = status;
+    r->done = 1;
+    r->slot = -1;
+    r->queued = 0;
+    r->step = STEP_NONE;
+    MHD_resume_connection(r->conn);
+}
+
+static void job_error(req_ctx *r, int status, const char *msg) {
+    char *body = shx_json_error(status, msg);
+    job_answer(r, status, "application/json", NULL, body, strlen(body));
+    free(body);
+}
+
+/* ---- multi-model registry ----------------------------------------------------------------------------------- */
+static mm_model *mm_find(const char *name) {
+    for (size_t k = 0; k < g.nmm; k++)
+        if (!strcmp(g.mm[k].name, name)) return &g.mm[k];
+    return NULL;
+}
+
+static void mm_remove(const char *name) {
+    for (size_t k = 0; k < g.nmm; k++)
+        if (!strcmp(g.mm[k].name, name)) {
+            free(g.mm[k].name), free(g.mm[k].url);
+            g.mm[k] = g.mm[--g.nmm];
+            return;
+        }
 }
 
 static char *json_escape_dup(const char *s) {
@@ -523,7 +401,317 @@ static char *json_escape_dup(const char *s) {
     return shx_buf_steal(&b);
 }
 
-static char *mm_describe_locked(const mm_model *m) {
+/* POST /models finished (ok: its worker loaded the model): the registry entry becomes visible, or goes. */
+static void mm_load_done(req_ctx *r, int ok) {
+    mm_model *m = mm_find(r->load_name);
+    if (ok && m && m->gen == r->load_gen) m->loading = 0;
+    else if (!ok && m && m->gen == r->load_gen && m->loading) mm_remove(r->load_name);
+    if (!ok) return;
+    shx_info("model %s loaded from %s", r->load_name, r->load_url);
+    char *n = json_escape_dup(r->load_name);
+    char *body = shx_xasprintf("{\"status\":\"Model %.*s loaded\"}", (int)strlen(n) - 2, n + 1);
+    job_answer(r, 200, "application/json", NULL, body, strlen(body));
+    free(body), free(n);
+}
+
+/* ---- workers ------------------------------------------------------------------------------------------------- */
+static int ping_ok(void) {
+    if (!g.ever_ready) return 0;
+    for (int i = 0; i < g.cfg.workers; i++)
+        if (g.slots[i].state == SLOT_UP) return 1;
+    return 0;
+}
+
+static void slot_send(int i, uint32_t type, const char *const s[SHX_FRAME_NSTR], const void *body, size_t len) {
+    shx_frame_encode(&g.slots[i].out, type, 0, 0, 0, s, body, len);
+}
+
+static void slot_watch(int i, int out) {
+    slot *w = &g.slots[i];
+    if (w->want_out == out) return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.u64 = TAG_SLOT + (uint64_t)i};
+    epoll_ctl(g.ep, EPOLL_CTL_MOD, w->fd, &ev);
+    w->want_out = out;
+}
+
+/* Worker i is gone or unusable: kill it, answer the request it was running (status, msg), and put the requests
+ * pipelined behind it, which it never started, back at the head of the queue.  The loop respawns the slot. */
+static void slot_down(int i, int status, const char *msg) {
+    slot *w = &g.slots[i];
+    if (w->pid > 0) kill(w->pid, SIGKILL);
+    if (w->fd >= 0) {
+        epoll_ctl(g.ep, EPOLL_CTL_DEL, w->fd, NULL);
+        close(w->fd);
+    }
+    w->fd = -1;
+    w->pid = 0;
+    w->state = SLOT_DEAD;
+    w->gen++;
+    for (size_t k = 0; k < w->nmodels; k++) free(w->models[k].name);
+    w->nmodels = 0;
+    shx_frame_reader_free(&w->in);
+    shx_buf_free(&w->out);
+    w->out_off = 0;
+    w->want_out = 0;
+    req_ctx *head = list_pop(&w->jobs);
+    if (head) {
+        if (head->route == R_MM_LOAD) mm_load_done(head, 0);
+        job_error(head, status, msg ? msg : "the worker stopped");
+    }
+    job_list rest = w->jobs;
+    w->jobs = (job_list){0};
+    for (req_ctx *r = rest.head; r; r = r->next) r->slot = -1, r->step = STEP_NONE, r->queued = 1;
+    if (rest.head) {
+        rest.tail->next = g.q.head;
+        g.q.head = rest.head;
+        if (!g.q.tail) g.q.tail = rest.tail;
+        g.q.n += rest.n;
+    }
+}
+
+static void slot_died(int i, const char *how) {
+    slot *w = &g.slots[i];
+    if (w->state == SLOT_STARTING) {
+        shx_error("worker %d (slot %d) %s while starting: replacing it", (int)w->pid, i, how);
+        slot_down(i, 500, NULL);
+    } else if (w->jobs.n) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "worker %d died while handling the request (its log is above); it is being "
+                 "replaced", (int)w->pid);
+        shx_error("worker %d (slot %d) %s while handling a request: replacing it", (int)w->pid, i, how);
+        slot_down(i, 500, msg);
+    } else {
+        shx_error("worker %d (slot %d) %s while idle: replacing it", (int)w->pid, i, how);
+        slot_down(i, 500, NULL);
+    }
+}
+
+static void slot_flush(int i) {
+    slot *w = &g.slots[i];
+    while (w->fd >= 0 && w->out_off < w->out.len) {
+        ssize_t n = send(w->fd, w->out.p + w->out_off, w->out.len - w->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            w->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            slot_watch(i, 1);
+            return;
+        } else {
+            slot_died(i, "died");
+            return;
+        }
+    }
+    if (w->fd < 0) return;
+    if (w->out.cap > 4 * MIB) shx_buf_free(&w->out); /* after a large body */
+    w->out.len = 0;
+    w->out_off = 0;
+    slot_watch(i, 0);
+}
+
+static void slot_note_loaded(int i, const char *name, uint64_t gen) {
+    slot *w = &g.slots[i];
+    w->models = shx_xrealloc(w->models, (w->nmodels + 1) * sizeof *w->models);
+    w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen};
+}
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int pipeline_depth(void) {
+    if (g.cfg.multi_model || g.service_us <= 0) return 1;
+    double d = 1 + PIPELINE_BUDGET_US / g.service_us;
+    return d >= g.cfg.pipeline ? g.cfg.pipeline : (int)d;
+}
+
+/* A reply from worker i for request r came now: its service time is since the worker could start it. */
+static void note_service(int i, req_ctx *r) {
+    int64_t now = now_us(), from = r->sent_us > g.slots[i].last_reply_us ? r->sent_us : g.slots[i].last_reply_us;
+    g.slots[i].last_reply_us = now;
+    double t = (double)(now - from);
+    g.service_us = g.service_us <= 0 ? t : g.service_us + (t - g.service_us) / 8;
+}
+
+static void send_invoke(int i, req_ctx *r) {
+    const char *s[SHX_FRAME_NSTR] = {r->ctype, r->accept, r->attrs, r->model ? r->model : ""};
+    r->step = STEP_INVOKE;
+    r->sent_us = now_us();
+    slot_send(i, SHX_FR_INVOKE, s, r->body.p, r->body.len);
+}
+
+/* Multi-model: the next frame request r (the only one at worker i) needs: unload a model the registry dropped or
+ * replaced, load the one it wants, then invoke; or its answer when there is nothing left to ask. */
+static void mm_next(int i, req_ctx *r) {
+    slot *w = &g.slots[i];
+    for (size_t k = 0; k < w->nmodels; k++) {
+        mm_model *m = mm_find(w->models[k].name);
+        if (!m || m->gen != w->models[k].gen) {
+            r->step = STEP_UNLOAD;
+            free(r->step_name);
+            r->step_name = shx_xstrdup(w->models[k].name);
+            const char *s[SHX_FRAME_NSTR] = {r->step_name};
+            slot_send(i, SHX_FR_UNLOAD, s, NULL, 0);
+            return;
+        }
+    }
+    if (r->route == R_MM_LOAD) {
+        r->step = STEP_LOAD;
+        const char *s[SHX_FRAME_NSTR] = {r->load_name, r->load_url};
+        slot_send(i, SHX_FR_LOAD, s, NULL, 0);
+        return;
+    }
+    for (size_t k = 0; k < w->nmodels; k++)
+        if (!strcmp(w->models[k].name, r->model)) {
+            send_invoke(i, r);
+            return;
+        }
+    mm_model *m = mm_find(r->model);
+    if (!m || m->loading) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "model %s is not loaded: load it with POST /models first", r->model);
+        list_remove(&w->jobs, r);
+        job_error(r, 404, msg);
+        return;
+    }
+    r->step = STEP_LOAD;
+    r->load_gen = m->gen;
+    const char *s[SHX_FRAME_NSTR] = {r->model, m->url};
+    slot_send(i, SHX_FR_LOAD, s, NULL, 0);
+}
+
+/* A frame from worker i. */
+static void slot_frame(int i, const shx_frame *f) {
+    slot *w = &g.slots[i];
+    if (w->state == SLOT_STARTING) {
+        if (f->type == SHX_FR_READY) {
+            w->state = SLOT_UP;
+            g.loaded_once[i] = 1;
+            int all = 1;
+            for (int k = 0; k < g.cfg.workers; k++) all &= g.loaded_once[k];
+            if (all && !g.ever_ready) {
+                g.ever_ready = 1;
+                shx_info("the model is loaded in all %d workers: ready", g.cfg.workers);
+            }
+        } else if (f->type == SHX_FR_FAILED) {
+            shx_error("worker %d could not load the model: %s", (int)w->pid, f->s[0]);
+            exit(1);
+        } else {
+            slot_died(i, "sent garbage");
+        }
+        return;
+    }
+    req_ctx *r = w->jobs.head;
+    if (f->type != SHX_FR_REPLY || !r || r->step == STEP_NONE) {
+        shx_error("worker %d (slot %d) sent an unexpected frame (type %u): replacing it", (int)w->pid, i, f->type);
+        slot_down(i, 500, "the worker broke the protocol; it is being replaced");
+        return;
+    }
+    switch (r->step) {
+    case STEP_UNLOAD:
+        for (size_t k = 0; k < w->nmodels; k++)
+            if (!strcmp(w->models[k].name, r->step_name)) {
+                free(w->models[k].name);
+                w->models[k] = w->models[--w->nmodels];
+                break;
+            }
+        mm_next(i, r);
+        break;
+    case STEP_LOAD:
+        if (f->a != 200) {
+            list_pop(&w->jobs);
+            if (r->route == R_MM_LOAD) mm_load_done(r, 0);
+            job_answer(r, f->a, f->s[0], f->s[1], f->body, f->body_len);
+        } else if (r->route == R_MM_LOAD) {
+            slot_note_loaded(i, r->load_name, r->load_gen);
+            list_pop(&w->jobs);
+            mm_load_done(r, 1);
+        } else {
+            slot_note_loaded(i, r->model, r->load_gen);
+            mm_next(i, r);
+        }
+        break;
+    default:
+        list_pop(&w->jobs);
+        note_service(i, r);
+        job_answer(r, f->a, f->s[0], f->s[1], f->body, f->body_len);
+        break;
+    }
+}
+
+/* Read and handle what worker i sent.  Returns 1 when there may be more to read, 0 when not (or it is gone). */
+static int slot_readable(int i) {
+    slot *w = &g.slots[i];
+    ssize_t n = shx_frame_reader_fill(&w->in, w->fd, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    shx_frame f;
+    int r = 0;
+    while (w->fd >= 0 && (r = shx_frame_reader_next(&w->in, &f)) == 1) slot_frame(i, &f);
+    if (w->fd < 0) return 0;
+    if (r < 0) {
+        shx_error("worker %d (slot %d) sent garbage: replacing it", (int)w->pid, i);
+        slot_down(i, 500, "the worker broke the protocol; it is being replaced");
+        return 0;
+    }
+    if (n <= 0) {
+        slot_died(i, "died");
+        return 0;
+    }
+    return 1;
+}
+
+/* Hand waiting requests to workers: an idle worker first, else (single model, fast handler) pipeline up to
+ * pipeline_depth() requests per worker, so that a worker finds its next request in its socket the moment it
+ * answers one instead of waiting for the front to hear of it. */
+static void dispatch(void) {
+    int depth = pipeline_depth();
+    while (g.q.head && !g.closing) {
+        int best = -1;
+        for (int i = 0; i < g.cfg.workers; i++) {
+            slot *w = &g.slots[i];
+            if (w->state == SLOT_UP && w->jobs.n < depth && (best < 0 || w->jobs.n < g.slots[best].jobs.n)) best = i;
+        }
+        if (best < 0) return;
+        req_ctx *r = list_pop(&g.q);
+        r->queued = 0;
+        r->slot = best;
+        list_push(&g.slots[best].jobs, r);
+        if (g.cfg.multi_model) mm_next(best, r);
+        else send_invoke(best, r);
+    }
+}
+
+/* Deadlines: a worker whose current request overran it is killed (504); waiting requests give up (504).
+ * Returns the next deadline (INT64_MAX when none). */
+static int64_t sweep(int64_t now) {
+    int64_t next = INT64_MAX;
+    for (int i = 0; i < g.cfg.workers; i++) {
+        req_ctx *r = g.slots[i].jobs.head;
+        if (!r) continue;
+        if (r->deadline <= now) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "the request took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=%d s; worker %d "
+                     "was stopped and is being replaced", g.cfg.timeout_s, (int)g.slots[i].pid);
+            shx_warn("worker %d (slot %d) timed out after %d s: killing and replacing it", (int)g.slots[i].pid, i,
+                     g.cfg.timeout_s);
+            slot_down(i, 504, msg);
+        } else if (r->deadline < next) {
+            next = r->deadline;
+        }
+    }
+    while (g.q.head && g.q.head->deadline <= now) {
+        req_ctx *r = list_pop(&g.q);
+        r->queued = 0;
+        job_error(r, 504, "no worker became free before the request's deadline (SAGEMAKER_MODEL_SERVER_TIMEOUT)");
+    }
+    if (g.q.head && g.q.head->deadline < next) next = g.q.head->deadline;
+    return next;
+}
+
+/* ---- request routing ---------------------------------------------------------------------------------------- */
+static char *mm_describe_one(const mm_model *m) {
     char *n = json_escape_dup(m->name), *u = json_escape_dup(m->url);
     char *out = shx_xasprintf("{\"modelName\":%s,\"modelUrl\":%s}", n, u);
     free(n), free(u);
@@ -533,44 +721,37 @@ static char *mm_describe_locked(const mm_model *m) {
 static enum MHD_Result mm_list(struct MHD_Connection *c) {
     shx_buf b = {0};
     shx_buf_adds(&b, "{\"models\":[");
-    pthread_mutex_lock(&g.mu);
     int first = 1;
     for (size_t k = 0; k < g.nmm; k++) {
         if (g.mm[k].loading) continue;
-        char *d = mm_describe_locked(&g.mm[k]);
+        char *d = mm_describe_one(&g.mm[k]);
         shx_buf_printf(&b, "%s%s", first ? "" : ",", d);
         free(d);
         first = 0;
     }
-    pthread_mutex_unlock(&g.mu);
     shx_buf_adds(&b, "]}");
     return send_json(c, 200, shx_buf_steal(&b));
 }
 
 static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
-    pthread_mutex_lock(&g.mu);
-    mm_model *m = mm_find_locked(name);
-    char *d = m && !m->loading ? mm_describe_locked(m) : NULL;
-    pthread_mutex_unlock(&g.mu);
-    if (!d) {
+    mm_model *m = mm_find(name);
+    if (!m || m->loading) {
         char msg[512];
         snprintf(msg, sizeof msg, "model %s is not loaded", name);
         return send_error(c, 404, msg);
     }
+    char *d = mm_describe_one(m);
     char *out = shx_xasprintf("[%s]", d);
     free(d);
     return send_json(c, 200, out);
 }
 
 static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
-    pthread_mutex_lock(&g.mu);
-    mm_model *m = mm_find_locked(name);
-    int found = m && !m->loading;
-    if (found) mm_remove_locked(name); /* workers drop it the next time they are used (mm_sync) */
-    pthread_mutex_unlock(&g.mu);
+    mm_model *m = mm_find(name);
     char msg[512];
     snprintf(msg, sizeof msg, "model %s is not loaded", name);
-    if (!found) return send_error(c, 404, msg);
+    if (!m || m->loading) return send_error(c, 404, msg);
+    mm_remove(name); /* workers drop it the next time they are used (mm_next) */
     char *n = json_escape_dup(name);
     char *out = shx_xasprintf("{\"status\":\"Model %.*s unloaded\"}", (int)strlen(n) - 2, n + 1);
     free(n);
@@ -578,118 +759,57 @@ static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
     return send_json(c, 200, out);
 }
 
-/* Minimal extraction of two string members from {"model_name": "...", "url": "..."} without a JSON library:
- * cJSON is linked by the Makefile, so use it. */
-#include <cjson/cJSON.h>
-
-static void mm_load(const req_ctx *rc, result *r) {
+/* POST /models: check the body and register the model as loading; one worker loads it now (so a broken model
+ * fails this call), the others on first use.  0, or an HTTP status with msg set. */
+static int mm_load_begin(req_ctx *rc, char *msg, size_t msglen) {
     cJSON *j = cJSON_ParseWithLength(rc->body.p ? rc->body.p : "", rc->body.len);
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(j, "model_name");
     const cJSON *ju = cJSON_GetObjectItemCaseSensitive(j, "url");
     if (!cJSON_IsString(jn) || !cJSON_IsString(ju) || !*jn->valuestring || strchr(jn->valuestring, '/')) {
         cJSON_Delete(j);
-        result_error(r, 400, "POST /models needs a JSON body {\"model_name\": \"<name without />\", \"url\": "
-                             "\"<model directory>\"}");
-        return;
+        snprintf(msg, msglen, "POST /models needs a JSON body {\"model_name\": \"<name without />\", \"url\": "
+                              "\"<model directory>\"}");
+        return 400;
     }
     char *name = shx_xstrdup(jn->valuestring);
-    char *url = ju->valuestring[0] == '/' ? shx_xstrdup(ju->valuestring) : shx_path_join(g.cfg.models_dir, ju->valuestring);
+    char *url = ju->valuestring[0] == '/' ? shx_xstrdup(ju->valuestring)
+                                          : shx_path_join(g.cfg.models_dir, ju->valuestring);
     cJSON_Delete(j);
-    char msg[1024];
+    int status = 0;
     if (!shx_is_dir(url)) {
-        snprintf(msg, sizeof msg, "model url %s is not a directory", url);
-        result_error(r, 404, msg);
-        free(name), free(url);
-        return;
+        snprintf(msg, msglen, "model url %s is not a directory", url);
+        status = 404;
+    } else if (mm_find(name)) {
+        snprintf(msg, msglen, "model %s is already loaded: DELETE /models/%s first to replace it", name, name);
+        status = 409;
     }
-    pthread_mutex_lock(&g.mu);
-    if (mm_find_locked(name)) {
-        pthread_mutex_unlock(&g.mu);
-        snprintf(msg, sizeof msg, "model %s is already loaded: DELETE /models/%s first to replace it", name, name);
-        result_error(r, 409, msg);
+    if (status) {
         free(name), free(url);
-        return;
+        return status;
     }
     g.mm = shx_xrealloc(g.mm, (g.nmm + 1) * sizeof *g.mm);
-    uint64_t gen = ++g.mm_gen;
-    g.mm[g.nmm++] = (mm_model){shx_xstrdup(name), shx_xstrdup(url), gen, 1};
-    pthread_mutex_unlock(&g.mu);
-
-    /* Load it in one worker now, so a broken model fails this call; the others load it on first use. */
-    int64_t deadline = shx_now_ms() + (int64_t)g.cfg.timeout_s * 1000;
-    const char *why = NULL;
-    int i = acquire(deadline, &why);
-    int ok = 0;
-    if (i < 0) {
-        result_error(r, -i, why);
-    } else if (mm_sync(i, NULL, deadline, r) == 0) {
-        const char *s[SHX_FRAME_NSTR] = {name, url};
-        shx_frame f;
-        if (exchange(i, SHX_FR_LOAD, s, NULL, 0, deadline, &f, r) == 0) {
-            if (f.a == 200) {
-                ok = 1;
-                slot_note_loaded(i, name, gen);
-            } else {
-                result_from_reply(r, &f);
-            }
-            shx_frame_free(&f);
-            release(i);
-        }
-    } else {
-        release(i);
-    }
-    pthread_mutex_lock(&g.mu);
-    mm_model *m = mm_find_locked(name);
-    if (ok && m && m->gen == gen) m->loading = 0;
-    else if (!ok && m && m->gen == gen) mm_remove_locked(name);
-    pthread_mutex_unlock(&g.mu);
-    if (ok) {
-        shx_info("model %s loaded from %s", name, url);
-        char *n = json_escape_dup(name);
-        r->status = 200;
-        r->content_type = shx_xstrdup("application/json");
-        r->body = shx_xasprintf("{\"status\":\"Model %.*s loaded\"}", (int)strlen(n) - 2, n + 1);
-        r->len = strlen(r->body);
-        free(n);
-    }
-    free(name), free(url);
-}
-
-static void invoke(struct MHD_Connection *c, const req_ctx *rc, result *r) {
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-    const char *attrs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-SageMaker-Custom-Attributes");
-    const char *s[SHX_FRAME_NSTR] = {ct, accept, attrs, rc->model ? rc->model : ""};
-    int64_t deadline = shx_now_ms() + (int64_t)g.cfg.timeout_s * 1000;
-    const char *why = NULL;
-    int i = acquire(deadline, &why);
-    if (i < 0) {
-        result_error(r, -i, why);
-        return;
-    }
-    if (g.cfg.multi_model) {
-        int m = mm_sync(i, rc->model, deadline, r);
-        if (m < 0) return;
-        if (m > 0) {
-            release(i);
-            return;
-        }
-    }
-    shx_frame f;
-    if (exchange(i, SHX_FR_INVOKE, s, rc->body.p, rc->body.len, deadline, &f, r)) return;
-    release(i);
-    result_from_reply(r, &f);
-    shx_frame_free(&f);
+    rc->load_gen = ++g.mm_gen;
+    g.mm[g.nmm++] = (mm_model){shx_xstrdup(name), shx_xstrdup(url), rc->load_gen, 1};
+    rc->load_name = name;
+    rc->load_url = url;
+    return 0;
 }
 
 /* Requests without a body (/ping, /execution-parameters, the multi-model GET/DELETE routes, 404) are answered
  * on the second call, once MHD has the whole request: queueing an answer on the first call makes MHD close the
- * connection, which costs a new connection (and thread) per request.  Only 413 is answered at once. */
+ * connection.  Only 413 is answered at once.  Requests for a worker are queued and their connection suspended;
+ * the handler runs once more when the answer is ready (job_answer resumes the connection). */
 static req_ctx ctx_ping, ctx_exec; /* markers for the two hot body-less routes: no allocation */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     req_ctx *rc = *con_cls;
+    if (rc && rc != &ctx_ping && rc != &ctx_exec && rc->done) { /* back from a worker */
+        struct MHD_Response *resp = rc->resp;
+        rc->resp = NULL;
+        log_request(method, url, rc->status, rc->start_ms);
+        return queue_response(c, rc->status, resp);
+    }
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     if (!rc) {
         if (get && !strcmp(url, "/ping")) {
@@ -728,12 +848,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         rc = shx_xcalloc(1, sizeof *rc);
         rc->route = rt;
+        rc->slot = -1;
         if (model) rc->model = shx_xstrndup(model, model_len);
         if (has_body) {
-            pthread_mutex_lock(&g.mu);
             g.in_flight++;
             rc->counted = 1;
-            pthread_mutex_unlock(&g.mu);
         }
         *con_cls = rc;
         return MHD_YES;
@@ -756,9 +875,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     int64_t start = shx_now_ms();
     if (rc == &ctx_ping) {
-        int st = ping_status();
-        log_request(method, url, st, start);
-        if (st == 200) return send_answer(c, 200, NULL, NULL, NULL, 0);
+        int ok = ping_ok();
+        log_request(method, url, ok ? 200 : 503, start);
+        if (ok) return send_answer(c, 200, NULL, NULL, 0);
         return send_error(c, 503, "the model is not loaded yet");
     }
     if (rc == &ctx_exec) {
@@ -781,20 +900,35 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_MM_DESCRIBE: ret = mm_describe(c, rc->model); break;
     case R_MM_UNLOAD: ret = mm_unload(c, rc->model); break;
     default: {
+        char msg[1024];
+        int status = 0;
         if (rc->too_large) {
-            char msg[200];
             snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
                      g.cfg.max_body, g.cfg.max_payload_mb);
-            log_request(method, url, 413, start);
-            return send_error(c, 413, msg);
+            status = 413;
+        } else if (g.closing) {
+            snprintf(msg, sizeof msg, "smhost is shutting down");
+            status = 503;
+        } else if (!g.ever_ready) {
+            snprintf(msg, sizeof msg, "the model is not loaded yet: wait until GET /ping answers 200");
+            status = 503;
+        } else if (rc->route == R_MM_LOAD) {
+            status = mm_load_begin(rc, msg, sizeof msg);
         }
-        result r = {0};
-        if (rc->route == R_MM_LOAD) mm_load(rc, &r);
-        else invoke(c, rc, &r);
-        log_request(method, url, r.status, start);
-        ret = send_answer(c, r.status, r.content_type, r.custom_attributes, r.body, r.len);
-        free(r.content_type), free(r.custom_attributes);
-        return ret;
+        if (status) {
+            log_request(method, url, status, start);
+            return send_error(c, status, msg);
+        }
+        rc->conn = c;
+        rc->ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        rc->accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        rc->attrs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-SageMaker-Custom-Attributes");
+        rc->start_ms = start;
+        rc->deadline = start + (int64_t)g.cfg.timeout_s * 1000;
+        rc->queued = 1;
+        list_push(&g.q, rc);
+        MHD_suspend_connection(c); /* dispatch() hands it to a worker after this round of MHD_run */
+        return MHD_YES;
     }
     }
     log_request(method, url, -1, start);
@@ -803,20 +937,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     req_ctx *rc = *con_cls;
-    if (!rc || rc == &ctx_ping || rc == &ctx_exec) {
-        *con_cls = NULL;
-        return;
-    }
-    if (rc->counted) {
-        pthread_mutex_lock(&g.mu);
-        g.in_flight--;
-        pthread_mutex_unlock(&g.mu);
-        if (atomic_load(&g.stopping)) wake_main();
-    }
-    shx_buf_free(&rc->body);
-    free(rc->model);
-    free(rc);
     *con_cls = NULL;
+    if (!rc || rc == &ctx_ping || rc == &ctx_exec) return;
+    if (rc->queued) list_remove(&g.q, rc);
+    if (rc->slot >= 0) { /* cannot happen while suspended; if it does, its worker's answer would go astray */
+        int i = rc->slot;
+        list_remove(&g.slots[i].jobs, rc);
+        slot_down(i, 500, "the worker was stopped");
+    }
+    if (rc->route == R_MM_LOAD && rc->load_name && !rc->done) mm_load_done(rc, 0);
+    if (rc->counted) g.in_flight--;
+    if (rc->resp) MHD_destroy_response(rc->resp);
+    shx_buf_free(&rc->body);
+    free(rc->model), free(rc->step_name), free(rc->load_name), free(rc->load_url);
+    free(rc);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -827,7 +961,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     shx_log(SHX_DEBUG, "microhttpd: %s", msg);
 }
 
-/* ---- the main thread: processes, signals, shutdown ------------------------------------------------------------ */
+/* ---- the event loop: HTTP, workers, the zygote, signals, shutdown ------------------------------------------- */
+static int epoll_add(int fd, uint64_t tag) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    return epoll_ctl(g.ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
 static int spawn(int ctl, int i) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
@@ -835,46 +974,16 @@ static int spawn(int ctl, int i) {
         return -1;
     }
     slot *w = &g.slots[i];
-    pthread_mutex_lock(&g.mu);
     w->gen++;
-    int32_t gen = w->gen;
     w->fd = sv[0];
     w->pid = 0;
     w->state = SLOT_STARTING;
     w->spawned_ms = shx_now_ms();
-    pthread_mutex_unlock(&g.mu);
-    int rc = shx_send_fd(ctl, sv[1], i, gen);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    int rc = epoll_add(sv[0], TAG_SLOT + (uint64_t)i);
+    if (rc == 0) rc = shx_send_fd(ctl, sv[1], i, w->gen);
     close(sv[1]);
     return rc;
-}
-
-static void handle_worker_frame(int i) {
-    slot *w = &g.slots[i];
-    if (w->state != SLOT_STARTING || w->fd < 0) return; /* given up earlier in this round (DIED) */
-    shx_frame f;
-    int rc = shx_frame_recv(w->fd, &f, shx_now_ms() + 5000);
-    pthread_mutex_lock(&g.mu);
-    if (rc == 0 && f.type == SHX_FR_READY) {
-        slot_free_locked(i);
-        g.loaded_once[i] = 1;
-        int all = 1;
-        for (int k = 0; k < g.cfg.workers; k++) all &= g.loaded_once[k];
-        if (all && !g.ever_ready) {
-            g.ever_ready = 1;
-            shx_info("the model is loaded in all %d workers: ready", g.cfg.workers);
-        }
-        update_ping_locked();
-    } else {
-        if (rc == 0 && f.type == SHX_FR_FAILED) {
-            pthread_mutex_unlock(&g.mu);
-            shx_error("worker %d could not load the model: %s", (int)w->pid, f.s[0]);
-            exit(1);
-        }
-        shx_error("worker %d (slot %d) died while starting: replacing it", (int)w->pid, i);
-        slot_fail_locked(i);
-    }
-    pthread_mutex_unlock(&g.mu);
-    if (rc == 0) shx_frame_free(&f);
 }
 
 static const char *describe_status(int st, char *buf, size_t len) {
@@ -883,7 +992,7 @@ static const char *describe_status(int st, char *buf, size_t len) {
     return buf;
 }
 
-/* A frame from the zygote.  Returns 0, or an exit code when serving cannot go on. */
+/* A frame from the zygote.  Returns 0, -1 when the zygote is gone, or an exit code when serving cannot go on. */
 static int handle_zygote_frame(int ctl, int *zygote_ready) {
     shx_frame f;
     int rc = shx_frame_recv(ctl, &f, shx_now_ms() + 5000);
@@ -900,25 +1009,23 @@ static int handle_zygote_frame(int ctl, int *zygote_ready) {
         ret = f.a > 0 ? f.a : 1;
         break;
     case SHX_FR_SPAWNED:
-        pthread_mutex_lock(&g.mu);
         if (f.a >= 0 && f.a < g.cfg.workers && g.slots[f.a].gen == f.b && g.slots[f.a].state != SLOT_DEAD)
             g.slots[f.a].pid = f.c;
         else
             kill(f.c, SIGKILL); /* its slot was given up before we learned its pid */
-        pthread_mutex_unlock(&g.mu);
         shx_debug("worker %d started (slot %d)", (int)f.c, (int)f.a);
         break;
     case SHX_FR_DIED:
-        pthread_mutex_lock(&g.mu);
+        /* Usually its socket's EOF told us already; not when a child of the worker still holds the socket. */
         for (int i = 0; i < g.cfg.workers; i++)
-            if (g.slots[i].pid == f.c && (g.slots[i].state == SLOT_IDLE || g.slots[i].state == SLOT_STARTING)) {
-                shx_error("worker %d (slot %d) %s while idle: replacing it", (int)f.c, i,
-                          describe_status(f.a, why, sizeof why));
-                slot_fail_locked(i);
+            if (g.slots[i].pid == f.c && g.slots[i].state != SLOT_DEAD) {
+                /* Replies it sent before dying come first: only the request it was running gets the 500. */
+                while (g.slots[i].fd >= 0 && slot_readable(i)) continue;
+                if (g.slots[i].pid == f.c && g.slots[i].state != SLOT_DEAD)
+                    slot_died(i, describe_status(f.a, why, sizeof why));
             }
-        pthread_mutex_unlock(&g.mu);
-        if (!(WIFSIGNALED(f.a) && WTERMSIG(f.a) == SIGKILL)) shx_debug("worker %d %s", (int)f.c,
-                                                                         describe_status(f.a, why, sizeof why));
+        if (!(WIFSIGNALED(f.a) && WTERMSIG(f.a) == SIGKILL))
+            shx_debug("worker %d %s", (int)f.c, describe_status(f.a, why, sizeof why));
         break;
     default: break;
     }
@@ -926,60 +1033,77 @@ static int handle_zygote_frame(int ctl, int *zygote_ready) {
     return ret;
 }
 
-static int serve_loop(int ctl, pid_t zygote, struct MHD_Daemon *d, int sfd) {
+static void fail_queue(int status, const char *msg) {
+    req_ctx *r;
+    while ((r = list_pop(&g.q))) {
+        r->queued = 0;
+        job_error(r, status, msg);
+    }
+}
+
+static int serve_loop(int ctl, pid_t zygote, int sfd) {
     int zygote_ready = 0, exit_code = 0;
-    int64_t grace_deadline = 0;
-    struct pollfd pfd[3 + MAX_WORKERS];
-    int idx[3 + MAX_WORKERS];
+    int64_t grace_deadline = 0, close_deadline = 0;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(g.d, MHD_DAEMON_INFO_EPOLL_FD);
+    g.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) || epoll_add(ctl, TAG_CTL)) {
+        shx_error("serve: cannot set up the event loop: %s", strerror(errno));
+        return SHX_EXIT_OSERR;
+    }
+    int64_t next_deadline = INT64_MAX;
     for (;;) {
-        int n = 0;
-        pfd[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = g.wake_fd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = ctl, .events = POLLIN};
-        pthread_mutex_lock(&g.mu);
-        for (int i = 0; i < g.cfg.workers; i++)
-            if (g.slots[i].state == SLOT_STARTING && g.slots[i].fd >= 0) {
-                idx[n] = i;
-                pfd[n++] = (struct pollfd){.fd = g.slots[i].fd, .events = POLLIN};
-            }
-        pthread_mutex_unlock(&g.mu);
-        if (poll(pfd, (nfds_t)n, 100) < 0 && errno != EINTR) {
-            shx_error("poll: %s", strerror(errno));
+        int64_t now = shx_now_ms();
+        int timeout = 100;
+        MHD_UNSIGNED_LONG_LONG mt;
+        if (MHD_get_timeout(g.d, &mt) == MHD_YES && mt < (MHD_UNSIGNED_LONG_LONG)timeout) timeout = (int)mt;
+        if (next_deadline != INT64_MAX && next_deadline - now < timeout)
+            timeout = next_deadline <= now ? 0 : (int)(next_deadline - now);
+        struct epoll_event ev[64];
+        int n = epoll_wait(g.ep, ev, 64, timeout);
+        if (n < 0 && errno != EINTR) {
+            shx_error("epoll_wait: %s", strerror(errno));
             return SHX_EXIT_OSERR;
         }
-        if (pfd[0].revents) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == sizeof si && !atomic_load(&g.stopping)) {
-                atomic_store(&g.stopping, 1);
-                grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
-                MHD_socket ls = MHD_quiesce_daemon(d);
-                if (ls != MHD_INVALID_SOCKET) close(ls);
-                pthread_mutex_lock(&g.mu);
-                int inflight = g.in_flight;
-                pthread_mutex_unlock(&g.mu);
-                shx_info("%s: no new connections; finishing %d request(s) in flight (grace %d s)",
-                         strsignal((int)si.ssi_signo), inflight, g.cfg.grace_s);
+        for (int k = 0; k < n; k++) {
+            uint64_t tag = ev[k].data.u64;
+            if (tag == TAG_SIGNAL) {
+                struct signalfd_siginfo si;
+                if (read(sfd, &si, sizeof si) == sizeof si && !g.stopping) {
+                    g.stopping = 1;
+                    grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
+                    MHD_socket ls = MHD_quiesce_daemon(g.d);
+                    if (ls != MHD_INVALID_SOCKET) close(ls);
+                    shx_info("%s: no new connections; finishing %d request(s) in flight (grace %d s)",
+                             strsignal((int)si.ssi_signo), g.in_flight, g.cfg.grace_s);
+                }
+            } else if (tag == TAG_CTL) {
+                int rc = handle_zygote_frame(ctl, &zygote_ready);
+                if (rc < 0) {
+                    int st = 0;
+                    char why[128] = "exited";
+                    if (waitpid(zygote, &st, 0) == zygote) describe_status(st, why, sizeof why);
+                    shx_error("the serving zygote (which loads the handler%s) %s: %s",
+                              g.cfg.preload ? " and model" : "", why,
+                              zygote_ready ? "no workers can be replaced, stopping" : "the model could not be loaded");
+                    return WIFSIGNALED(st) || !zygote_ready ? SHX_EXIT_SOFTWARE : 1;
+                }
+                if (rc > 0) return rc;
+            } else if (tag >= TAG_SLOT && tag < TAG_SLOT + (uint64_t)g.cfg.workers) {
+                int i = (int)(tag - TAG_SLOT);
+                if (g.slots[i].fd < 0) continue;
+                if (ev[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) slot_readable(i);
+                if (g.slots[i].fd >= 0 && (ev[k].events & EPOLLOUT)) slot_flush(i);
             }
         }
-        if (pfd[1].revents) {
-            uint64_t v;
-            ssize_t r = read(g.wake_fd, &v, sizeof v);
-            (void)r;
-        }
-        if (pfd[2].revents) {
-            int rc = handle_zygote_frame(ctl, &zygote_ready);
-            if (rc < 0) {
-                int st = 0;
-                char why[128] = "exited";
-                if (waitpid(zygote, &st, 0) == zygote) describe_status(st, why, sizeof why);
-                shx_error("the serving zygote (which loads the handler%s) %s: %s", g.cfg.preload ? " and model" : "",
-                          why, zygote_ready ? "no workers can be replaced, stopping" : "the model could not be loaded");
-                return WIFSIGNALED(st) || !zygote_ready ? SHX_EXIT_SOFTWARE : 1;
-            }
-            if (rc > 0) return rc;
-        }
-        for (int k = 3; k < n; k++)
-            if (pfd[k].revents) handle_worker_frame(idx[k]);
+        now = shx_now_ms();
+        next_deadline = sweep(now);
+        MHD_run(g.d); /* new requests are queued, answered ones sent */
+        dispatch();
+        for (int i = 0; i < g.cfg.workers; i++)
+            if (g.slots[i].fd >= 0 && g.slots[i].out.len > g.slots[i].out_off) slot_flush(i);
+        for (int i = 0; i < g.cfg.workers && next_deadline != 0; i++)
+            if (g.slots[i].jobs.head && g.slots[i].jobs.head->deadline < next_deadline)
+                next_deadline = g.slots[i].jobs.head->deadline;
         /* reap anything else that was left to us (PID 1, or orphans of the zygote) */
         int st;
         pid_t p;
@@ -988,26 +1112,30 @@ static int serve_loop(int ctl, pid_t zygote, struct MHD_Daemon *d, int sfd) {
                 shx_error("the serving zygote exited unexpectedly");
                 return SHX_EXIT_SOFTWARE;
             }
-        int64_t now = shx_now_ms();
-        if (!atomic_load(&g.stopping) && zygote_ready) {
-            for (int i = 0; i < g.cfg.workers; i++) {
-                pthread_mutex_lock(&g.mu);
-                int dead = g.slots[i].state == SLOT_DEAD && now - g.slots[i].spawned_ms >= 1000;
-                pthread_mutex_unlock(&g.mu);
-                if (dead && spawn(ctl, i)) {
+        if (!g.stopping && zygote_ready) {
+            for (int i = 0; i < g.cfg.workers; i++)
+                if (g.slots[i].state == SLOT_DEAD && now - g.slots[i].spawned_ms >= 1000 && spawn(ctl, i)) {
                     shx_error("cannot pass a worker socket to the zygote: %s", strerror(errno));
                     return SHX_EXIT_SOFTWARE;
                 }
-            }
         }
-        if (atomic_load(&g.stopping)) {
-            pthread_mutex_lock(&g.mu);
-            int inflight = g.in_flight;
-            pthread_mutex_unlock(&g.mu);
-            if (inflight == 0) break;
-            if (now >= grace_deadline) {
-                shx_warn("grace period over with %d request(s) still running: stopping their workers", inflight);
-                exit_code = 0;
+        if (g.stopping) {
+            if (g.in_flight == 0) break;
+            if (!g.closing && now >= grace_deadline) {
+                shx_warn("grace period over with %d request(s) still running: stopping their workers", g.in_flight);
+                g.closing = 1;
+                close_deadline = now + 1000; /* time for their 5xx answers to go out */
+                char msg[256];
+                for (int i = 0; i < g.cfg.workers; i++)
+                    if (g.slots[i].state != SLOT_DEAD) {
+                        snprintf(msg, sizeof msg, "smhost is shutting down and its grace period "
+                                 "(SMHOST_SERVE_GRACE_SECONDS=%d) is over: worker %d was stopped", g.cfg.grace_s,
+                                 (int)g.slots[i].pid);
+                        slot_down(i, 500, msg);
+                    }
+                fail_queue(503, "smhost is shutting down");
+                next_deadline = 0;
+            } else if (g.closing && now >= close_deadline) {
                 break;
             }
         }
@@ -1049,9 +1177,8 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     sigaddset(&stopset, SIGTERM);
     sigaddset(&stopset, SIGINT);
     int sfd = signalfd(-1, &stopset, SFD_CLOEXEC);
-    g.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int sv[2];
-    if (sfd < 0 || g.wake_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    if (sfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         shx_error("serve: cannot set up: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
@@ -1073,19 +1200,16 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     if (zygote == 0) {
         close(sv[0]);
         close(sfd);
-        close(g.wake_fd);
         shx_zygote_main(&spec, sv[1]);
     }
     close(sv[1]);
     int ctl = sv[0];
 
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-            MHD_USE_ERROR_LOG,
-        (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
+        NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_END);
     if (!d) {
         shx_error("serve: cannot listen on port %d (in use, or not allowed): set SAGEMAKER_BIND_TO_PORT to a free "
@@ -1098,29 +1222,17 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
              g.cfg.handler_desc, g.cfg.workers, g.cfg.timeout_s, g.cfg.max_payload_mb,
              g.cfg.multi_model ? ", multi-model" : "", g.cfg.preload ? "" : ", model loaded per worker");
 
-    int code = serve_loop(ctl, zygote, d, sfd);
+    g.d = d;
+    int code = serve_loop(ctl, zygote, sfd);
 
-    /* Stop: workers still busy after the grace are killed (their requests get 500), then the daemon stops. */
-    pthread_mutex_lock(&g.mu);
-    atomic_store(&g.stopping, 1);
+    /* Stop: workers still busy are killed; requests still waiting for an answer get one before MHD stops. */
     g.closing = 1;
+    g.stopping = 1;
     for (int i = 0; i < g.cfg.workers; i++)
-        if (g.slots[i].pid > 0) kill(g.slots[i].pid, SIGKILL);
-    wake_waiters_locked();
-    pthread_mutex_unlock(&g.mu);
-    /* Give the requests whose workers were just killed a moment to send their 5xx before connections close. */
-    for (int t = 0; t < 100; t++) {
-        pthread_mutex_lock(&g.mu);
-        int inflight = g.in_flight;
-        pthread_mutex_unlock(&g.mu);
-        if (!inflight) break;
-        usleep(10000);
-    }
+        if (g.slots[i].state != SLOT_DEAD) slot_down(i, 503, "smhost is shutting down");
+    fail_queue(503, "smhost is shutting down");
+    MHD_run(d);
     MHD_stop_daemon(d);
-    pthread_mutex_lock(&g.mu);
-    for (int i = 0; i < g.cfg.workers; i++)
-        if (g.slots[i].fd >= 0) close(g.slots[i].fd), g.slots[i].fd = -1;
-    pthread_mutex_unlock(&g.mu);
     close(ctl);
     for (int t = 0; t < 50; t++) {
         int st;

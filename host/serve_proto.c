@@ -40,7 +40,7 @@ int shx_frame_send(int fd, uint32_t type, int32_t a, int32_t b, int32_t c, const
     for (int i = 0; i < SHX_FRAME_NSTR; i++) {
         const char *str = s && s[i] ? s[i] : "";
         h.slen[i] = (uint32_t)strlen(str);
-        if (h.slen[i]) iov[n++] = (struct iovec){(void *)str, h.slen[i]};
+        iov[n++] = (struct iovec){(void *)str, h.slen[i] + 1}; /* with its NUL: a parsed frame points into the bytes */
     }
     if (body_len) iov[n++] = (struct iovec){(void *)body, body_len};
     struct iovec *v = iov;
@@ -96,49 +96,129 @@ static int read_full(int fd, void *p, size_t len, int64_t deadline_ms, int wait_
     return 0;
 }
 
+/* Check a header and return the whole frame's size, or 0 when it is not a frame. */
+static size_t frame_size(const wire_header *h) {
+    if (h->magic != MAGIC || h->body_len > SHX_FRAME_MAX_BODY) return 0;
+    size_t n = sizeof *h + h->body_len;
+    for (int i = 0; i < SHX_FRAME_NSTR; i++) {
+        if (h->slen[i] > SHX_FRAME_MAX_BODY) return 0;
+        n += (size_t)h->slen[i] + 1;
+    }
+    return n;
+}
+
+/* Point f into payload (the strings, each with its NUL, then the body).  0, or -1 when a NUL is missing. */
+static int frame_fill(const wire_header *h, const char *payload, shx_frame *f) {
+    const char *p = payload;
+    for (int i = 0; i < SHX_FRAME_NSTR; i++) {
+        if (p[h->slen[i]] != 0) return -1;
+        f->s[i] = p;
+        f->slen[i] = h->slen[i];
+        p += h->slen[i] + 1;
+    }
+    f->body = p;
+    f->body_len = h->body_len;
+    f->type = h->type;
+    f->a = h->a;
+    f->b = h->b;
+    f->c = h->c;
+    return 0;
+}
+
 int shx_frame_recv(int fd, shx_frame *f, int64_t deadline_ms) {
     memset(f, 0, sizeof *f);
     wire_header h;
     int r = read_full(fd, &h, sizeof h, deadline_ms, 1);
     if (r) return r;
-    if (h.magic != MAGIC || h.body_len > SHX_FRAME_MAX_BODY) {
+    size_t total = frame_size(&h);
+    if (!total) {
         errno = EPROTO;
         return -1;
     }
-    size_t strs = 0;
-    for (int i = 0; i < SHX_FRAME_NSTR; i++) {
-        if (h.slen[i] > SHX_FRAME_MAX_BODY) {
-            errno = EPROTO;
-            return -1;
-        }
-        strs += h.slen[i];
-    }
-    /* mem: the strings, each NUL-terminated | the payload as it came (strings then body) | NUL */
-    size_t payload = strs + h.body_len;
-    char *mem = shx_xmalloc(strs + SHX_FRAME_NSTR + payload + 1);
-    char *raw = mem + strs + SHX_FRAME_NSTR;
-    if (payload && (r = read_full(fd, raw, payload, deadline_ms, 0))) {
+    size_t payload = total - sizeof h;
+    char *mem = shx_xmalloc(payload + 1);
+    if ((r = read_full(fd, mem, payload, deadline_ms, 0))) {
         free(mem);
         return r;
     }
-    raw[payload] = 0;
-    char *p = mem, *src = raw;
-    for (int i = 0; i < SHX_FRAME_NSTR; i++) {
-        memcpy(p, src, h.slen[i]);
-        p[h.slen[i]] = 0;
-        f->s[i] = p;
-        f->slen[i] = h.slen[i];
-        p += h.slen[i] + 1;
-        src += h.slen[i];
+    mem[payload] = 0;
+    if (frame_fill(&h, mem, f)) {
+        free(mem);
+        memset(f, 0, sizeof *f);
+        errno = EPROTO;
+        return -1;
     }
-    f->body = src;
-    f->body_len = h.body_len;
-    f->type = h.type;
-    f->a = h.a;
-    f->b = h.b;
-    f->c = h.c;
     f->mem = mem;
     return 0;
+}
+
+void shx_frame_encode(shx_buf *out, uint32_t type, int32_t a, int32_t b, int32_t c,
+                      const char *const s[SHX_FRAME_NSTR], const void *body, size_t body_len) {
+    wire_header h = {.magic = MAGIC, .type = type, .a = a, .b = b, .c = c, .body_len = (uint32_t)body_len};
+    const char *str[SHX_FRAME_NSTR];
+    for (int i = 0; i < SHX_FRAME_NSTR; i++) {
+        str[i] = s && s[i] ? s[i] : "";
+        h.slen[i] = (uint32_t)strlen(str[i]);
+    }
+    shx_buf_add(out, &h, sizeof h);
+    for (int i = 0; i < SHX_FRAME_NSTR; i++) shx_buf_add(out, str[i], (size_t)h.slen[i] + 1);
+    shx_buf_add(out, body, body_len);
+}
+
+int shx_frame_reader_next(shx_frame_reader *r, shx_frame *f) {
+    memset(f, 0, sizeof *f);
+    size_t have = r->len - r->start;
+    if (have < sizeof(wire_header)) return 0;
+    wire_header h;
+    memcpy(&h, r->p + r->start, sizeof h);
+    size_t total = frame_size(&h);
+    if (!total) {
+        errno = EPROTO;
+        return -1;
+    }
+    if (have < total) return 0;
+    if (frame_fill(&h, r->p + r->start + sizeof h, f)) {
+        memset(f, 0, sizeof *f);
+        errno = EPROTO;
+        return -1;
+    }
+    r->start += total;
+    return 1;
+}
+
+ssize_t shx_frame_reader_fill(shx_frame_reader *r, int fd, int flags) {
+    if (r->start == r->len) r->start = r->len = 0;
+    size_t want = 64 * 1024;
+    if (r->len - r->start >= sizeof(wire_header)) { /* room for the whole frame that has begun */
+        wire_header h;
+        memcpy(&h, r->p + r->start, sizeof h);
+        size_t total = frame_size(&h);
+        if (total > want) want = total;
+    }
+    size_t need = r->start + want > r->len + 4096 ? r->start + want : r->len + 4096;
+    if (r->start && need + 1 > r->cap) { /* move what is left to the front */
+        memmove(r->p, r->p + r->start, r->len - r->start);
+        r->len -= r->start;
+        need -= r->start;
+        r->start = 0;
+    }
+    if (need + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 64 * 1024;
+        while (cap < need + 1) cap *= 2;
+        r->p = shx_xrealloc(r->p, cap);
+        r->cap = cap;
+    }
+    ssize_t n;
+    do n = recv(fd, r->p + r->len, r->cap - r->len - 1, flags);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) r->len += (size_t)n;
+    if (n == 0) errno = 0;
+    return n;
+}
+
+void shx_frame_reader_free(shx_frame_reader *r) {
+    free(r->p);
+    memset(r, 0, sizeof *r);
 }
 
 void shx_frame_free(shx_frame *f) {

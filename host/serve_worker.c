@@ -230,16 +230,27 @@ static void __attribute__((noreturn)) worker_main(const shx_serve_spec *spec, ha
         }
     }
     shx_frame_send(fd, SHX_FR_READY, 0, 0, 0, NULL, NULL, 0);
+    /* The front may send several requests at once (it pipelines): one recv() takes them all, and they are
+     * answered in order, each reply sent before the next request starts, so the front always knows which
+     * request a worker that dies or hangs was running. */
+    shx_frame_reader in = {0};
     for (;;) {
         shx_frame f;
-        if (shx_frame_recv(fd, &f, -1)) _exit(0); /* the front closed our socket: shutdown */
+        int got = shx_frame_reader_next(&in, &f);
+        if (got < 0) {
+            shx_log(SHX_ERROR, "worker: garbage from the front: %s", strerror(errno));
+            _exit(SHX_EXIT_SOFTWARE);
+        }
+        if (!got) {
+            if (shx_frame_reader_fill(&in, fd, 0) > 0) continue;
+            _exit(0); /* the front closed our socket: shutdown */
+        }
         switch (f.type) {
         case SHX_FR_INVOKE: do_invoke(h, fd, &f); break;
         case SHX_FR_LOAD: do_load(h, fd, &f); break;
         case SHX_FR_UNLOAD: do_unload(h, fd, &f); break;
         default: shx_log(SHX_ERROR, "worker: unexpected frame type %u", f.type); _exit(SHX_EXIT_SOFTWARE);
         }
-        shx_frame_free(&f);
     }
 }
 

@@ -122,9 +122,14 @@ def _takes_context(fn, nbase):
     return n > nbase
 
 
+_CODECS = (JSON, CSV, NPY)
+
+
 class Handler:
     def __init__(self, model_dir):
         self.model_dir = model_dir
+        # read once: the environment of a serving worker does not change
+        self.default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
         self.name = os.path.basename(os.path.normpath(model_dir))
         self.module = self._import()
         get = (lambda n: getattr(self.module, n, None)) if self.module else (lambda n: None)
@@ -169,15 +174,15 @@ class Handler:
     def invoke(self, body, content_type, accept, attrs):
         ctx = Context(self.name, self.model_dir)
         content_type = content_type or JSON
-        default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or JSON
-        if not accept or _media(accept) == "*/*":
+        default_accept = self.default_accept
+        if not accept or accept == "*/*" or _media(accept) == "*/*":
             accept = default_accept
         ctx.content_type, ctx.accept, ctx.custom_attributes = content_type, accept, attrs
         if self.transform_fn:
             result = self._call("transform_fn", ctx, self.model, body, content_type, accept)
             out_ct = accept
         else:
-            if self.fns["output_fn"][0] is default_output_fn:
+            if self.fns["output_fn"][0] is default_output_fn and accept not in _CODECS:
                 # Accept may list several types: answer in the first one a codec can write.
                 choices = [_media(a) for a in accept.split(",")]
                 accept = next((c if c != "*/*" else default_accept for c in choices

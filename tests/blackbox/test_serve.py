@@ -293,6 +293,10 @@ def test_bad_settings_are_config_errors(native_root):
     s.proc.wait(10)
     rc, err = s.stop()
     assert rc == 78 and "missing.so" in err
+    s = Server(native_root, env={"SMHOST_SERVE_PIPELINE": "0"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "SMHOST_SERVE_PIPELINE=0" in err
 
 
 # ---- multi-model ----------------------------------------------------------------------------------------------
@@ -499,3 +503,34 @@ def test_worker_killed_while_idle_is_replaced(native_root, serve):
     assert s.ping() == 200
     rc, err = s.stop()
     assert rc == 0 and "replacing it" in err
+
+
+def test_requests_pipelined_behind_a_crash_or_timeout_are_served(native_root, serve):
+    """With one worker and fast requests the front sends requests ahead to the busy worker (pipelining).  When
+    the request it is running crashes or overruns its deadline, only that one gets a 5xx: those queued behind it
+    were never started and go to the replacement worker."""
+    s = serve(workers=1, env={"SMHOST_SERVE_PIPELINE": "8", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"})
+    for i in range(30):  # the front learns the handler is fast, so it pipelines
+        assert s.invoke(b"[%d]" % i)[0] == 200
+    for bad, status in (("sleep=400,crash", 500), ("sleep=10000", 504)):
+        results = {}
+
+        def call(k, attrs=None):
+            results[k] = s.invoke(b"[%d]" % k, attrs=attrs, timeout=30)
+
+        first = threading.Thread(target=call, args=(-1, bad))
+        first.start()
+        time.sleep(0.1)
+        rest = [threading.Thread(target=call, args=(k,)) for k in range(6)]
+        for t in rest:
+            t.start()
+        for t in [first] + rest:
+            t.join(30)
+        assert results[-1][0] == status, results[-1]
+        assert all(results[k][0] == 200 and results[k][2] == b"[%d]" % k for k in range(6)), results
+        while s.invoke(b"[1]")[0] != 200:  # settle the moving average again
+            pass
+        for i in range(30):
+            assert s.invoke(b"[%d]" % i)[0] == 200
+    rc, err = s.stop()
+    assert rc == 0 and "died while handling a request" in err and "timed out" in err

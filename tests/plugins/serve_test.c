@@ -2,6 +2,7 @@
  * model's name).  A load fails when the model dir holds a file named "broken" (500) or "huge" (out of memory,
  * 507).  X-Amzn-SageMaker-Custom-Attributes drives invoke():
  *   sleep=<ms>   sleep first            crash        die with SIGSEGV       fail     return an error (500)
+ *   sleep=<ms>,crash   sleep, then die with SIGSEGV
  *   status=<n>   answer status n        whoami       body is the model's text
  * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
  * four iris features), application/json is echoed, anything else is 415; an Accept other than JSON/CSV is 406.
@@ -90,6 +91,7 @@ static smh_status invoke(void *state, void *mp, const smh_request *req, smh_resp
         long ms = atol(a + 6);
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+        if (strstr(a, ",crash")) raise(SIGSEGV);
     } else if (!strcmp(a, "crash")) {
         raise(SIGSEGV);
     } else if (!strcmp(a, "fail")) {
