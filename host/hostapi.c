@@ -126,14 +126,25 @@ static smh_status api_hp_bool(const smh_job *job, const char *name, int *out) {
     return SMH_OK;
 }
 static smh_status api_framework_param(const smh_job *job, const char *name, const char **out) {
-    /* Framework parameters are few: render on demand and keep the strings for the job's life. */
-    static shx_strvec keep;
-    const pyj_value *v = pyj_dict_get(J(job)->job->framework_params, name);
-    if (!v && !strncmp(name, "sagemaker_", 10)) v = pyj_dict_get(J(job)->job->hyperparameters, name); /* fixed list */
+    struct smh_job *h = J(job);
+    /* Rendered once per name and kept for the job's life ("name\0value" entries). */
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < h->fp_cache.n; i++)
+        if (!strcmp(h->fp_cache.v[i], name)) {
+            *out = h->fp_cache.v[i] + nl + 1;
+            return SMH_OK;
+        }
+    const pyj_value *v = pyj_dict_get(h->job->framework_params, name);
+    if (!v && !strncmp(name, "sagemaker_", 10)) v = pyj_dict_get(h->job->hyperparameters, name); /* fixed list */
     if (!v) return SMH_E_NOTFOUND;
-    char *s = pyj_str_of(v);
-    shx_strvec_take(&keep, s);
-    *out = s;
+    char *val = pyj_str_of(v);
+    size_t vl = strlen(val);
+    char *entry = shx_xmalloc(nl + vl + 2);
+    memcpy(entry, name, nl + 1);
+    memcpy(entry + nl + 1, val, vl + 1);
+    free(val);
+    shx_strvec_take(&h->fp_cache, entry);
+    *out = entry + nl + 1;
     return SMH_OK;
 }
 
@@ -359,4 +370,5 @@ void shx_hostapi_job_free(struct smh_job *hj) {
     free(hj->hp_str);
     free(hj->hp_json);
     shx_strvec_free(&hj->hp_names);
+    shx_strvec_free(&hj->fp_cache);
 }

@@ -12,6 +12,7 @@ struct smh_job {
     shx_strvec hp_names;     /* sorted user hyperparameter names */
     char **hp_str, **hp_json;/* per sorted name */
     int exec_errno;          /* errno of the last failed exec(), 0 if none */
+    shx_strvec fp_cache;     /* framework_param() answers, "name\0value" */
 };
 
 void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *page);
