@@ -109,7 +109,7 @@ test: deps
 	$(MAKE) SAN=1 all test-programs
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
