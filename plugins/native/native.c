@@ -156,30 +156,6 @@ static int check_abi(const smh_host_api *host, const smh_job *job, void *lib, co
     return 0;
 }
 
-/* Make the job's environment the process's, as exec() would for a program: getenv() in the trainer, and the
- * children it starts, see SM_* and the rest.  Returns 0, or -1 (errno set). */
-static int adopt_job_environ(const smh_host_api *host, const smh_job *job) {
-    const char *const *env = host->job_environ(job);
-    if (env == NULL)
-        return 0;
-    if (clearenv() != 0)
-        return -1;
-    for (; *env; env++) {
-        const char *eq = strchr(*env, '=');
-        if (eq == NULL || eq == *env)
-            continue;
-        char name[1024];
-        size_t n = (size_t)(eq - *env);
-        if (n >= sizeof name)
-            continue;
-        memcpy(name, *env, n);
-        name[n] = '\0';
-        if (setenv(name, eq + 1, 1) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int native_run(void *state, const smh_job *job, char *err, size_t errlen) {
     const smh_host_api *host = ((native_state *)state)->host;
     const char *path = host->job_program(job);
@@ -232,10 +208,6 @@ static int native_run(void *state, const smh_job *job, char *err, size_t errlen)
     if (rc != 0)
         return rc;
 
-    if (adopt_job_environ(host, job) != 0) {
-        snprintf(err, errlen, "native: cannot set the job's environment: %s", strerror(errno));
-        return SMH_E_NOMEM;
-    }
     host->log(NATIVE, SMH_LOG_INFO, "calling %s in %s", entry, path);
     host->watch_cancel(job);
     host->program_starting(job);

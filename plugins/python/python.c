@@ -48,37 +48,6 @@ static int has_name(const char *const *envp, const char *name) {
     return 0;
 }
 
-/* The job's environment becomes the process environment before the interpreter reads it. */
-static int set_environment(const char *const *envp, char *err, size_t errlen) {
-    if (clearenv() != 0) {
-        snprintf(err, errlen, "cannot clear the environment: %s", strerror(errno));
-        return SMH_E_FAIL;
-    }
-    for (; envp != NULL && *envp != NULL; envp++) {
-        if (strchr(*envp, '=') == NULL) continue;
-        /* The host owns the strings for the life of the job process; putenv keeps the pointer. */
-        if (putenv((char *)*envp) != 0) {
-            snprintf(err, errlen, "cannot set the environment variable %.64s: %s", *envp, strerror(errno));
-            return SMH_E_FAIL;
-        }
-    }
-    return SMH_OK;
-}
-
-/* Python installs its own handlers (SIGINT -> KeyboardInterrupt, SIGPIPE/SIGXFSZ ignored) and user code
- * installs more; they only work with an empty signal mask and default dispositions, as after exec(). */
-static void reset_signals(void) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL); /* EINVAL for libc-reserved: fine */
-}
-
 /* A code dir with setup.py or pyproject.toml is a package: `python3 -m pip install .` there, as the toolkit
  * does, then `python3 -m <module>`.  Returns 0, or the exit code with the failure reported. */
 static int install_package(const smh_host_api *host, const smh_job *job, const char *code_dir) {
@@ -194,9 +163,8 @@ static int pick_target(const smh_host_api *host, const smh_job *job, smhpy_targe
 
 static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
     const smh_host_api *host = ((smhpy_state *)state)->host;
-    int rc = set_environment(host->job_environ(job), err, errlen);
-    if (rc != SMH_OK) return rc;
-
+    /* The host runs us with the job's environment as the process environment and clean signal state, as after
+     * exec(): Python's own handlers (SIGINT -> KeyboardInterrupt) and the user's work as with python3. */
     smhpy_target t;
     int install = 0;
     int code = pick_target(host, job, &t, &install);
@@ -205,14 +173,13 @@ static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
         code = install_package(host, job, host->job_path(job, SMH_PATH_CODE));
         if (code != 0) return code;
     }
-    rc = smhpy_promote_libpython(err, errlen);
+    int rc = smhpy_promote_libpython(err, errlen);
     if (rc != SMH_OK) return rc;
     rc = smhpy_module_register(host, job);
     if (rc != SMH_OK) {
         snprintf(err, errlen, "cannot register the built-in smhost module with the interpreter");
         return rc;
     }
-    reset_signals();
     return smhpy_interp_run(host, job, &t, err, errlen);
 }
 

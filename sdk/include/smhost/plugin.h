@@ -225,7 +225,9 @@ typedef struct smh_host_api {
 /* ---- what a plugin provides ----------------------------------------------------------------------------- */
 typedef struct smh_runner_ops {
     uint32_t struct_size;
-    /* Run the job's program.  Called once, in the job process, after init().  Either ends in host->exec()
+    /* Run the job's program.  Called once, in the job process, after init(), with the job's environment
+     * (job_environ) as the process environment, the code dir as working directory, an empty signal mask and
+     * default signal dispositions: in-process programs see what an exec'd one would.  Either ends in host->exec()
      * (which does not return on success), or runs the program in-process and returns its exit code
      * (0..255).  A negative smh_status means the runner itself failed; `err` says why. */
     int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
