@@ -22,13 +22,6 @@ int shx_truthy(const pyj_value *v) {
     return 0;
 }
 
-const char *shx_env_lookup(char *const *env, const char *name) {
-    size_t n = strlen(name);
-    for (; env && *env; env++)
-        if (!strncmp(*env, name, n) && (*env)[n] == '=') return *env + n + 1;
-    return NULL;
-}
-
 static pyj_value *strvec_list(const shx_strvec *sv) {
     pyj_value *l = pyj_list();
     for (size_t i = 0; i < sv->n; i++) pyj_list_append(l, pyj_string(sv->v[i]));

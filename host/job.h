@@ -50,8 +50,6 @@ void shx_job_free(shx_job *job);
 
 /* environment.c: fill job->training_env, job->sm_env and job->env from the rest of the job. */
 void shx_env_build(shx_job *job);
-/* Look up NAME in a "K=V" vector; NULL when absent. */
-const char *shx_env_lookup(char *const *env, const char *name);
 /* Python truthiness of a decoded value. */
 int shx_truthy(const pyj_value *v);
 #endif

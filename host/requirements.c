@@ -24,13 +24,6 @@
 #define TAIL_LINES 20
 #define TAIL_KEEP 16384 /* bytes of recent output kept to find the last lines in */
 
-static int has_name(const char *const *envp, const char *name) {
-    size_t n = strlen(name);
-    for (; envp != NULL && *envp != NULL; envp++)
-        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return 1;
-    return 0;
-}
-
 /* The job's environment plus pip's settings for unattended container use; the job's own values win. */
 static const char **pip_environ(const char *const *envp, int break_system_packages) {
     size_t n = 0;
@@ -38,8 +31,8 @@ static const char **pip_environ(const char *const *envp, int break_system_packag
     const char **v = shx_xcalloc(n + 3, sizeof(*v));
     size_t k = 0;
     for (size_t i = 0; i < n; i++) v[k++] = envp[i];
-    if (!has_name(envp, "PIP_DISABLE_PIP_VERSION_CHECK")) v[k++] = "PIP_DISABLE_PIP_VERSION_CHECK=1";
-    if (break_system_packages && !has_name(envp, "PIP_BREAK_SYSTEM_PACKAGES")) v[k++] = "PIP_BREAK_SYSTEM_PACKAGES=1";
+    if (!shx_env_lookup((char *const *)envp, "PIP_DISABLE_PIP_VERSION_CHECK")) v[k++] = "PIP_DISABLE_PIP_VERSION_CHECK=1";
+    if (break_system_packages && !shx_env_lookup((char *const *)envp, "PIP_BREAK_SYSTEM_PACKAGES")) v[k++] = "PIP_BREAK_SYSTEM_PACKAGES=1";
     v[k] = NULL;
     return v;
 }

@@ -164,6 +164,13 @@ int shx_write_file(const char *path, const void *data, size_t len, int exclusive
     return 0;
 }
 
+const char *shx_env_lookup(char *const *env, const char *name) {
+    size_t n = strlen(name);
+    for (; env && *env; env++)
+        if (!strncmp(*env, name, n) && (*env)[n] == '=') return *env + n + 1;
+    return NULL;
+}
+
 char *shx_path_join(const char *a, const char *b) {
     size_t la = strlen(a);
     while (la > 1 && a[la - 1] == '/') la--;

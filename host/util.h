@@ -40,6 +40,8 @@ int shx_read_file(const char *path, char **out, size_t *len);
 /* Write a whole file (O_CREAT, and O_EXCL or O_TRUNC).  Returns 0 or -errno. */
 int shx_write_file(const char *path, const void *data, size_t len, int exclusive);
 char *shx_path_join(const char *a, const char *b);
+/* The value of NAME in a "K=V" vector (an environment); NULL when absent. */
+const char *shx_env_lookup(char *const *env, const char *name);
 int shx_mkdirs(const char *path, int mode); /* mkdir -p; 0 or -errno */
 int shx_is_dir(const char *path);
 int shx_is_file(const char *path);
