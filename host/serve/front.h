@@ -24,8 +24,13 @@ typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_D
 /* What a request waits for from its worker: multi-model requests may first unload stale models and load theirs. */
 typedef enum step { STEP_NONE, STEP_UNLOAD, STEP_LOAD, STEP_INVOKE } step;
 
+struct conn_info;
+
 typedef struct req_ctx {
     route route;
+    struct conn_info *ci; /* its connection's bookkeeping (guard.c) */
+    size_t held;          /* bytes of g.held it accounts for (its body's buffer) */
+    int rejected;         /* answered before its body was read: the rest of the body is dropped */
     char *model; /* R_MM_INVOKE */
     shx_buf body;
     size_t received;
@@ -75,6 +80,24 @@ typedef struct mm_model {
 } mm_model;
 
 enum { TAG_MHD = 0, TAG_SIGNAL = 1, TAG_CTL = 2, TAG_SLOT = 16 };
+#define TAG_LINGER (1ull << 32) /* | the socket: a lingering close (guard.c) */
+
+/* One client connection, from accept to close (guard.c): what it is doing decides which deadline applies. */
+typedef enum { CI_HEADERS, CI_BODY, CI_WAIT } conn_phase;
+typedef struct conn_info {
+    int fd;
+    conn_phase phase; /* CI_HEADERS: waiting for the next request's headers; CI_BODY: reading its body; CI_WAIT:
+                       * queued, at a worker, or its answer going out (the request's own deadline applies) */
+    int64_t since_ms; /* when the phase began */
+    req_ctx *rc;      /* CI_BODY: the request */
+    int linger;       /* close lingering: its answer went out before the request was read whole */
+    struct conn_info *prev, *next; /* g.conns: least recently active first */
+} conn_info;
+
+typedef struct conn_list {
+    conn_info *head, *tail;
+    int n;
+} conn_list;
 
 typedef struct front {
     shx_serve_settings cfg;
@@ -91,6 +114,9 @@ typedef struct front {
     size_t nmm;
     uint64_t mm_gen;
     double service_us; /* moving average of how long a worker takes per request (0: none measured yet) */
+    size_t held;       /* bytes of request bodies held in the front (bounded by cfg.queue_budget) */
+    conn_list conns;   /* open client connections */
+    int nlinger;       /* sockets in a lingering close */
 } front;
 
 /* The front's state: one thread, so no locks. */
@@ -124,4 +150,18 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls);
 void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
 void mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* guard.c: limits against hostile or broken clients (docs/serving.md "Limits") */
+void on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode);
+conn_info *conn_of(struct MHD_Connection *c);
+void conn_phase_set(conn_info *ci, conn_phase phase, req_ctx *rc);
+/* Body bytes for rc: 0, or -1 when they would take the front over its budget (nothing is kept then). */
+int body_reserve(req_ctx *rc, size_t more);
+void body_release(req_ctx *rc);
+/* The client will get its answer before its request was read whole: linger on close so that it reads it. */
+void conn_linger(conn_info *ci);
+void linger_readable(int fd);
+/* Deadlines, the connection pool and queued requests whose client went away; returns the next time to look. */
+int64_t guard_sweep(int64_t now);
+unsigned guard_conn_limit(void);
 #endif

@@ -54,11 +54,30 @@ static enum MHD_Result send_answer(struct MHD_Connection *c, int status, const c
     return queue_response(c, status, make_response(ctype, NULL, body, len));
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg) {
+/* A 503 from smhost itself (not loaded yet, queue full, shutting down) says when to try again. */
+static struct MHD_Response *error_response(int status, const char *msg) {
     char *body = shx_json_error(status, msg);
-    enum MHD_Result ret = send_answer(c, status, "application/json", body, strlen(body));
+    struct MHD_Response *resp = make_response("application/json", NULL, body, strlen(body));
     free(body);
-    return ret;
+    if (resp && status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    return resp;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg) {
+    return queue_response(c, status, error_response(status, msg));
+}
+
+#define QUEUE_FULL_MSG "the server holds as many request bodies as it may (SMHOST_SERVE_QUEUE_MB): retry later"
+
+/* An answer before the request's body was read (413, 503): the connection closes after it, lingering so that a
+ * client still sending its body reads the answer instead of a reset.  A client that waits for 100 Continue sends
+ * no body. */
+static enum MHD_Result send_reject(struct MHD_Connection *c, conn_info *ci, int status, const char *msg) {
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    if (!expect || strcasecmp(expect, "100-continue")) conn_linger(ci);
+    struct MHD_Response *resp = error_response(status, msg);
+    if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return queue_response(c, status, resp);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, int status, char *json) {
@@ -82,6 +101,7 @@ void job_error(req_ctx *r, int status, const char *msg) {
     char *body = shx_json_error(status, msg);
     job_answer(r, status, "application/json", NULL, body, strlen(body));
     free(body);
+    if (r->resp && status == 503) MHD_add_response_header(r->resp, "Retry-After", "1");
 }
 
 /* ---- multi-model registry ----------------------------------------------------------------------------------- */
@@ -230,10 +250,12 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
     if (!rc) {
         if (get && !strcmp(url, "/ping")) {
             *con_cls = &ctx_ping;
+            conn_phase_set(conn_of(c), CI_BODY, NULL);
             return MHD_YES;
         }
         if (get && !strcmp(url, "/execution-parameters")) {
             *con_cls = &ctx_exec;
+            conn_phase_set(conn_of(c), CI_BODY, NULL);
             return MHD_YES;
         }
         route rt = R_NONE;
@@ -254,35 +276,50 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             }
         }
         int has_body = rt == R_INVOKE || rt == R_MM_LOAD || rt == R_MM_INVOKE;
+        conn_info *ci = conn_of(c);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (has_body && cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
+        unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+        if (has_body && len > g.cfg.max_body) {
             char msg[200];
             snprintf(msg, sizeof msg, "the body (%s bytes) is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
                      cl, g.cfg.max_body, g.cfg.max_payload_mb);
             log_request(method, url, 413, shx_now_ms());
-            return send_error(c, 413, msg);
+            return send_reject(c, ci, 413, msg);
+        }
+        if (has_body && g.held + len + 1 > g.cfg.queue_budget) {
+            log_request(method, url, 503, shx_now_ms());
+            return send_reject(c, ci, 503, QUEUE_FULL_MSG);
         }
         rc = shx_xcalloc(1, sizeof *rc);
         rc->route = rt;
         rc->slot = -1;
+        rc->ci = ci;
         if (model) rc->model = shx_xstrndup(model, model_len);
         if (has_body) {
             g.in_flight++;
             rc->counted = 1;
+            if (len) body_reserve(rc, len); /* fits: checked above */
         }
+        conn_phase_set(ci, CI_BODY, rc);
         *con_cls = rc;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (rc == &ctx_ping || rc == &ctx_exec || !rc->counted) { /* a body nobody reads: drop it */
+        if (rc == &ctx_ping || rc == &ctx_exec || !rc->counted || rc->rejected) { /* a body nobody reads: drop it */
+            if (rc != &ctx_ping && rc != &ctx_exec) rc->received += *upload_size;
             *upload_size = 0;
+            /* a rejected chunked upload that does not end: give up on it (the client gets no answer) */
+            if (rc != &ctx_ping && rc != &ctx_exec && rc->received > 4 * g.cfg.max_body + 64 * MIB) return MHD_NO;
             return MHD_YES;
         }
         rc->received += *upload_size;
         if (rc->received > g.cfg.max_body) {
             rc->too_large = 1;
-            shx_buf_free(&rc->body);
-            if (rc->received > 4 * g.cfg.max_body) return MHD_NO; /* a chunked upload that does not end: drop it */
+            rc->rejected = 1; /* the rest is read and dropped; the 413 goes out when the body ends */
+            body_release(rc);
+        } else if (body_reserve(rc, *upload_size)) {
+            rc->rejected = 1; /* over the queue budget: 503 when the body ends */
+            body_release(rc);
         } else {
             shx_buf_add(&rc->body, upload, *upload_size);
         }
@@ -322,6 +359,9 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
                      g.cfg.max_body, g.cfg.max_payload_mb);
             status = 413;
+        } else if (rc->rejected) {
+            snprintf(msg, sizeof msg, "%s", QUEUE_FULL_MSG);
+            status = 503;
         } else if (g.closing) {
             snprintf(msg, sizeof msg, "smhost is shutting down");
             status = 503;
@@ -342,6 +382,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         rc->start_ms = start;
         rc->deadline = start + (int64_t)g.cfg.timeout_s * 1000;
         rc->queued = 1;
+        conn_phase_set(rc->ci, CI_WAIT, NULL);
         list_push(&g.q, rc);
         MHD_suspend_connection(c); /* dispatch() hands it to a worker after this round of MHD_run */
         return MHD_YES;
@@ -354,6 +395,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     req_ctx *rc = *con_cls;
     *con_cls = NULL;
+    conn_phase_set(conn_of(c), CI_HEADERS, NULL); /* waiting for its next request */
     if (!rc || rc == &ctx_ping || rc == &ctx_exec) return;
     if (rc->queued) list_remove(&g.q, rc);
     if (rc->slot >= 0) { /* cannot happen while suspended; if it does, its worker's answer would go astray */
@@ -364,7 +406,7 @@ void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_
     if (rc->route == R_MM_LOAD && rc->load_name && !rc->done) mm_load_done(rc, 0);
     if (rc->counted) g.in_flight--;
     if (rc->resp) MHD_destroy_response(rc->resp);
-    shx_buf_free(&rc->body);
+    body_release(rc);
     free(rc->model), free(rc->step_name), free(rc->load_name), free(rc->load_url);
     free(rc);
 }

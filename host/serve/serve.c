@@ -167,6 +167,8 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
                     return WIFSIGNALED(st) || !zygote_ready ? SHX_EXIT_SOFTWARE : 1;
                 }
                 if (rc > 0) return rc;
+            } else if (tag & TAG_LINGER) {
+                linger_readable((int)(tag & 0xffffffffu));
             } else if (tag >= TAG_SLOT && tag < TAG_SLOT + (uint64_t)g.cfg.workers) {
                 int i = (int)(tag - TAG_SLOT);
                 if (g.slots[i].fd < 0) continue;
@@ -176,6 +178,8 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
         }
         now = shx_now_ms();
         next_deadline = sweep(now);
+        int64_t guard_next = guard_sweep(now);
+        if (guard_next < next_deadline) next_deadline = guard_next;
         MHD_run(g.d); /* new requests are queued, answered ones sent */
         dispatch();
         for (int i = 0; i < g.cfg.workers; i++)
@@ -286,8 +290,9 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
 
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
-        NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT, guard_conn_limit(),
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_END);
     if (!d) {

@@ -65,6 +65,47 @@ int shx_usable_cpus(void) {
     return n < 1 ? 1 : n;
 }
 
+static unsigned long long read_limit(const char *path) {
+    char *text = NULL;
+    size_t len;
+    if (shx_read_file(path, &text, &len)) return 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    int ok = end != text;
+    free(text);
+    return ok && v < (1ull << 60) ? v : 0; /* "max", or v1's "no limit" (a page-rounded LLONG_MAX) */
+}
+
+/* This process's cgroup (from /proc/self/cgroup: "0::/path" for v2, "N:...memory...:/path" for v1), under the
+ * mount point; inside a container with its own cgroup namespace the path is "/". */
+unsigned long long shx_cgroup_memory_limit(void) {
+    char *text = NULL;
+    size_t len;
+    unsigned long long best = 0;
+    if (shx_read_file("/proc/self/cgroup", &text, &len) == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c2) continue;
+            *c2 = 0;
+            const char *ctrl = c1 + 1, *path = c2 + 1;
+            char file[4096];
+            if (!*ctrl) snprintf(file, sizeof file, "/sys/fs/cgroup%s/memory.max", path);
+            else if (strstr(ctrl, "memory")) snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", path);
+            else continue;
+            unsigned long long v = read_limit(file);
+            if (v && (!best || v < best)) best = v;
+        }
+        free(text);
+    }
+    const char *roots[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (size_t k = 0; k < sizeof roots / sizeof *roots; k++) {
+        unsigned long long v = read_limit(roots[k]);
+        if (v && (!best || v < best)) best = v;
+    }
+    return best;
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
@@ -136,6 +177,24 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
         env_int("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 100000, &s->max_concurrent_transforms, err, errlen) ||
         env_int("SMHOST_SERVE_PIPELINE", 16, 1, 256, &s->pipeline, err, errlen))
         return -1;
+    /* The front holds at most this much of request bodies: 256 MiB, or a quarter of the cgroup's memory when that
+     * is less, but always room for one whole body. */
+    unsigned long long mem = shx_cgroup_memory_limit();
+    int queue_def = 256;
+    if (mem && mem / 4 / MIB < (unsigned long long)queue_def) queue_def = (int)(mem / 4 / MIB);
+    if (queue_def < s->max_payload_mb) queue_def = s->max_payload_mb;
+    if (env_int("SMHOST_SERVE_QUEUE_MB", queue_def, 1, 1 << 20, &s->queue_mb, err, errlen) ||
+        env_int("SMHOST_SERVE_HEADER_TIMEOUT", 60, 1, 3600, &s->header_timeout_s, err, errlen) ||
+        env_int("SMHOST_SERVE_BODY_TIMEOUT", 20, 1, 3600, &s->body_timeout_s, err, errlen) ||
+        env_int("SMHOST_SERVE_BODY_MIN_RATE", 65536, 1, 1 << 30, &s->body_min_rate, err, errlen) ||
+        env_int("SMHOST_SERVE_MAX_CONNECTIONS", 4096, 16, 1 << 20, &s->max_conns, err, errlen))
+        return -1;
+    if (s->queue_mb < s->max_payload_mb) {
+        snprintf(err, errlen, "SMHOST_SERVE_QUEUE_MB=%d is less than SAGEMAKER_MAX_PAYLOAD_IN_MB=%d: no request "
+                 "could ever be taken; raise it or unset it", s->queue_mb, s->max_payload_mb);
+        return -1;
+    }
+    s->queue_budget = (size_t)s->queue_mb * MIB;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
     s->max_body = (size_t)s->max_payload_mb * MIB;
     s->multi_model = env_true("SAGEMAKER_MULTI_MODEL");

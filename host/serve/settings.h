@@ -24,6 +24,13 @@ typedef struct shx_serve_settings {
     char *handler_desc; /* for logs: "pyhandler (inference.py)" */
     int python, preload;
     int pipeline; /* requests sent ahead to a busy worker (single model) */
+    /* hostile-client limits (docs/serving.md "Limits") */
+    int queue_mb;          /* SMHOST_SERVE_QUEUE_MB: request bodies the front holds at once, MiB */
+    size_t queue_budget;   /* the same in bytes */
+    int header_timeout_s;  /* SMHOST_SERVE_HEADER_TIMEOUT: a request's headers must be complete by then */
+    int body_timeout_s;    /* SMHOST_SERVE_BODY_TIMEOUT: and its body within this ... */
+    int body_min_rate;     /* SMHOST_SERVE_BODY_MIN_RATE: ... plus one second per this many bytes */
+    int max_conns;         /* SMHOST_SERVE_MAX_CONNECTIONS */
 } shx_serve_settings;
 
 
@@ -32,4 +39,6 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
 void shx_serve_settings_free(shx_serve_settings *s);
 /* CPUs this container may use: the affinity mask, capped by a cgroup CPU quota (v2 cpu.max, v1 cfs quota). */
 int shx_usable_cpus(void);
+/* The memory limit of this process's cgroup (v2 memory.max, v1 memory.limit_in_bytes), 0 when none. */
+unsigned long long shx_cgroup_memory_limit(void);
 #endif

@@ -1,0 +1,280 @@
+"""Black-box tests of `smhost serve` against hostile or broken clients (issue 13, docs/serving.md "Limits").
+
+Real sockets on loopback against the real binary, with the native test handler (tests/plugins/serve_test.c).
+"""
+import http.client
+import os
+import resource
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import start_smhost
+from test_serve import Server, err_json, native_root  # noqa: F401  (native_root is a fixture)
+
+MIB = 1024 * 1024
+
+
+class CgServer(Server):
+    """A server started with extra Popen arguments (a preexec_fn that joins a cgroup)."""
+
+    def __init__(self, mlroot, env=None, workers=2, **popen):
+        from test_serve import free_port
+        self.port = free_port()
+        e = {"SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+        e.update(env or {})
+        self.proc = start_smhost(["serve"], mlroot, env=e, **popen)
+        self._err = None
+
+
+@pytest.fixture
+def serve(mlroot):
+    servers = []
+
+    def _start(env=None, workers=2, ready=True, **popen):
+        s = CgServer(mlroot, env, workers, **popen)
+        servers.append(s)
+        if ready:
+            s.wait_ready()
+        return s
+
+    yield _start
+    for s in servers:
+        s.stop()
+
+
+def raw_post(port, length, body_bytes=None, attrs=None, ctype="application/json"):
+    """A connected socket that sent a POST of `length` bytes (all of them unless body_bytes says how many)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n"
+            + (f"X-Amzn-SageMaker-Custom-Attributes: {attrs}\r\n" if attrs else "") + "\r\n")
+    sock.sendall(head.encode())
+    n = length if body_bytes is None else body_bytes
+    sock.sendall(b"1" * n)
+    return sock
+
+
+def post(port, body, attrs=None, ctype="application/json", timeout=30):
+    """POST /invocations with http.client, which sends the whole body before reading the answer."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        h = {"Content-Type": ctype}
+        if attrs:
+            h["X-Amzn-SageMaker-Custom-Attributes"] = attrs
+        c.request("POST", "/invocations", body=body, headers=h)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+# ---- defect 1: bytes queued in the front are bounded; requests of clients that went away are dropped ------------
+def test_queue_budget_answers_503_and_frees_bodies_of_clients_that_left(native_root, serve):
+    s = serve(env={"SMHOST_SERVE_QUEUE_MB": "16", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6"}, workers=1)
+    busy = {}
+    t = threading.Thread(target=lambda: busy.update(r=post(s.port, b"[0]", attrs="sleep=3000")))
+    t.start()
+    time.sleep(0.3)
+    # two 6 MiB requests queue behind the busy worker (12 MiB of 16); each would keep the worker 2 s
+    waiting = [raw_post(s.port, 6 * MIB, attrs="sleep=2000") for _ in range(2)]
+    time.sleep(0.3)
+    st, h, body = post(s.port, b"1" * (6 * MIB))  # a third does not fit: 503, read by http.client
+    assert st == 503 and h.get("retry-after") == "1", body
+    assert "SMHOST_SERVE_QUEUE_MB" in err_json(body)["message"]
+    # their clients go away: the queued requests are dropped and their bodies freed, so the next one fits
+    for w in waiting:
+        w.close()
+    time.sleep(0.5)
+    result = {}
+    t2 = threading.Thread(target=lambda: result.update(r=post(s.port, b"[7]" + b" " * (6 * MIB - 10))))
+    t2.start()
+    t.join(10)
+    done_busy = time.time()
+    assert busy["r"][0] == 200
+    t2.join(10)
+    assert result["r"][0] == 200, result["r"]
+    # the abandoned requests (2 s each) never ran: the new one came right after the busy one
+    assert time.time() - done_busy < 1.5
+    rc, err = s.stop()
+    assert rc == 0 and "dropped queued requests whose client went away" in err
+
+
+def make_memory_cgroup(limit):
+    """A memory cgroup limited to `limit` bytes (v1 or v2); returns (procs file, remove()) or a reason string."""
+    name = f"smhost-test-{os.getpid()}-{time.monotonic_ns()}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+    try:
+        if v2.exists():
+            if "memory" not in (Path("/sys/fs/cgroup/cgroup.subtree_control").read_text().split()):
+                return "cgroup v2 without the memory controller enabled for children"
+            d = Path("/sys/fs/cgroup") / name
+            d.mkdir()
+            (d / "memory.max").write_text(str(limit))
+            (d / "memory.swap.max").write_text("0") if (d / "memory.swap.max").exists() else None
+        else:
+            base = Path("/sys/fs/cgroup/memory")
+            if not (base / "memory.limit_in_bytes").exists():
+                return "no cgroup memory controller mounted"
+            d = base / name
+            d.mkdir()
+            (d / "memory.limit_in_bytes").write_text(str(limit))
+            sw = d / "memory.memsw.limit_in_bytes"
+            if sw.exists():
+                try:
+                    sw.write_text(str(limit))
+                except OSError:
+                    pass
+    except OSError as e:
+        return f"cannot create a memory cgroup: {e}"
+
+    def remove():
+        for _ in range(50):
+            try:
+                d.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    return d / "cgroup.procs", remove
+
+
+@pytest.mark.nosan
+def test_front_survives_a_flood_of_large_bodies_in_a_memory_limited_cgroup(native_root, serve):
+    limit = 256 * MIB
+    cg = make_memory_cgroup(limit)
+    if isinstance(cg, str):
+        pytest.skip(cg)
+    procs, remove = cg
+    try:
+        s = serve(workers=1, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        busy = threading.Thread(target=lambda: post(s.port, b"[0]", attrs="sleep=3000"))
+        busy.start()
+        time.sleep(0.2)
+        body = b"1" * (6 * MIB)
+        statuses, lock = [], threading.Lock()
+
+        def client():
+            try:
+                st, h, _ = post(s.port, body, ctype="application/octet-stream", timeout=60)
+                with lock:
+                    statuses.append((st, h.get("retry-after")))
+            except OSError as e:
+                with lock:
+                    statuses.append((repr(e), None))
+
+        # 120 x 6 MiB = 720 MiB offered to a front in a 256 MiB cgroup
+        threads = [threading.Thread(target=client) for _ in range(120)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        busy.join(10)
+        assert s.proc.poll() is None, f"the front died: {s.stop()[1][-2000:]}"
+        assert s.ping() == 200
+        # every client got an answer: 415 from the handler (taken) or 503 with Retry-After (over the budget)
+        assert len(statuses) == 120 and all(st in (415, 503) for st, _ in statuses), statuses
+        assert any(st == 503 and ra == "1" for st, ra in statuses)
+        assert any(st == 415 for st, _ in statuses)
+    finally:
+        if 's' in locals():
+            s.stop()
+        remove()
+
+
+# ---- defect 2: connections cannot be exhausted; deadlines for headers and bodies -----------------------------
+def closed_within(sock, seconds):
+    """Seconds until the server closed `sock` (None when it did not within `seconds`)."""
+    t0 = time.time()
+    sock.settimeout(0.2)
+    while time.time() - t0 < seconds:
+        try:
+            if sock.recv(65536) == b"":
+                return time.time() - t0
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.time() - t0
+    return None
+
+
+def test_header_and_body_deadlines_close_silent_and_trickling_connections(native_root, serve):
+    s = serve(env={"SMHOST_SERVE_HEADER_TIMEOUT": "2", "SMHOST_SERVE_BODY_TIMEOUT": "2",
+                   "SMHOST_SERVE_BODY_MIN_RATE": "1000"})
+    silent = socket.create_connection(("127.0.0.1", s.port))
+    trickle = socket.create_connection(("127.0.0.1", s.port))
+    slow_body = socket.create_connection(("127.0.0.1", s.port))
+    slow_body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100000\r\n\r\n")
+    t0 = time.time()
+    closed = {}
+    head = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200
+    i = 0
+    while time.time() - t0 < 6 and len(closed) < 3:
+        for name, sock in (("trickle", trickle), ("slow_body", slow_body)):
+            if name not in closed:  # one byte every 0.1 s: each byte would reset an idle timeout
+                try:
+                    sock.send(head[i % len(head):i % len(head) + 1] if name == "trickle" else b"1")
+                except OSError:
+                    closed[name] = time.time() - t0
+        for name, sock in (("silent", silent), ("trickle", trickle), ("slow_body", slow_body)):
+            if name not in closed:
+                sock.setblocking(False)
+                try:
+                    if sock.recv(65536) == b"":
+                        closed[name] = time.time() - t0
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed[name] = time.time() - t0
+                sock.setblocking(True)
+        i += 1
+        time.sleep(0.1)
+    assert set(closed) == {"silent", "trickle", "slow_body"}, closed
+    assert all(1.5 < t < 4 for t in closed.values()), closed
+    # a client that keeps to the limits is served
+    assert s.invoke(b"[1]")[0] == 200
+    for sock in (silent, trickle, slow_body):
+        sock.close()
+    rc, err = s.stop()
+    assert "SMHOST_SERVE_HEADER_TIMEOUT" in err and "SMHOST_SERVE_BODY_MIN_RATE" in err
+
+
+def test_ping_answers_within_2s_while_5000_connections_idle_or_trickle(native_root, serve):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 6000:
+        pytest.skip(f"this process may open only {hard} files (ulimit -Hn); the test needs 6000")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    s = serve(env={"SMHOST_SERVE_MAX_CONNECTIONS": "4096"})
+    socks = []
+    try:
+        t0 = time.time()
+        for k in range(5000):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", s.port))
+            socks.append(c)
+        opened = time.time() - t0
+        slowest = 0.0
+        end = time.time() + 8
+        n = 0
+        while time.time() < end:
+            for c in socks[:500]:  # some trickle: a byte of a request header now and then
+                try:
+                    c.send(b"G")
+                except OSError:
+                    pass
+            p0 = time.time()
+            assert s.ping() == 200
+            slowest = max(slowest, time.time() - p0)
+            n += 1
+            time.sleep(0.3)
+        assert n >= 10 and slowest < 2, (n, slowest, opened)
+        assert s.invoke(b"[1]")[0] == 200
+    finally:
+        for c in socks:
+            c.close()
+    rc, err = s.stop()
+    assert "SMHOST_SERVE_MAX_CONNECTIONS" in err
