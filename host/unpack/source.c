@@ -14,7 +14,13 @@
  *   - modes keep their rwx bits only (no setuid/setgid/sticky), owner always rw (rwx for directories);
  *     ownership is not restored.
  * write_disk works on paths relative to the working directory, so extraction chdir()s into the staging
- * directory and back (the host is single-threaded while it prepares the code). */
+ * directory and back (the host is single-threaded while it prepares the code).
+ *
+ * Bounds: at most SMHOST_UNPACK_MAX_MB of file data and SMHOST_UNPACK_MAX_FILES entries (a small archive can
+ * expand to any size); holes of sparse files are not data and stay holes.  A stop signal (SIGTERM, SIGINT,
+ * SIGQUIT, SIGHUP: blocked in smhost from the start, so pending here) ends the unpack between two blocks of data
+ * with 128+N.  Staging directories left by a run that was killed (SIGKILL cannot be caught) are removed at the
+ * start of the next. */
 #include "unpack/source.h"
 
 #include "core/exitcodes.h"
@@ -28,6 +34,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +49,12 @@ typedef struct unpack {
     const char *src_abs;  /* resolved source path */
     char *err;
     size_t errlen;
+    unsigned long long max_bytes, bytes; /* file data: the cap and what went in so far */
+    unsigned long max_files, files;
+    int max_mb;
 } unpack;
+
+#define STAGING_PREFIX ".smhost-unpack-"
 
 static int fail(unpack *u, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(unpack *u, int code, const char *fmt, ...) {
@@ -51,6 +63,21 @@ static int fail(unpack *u, int code, const char *fmt, ...) {
     vsnprintf(u->err, u->errlen, fmt, ap);
     va_end(ap);
     return code;
+}
+
+/* A stop signal waiting for smhost (they are blocked and read later by the supervisor): 0 when none. */
+static int stop_pending(void) {
+    sigset_t set;
+    if (sigpending(&set)) return 0;
+    const int stops[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+    for (size_t k = 0; k < sizeof stops / sizeof *stops; k++)
+        if (sigismember(&set, stops[k]) == 1) return stops[k];
+    return 0;
+}
+
+static int stopped(unpack *u, int sig) {
+    return fail(u, 128 + sig, "smhost got SIG%s while unpacking sagemaker_submit_directory %s: stopped; nothing was "
+                "unpacked into %s", sigabbrev_np(sig) ? sigabbrev_np(sig) : "a stop signal", u->submit, u->code_dir);
 }
 
 static const char *next_step(const unpack *u) {
@@ -210,6 +237,19 @@ static int put_entry(unpack *u, struct archive *in, struct archive *out, struct 
                               name, archive_error_string(in), u->code_dir);
                 goto done;
             }
+            int sig = stop_pending();
+            if (sig) {
+                rc = stopped(u, sig);
+                goto done;
+            }
+            u->bytes += len;
+            if (u->bytes > u->max_bytes) {
+                rc = fail(u, SHX_EXIT_DATAERR, "sagemaker_submit_directory %s holds more than %d MiB of file data "
+                          "(reached at \"%s\"; SMHOST_UNPACK_MAX_MB=%d); nothing was unpacked into %s; make the "
+                          "archive smaller or raise SMHOST_UNPACK_MAX_MB", u->submit, u->max_mb, name, u->max_mb,
+                          u->code_dir);
+                goto done;
+            }
             if (archive_write_data_block(out, buf, len, off) < ARCHIVE_WARN) {
                 rc = fail(u, write_errno_code(out), "sagemaker_submit_directory %s: cannot write \"%s\" into %s: %s; "
                           "nothing was unpacked; check the space and permissions of that directory",
@@ -254,6 +294,17 @@ static int copy_all(unpack *u, struct archive *in, struct archive *out) {
             break;
         }
         count++;
+        int sig = stop_pending();
+        if (sig) {
+            rc = stopped(u, sig);
+            break;
+        }
+        if (++u->files > u->max_files) {
+            rc = fail(u, SHX_EXIT_DATAERR, "sagemaker_submit_directory %s has more than %lu entries "
+                      "(SMHOST_UNPACK_MAX_FILES=%lu); nothing was unpacked into %s; make the archive smaller or raise "
+                      "SMHOST_UNPACK_MAX_FILES", u->submit, u->max_files, u->max_files, u->code_dir);
+            break;
+        }
         if (!path) {
             rc = fail(u, SHX_EXIT_DATAERR, "sagemaker_submit_directory %s: entry %d has no usable name; %s",
                       u->submit, count, next_step(u));
@@ -326,7 +377,7 @@ static struct archive *open_source(unpack *u) {
         in = archive_read_disk_new();
         archive_read_disk_set_symlink_logical(in);
         archive_read_disk_set_behavior(in, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
-                                               ARCHIVE_READDISK_NO_FFLAGS | ARCHIVE_READDISK_NO_SPARSE);
+                                               ARCHIVE_READDISK_NO_FFLAGS); /* holes stay holes */
         if (archive_read_disk_open(in, u->src_abs) != ARCHIVE_OK) {
             fail(u, SHX_EXIT_NOINPUT, "sagemaker_submit_directory %s: cannot read the directory: %s; check its "
                  "permissions", u->submit, archive_error_string(in));
@@ -348,7 +399,7 @@ static struct archive *open_source(unpack *u) {
 }
 
 static int unpack_into(unpack *u, const char *root) {
-    char *staging = shx_path_join(root, ".smhost-unpack-XXXXXX");
+    char *staging = shx_path_join(root, STAGING_PREFIX "XXXXXX");
     if (!mkdtemp(staging)) {
         int rc = fail(u, SHX_EXIT_CANTCREAT, "cannot create a staging directory in %s: %s; check its permissions "
                       "and free space", u->code_dir, strerror(errno));
@@ -356,16 +407,19 @@ static int unpack_into(unpack *u, const char *root) {
         return rc;
     }
     int rc = 0;
-    struct archive *in = open_source(u);
-    if (!in) {
-        rc = u->from_dir ? SHX_EXIT_NOINPUT : SHX_EXIT_DATAERR;
-        goto out;
-    }
     int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (cwd < 0 || chdir(staging) < 0) {
         rc = fail(u, SHX_EXIT_OSERR, "cannot enter %s: %s", staging, strerror(errno));
         if (cwd >= 0) close(cwd);
-        archive_read_free(in);
+        goto out;
+    }
+    /* Opened from inside the staging directory: read_disk returns to the directory it was opened in after
+     * looking at each file (it fchdir()s into the source to find holes), and write_disk writes relative to it. */
+    struct archive *in = open_source(u);
+    if (!in) {
+        rc = u->from_dir ? SHX_EXIT_NOINPUT : SHX_EXIT_DATAERR;
+        if (fchdir(cwd) < 0) shx_warn("cannot return to the working directory: %s", strerror(errno));
+        close(cwd);
         goto out;
     }
     struct archive *out = archive_write_disk_new();
@@ -389,9 +443,47 @@ out:
     return rc;
 }
 
+/* Staging directories of a run that was killed: without them, code_dir may be empty again. */
+static void remove_debris(const char *code_dir) {
+    DIR *d = opendir(code_dir);
+    if (!d) return;
+    shx_strvec found = {0};
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (!strncmp(de->d_name, STAGING_PREFIX, strlen(STAGING_PREFIX)))
+            shx_strvec_take(&found, shx_path_join(code_dir, de->d_name));
+    closedir(d);
+    for (size_t i = 0; i < found.n; i++) {
+        shx_info("removing %s, left by an unpack that was killed", found.v[i]);
+        remove_tree(found.v[i]);
+    }
+    shx_strvec_free(&found);
+}
+
+/* A whole number from the environment in [lo, hi]; def when unset.  -1 when bad. */
+static long env_long(const char *name, long def, long lo, long hi) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || x < lo || x > hi) return -1;
+    return x;
+}
+
 int shx_source_prepare(const char *submit, const char *code_dir, char *err, size_t errlen) {
     if (!submit || !*submit) return 0;
     unpack u = {.submit = submit, .code_dir = code_dir, .err = err, .errlen = errlen};
+    long mb = env_long("SMHOST_UNPACK_MAX_MB", 2048, 1, 1L << 30), files = env_long("SMHOST_UNPACK_MAX_FILES", 100000,
+                                                                                  1, 1L << 30);
+    if (mb < 0 || files < 0)
+        return fail(&u, SHX_EXIT_CONFIG, "%s=%s is not a whole number from 1 to %ld: fix or unset it",
+                    mb < 0 ? "SMHOST_UNPACK_MAX_MB" : "SMHOST_UNPACK_MAX_FILES",
+                    getenv(mb < 0 ? "SMHOST_UNPACK_MAX_MB" : "SMHOST_UNPACK_MAX_FILES"), 1L << 30);
+    u.max_mb = (int)mb;
+    u.max_bytes = (unsigned long long)mb << 20;
+    u.max_files = (unsigned long)files;
+    remove_debris(code_dir);
     if (!shx_dir_is_empty(code_dir)) {
         shx_info("%s is not empty: using the code there, not sagemaker_submit_directory %s", code_dir, submit);
         return 0;
