@@ -278,3 +278,19 @@ def test_ping_answers_within_2s_while_5000_connections_idle_or_trickle(native_ro
             c.close()
     rc, err = s.stop()
     assert "SMHOST_SERVE_MAX_CONNECTIONS" in err
+
+
+# ---- defect 4: every client reads the 413 (lingering close) -------------------------------------------------
+def test_http_client_reads_the_413_of_a_large_body(native_root, serve):
+    s = serve(env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "1"})
+    for _ in range(3):  # http.client sends the whole body before it reads: closing at once would reset it
+        st, h, body = post(s.port, b"1" * (8 * MIB))
+        assert st == 413 and "SAGEMAKER_MAX_PAYLOAD_IN_MB=1" in err_json(body)["message"]
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)  # 28 MB chunked
+    c.request("POST", "/invocations", body=iter([b"x" * MIB] * 28), headers={"Content-Type": "application/json"},
+              encode_chunked=True)
+    r = c.getresponse()
+    assert r.status == 413 and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in err_json(r.read())["message"]
+    c.close()
+    assert s.invoke(b"[1]")[0] == 200
+
