@@ -294,3 +294,21 @@ def test_http_client_reads_the_413_of_a_large_body(native_root, serve):
     c.close()
     assert s.invoke(b"[1]")[0] == 200
 
+
+# ---- defect 5: a second server on the same port fails -------------------------------------------------------
+def test_second_server_on_the_same_port_fails_with_71(native_root, serve):
+    s = serve()
+    other = CgServer(native_root, {"SAGEMAKER_BIND_TO_PORT": str(s.port)})
+    other.port = s.port
+    try:
+        rc = other.proc.wait(20)
+        err = other.proc.stderr.read()
+    finally:
+        if other.proc.poll() is None:
+            other.proc.kill()
+            other.proc.wait()
+    assert rc == 71, err
+    assert f"port {s.port}" in err and "SAGEMAKER_BIND_TO_PORT" in err
+    for _ in range(10):  # every request reaches the first server
+        assert s.ping() == 200
+
