@@ -231,6 +231,48 @@ static int mm_load_begin(req_ctx *rc, char *msg, size_t msglen) {
     return 0;
 }
 
+/* ---- framing (RFC 9112 section 6): what libmicrohttpd 0.9.75 lets through --------------------------------- */
+typedef struct framing {
+    int ncl, cl_conflict, nte;
+    const char *cl, *te;
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->ncl++ && strcmp(f->cl, value)) f->cl_conflict = 1;
+        f->cl = value;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->nte++;
+        f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the request's framing is unambiguous, else the status to answer (the connection then closes, so that
+ * nothing after the request's headers can be taken as another request): both Content-Length and
+ * Transfer-Encoding (a smuggling attempt: 400), Content-Length values that differ (400), a transfer coding other
+ * than chunked alone (501: none is implemented). */
+static int framing_error(struct MHD_Connection *c, char *msg, size_t len) {
+    framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
+    if (f.nte && f.ncl) {
+        snprintf(msg, len, "the request has both Content-Length and Transfer-Encoding, which RFC 9112 forbids: "
+                           "send one of them");
+        return 400;
+    }
+    if (f.cl_conflict) {
+        snprintf(msg, len, "the request has Content-Length headers with different values: send one");
+        return 400;
+    }
+    if (f.nte > 1 || (f.nte && strcasecmp(f.te, "chunked"))) {
+        snprintf(msg, len, "Transfer-Encoding %.100s is not implemented: send the body with Content-Length or "
+                           "Transfer-Encoding: chunked alone", f.te);
+        return 501;
+    }
+    return 0;
+}
+
 /* Requests without a body (/ping, /execution-parameters, the multi-model GET/DELETE routes, 404) are answered
  * on the second call, once MHD has the whole request: queueing an answer on the first call makes MHD close the
  * connection.  Only 413 is answered at once.  Requests for a worker are queued and their connection suspended;
@@ -248,6 +290,12 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
     }
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     if (!rc) {
+        char why[300];
+        int bad = framing_error(c, why, sizeof why);
+        if (bad) {
+            log_request(method, url, bad, shx_now_ms());
+            return send_reject(c, conn_of(c), bad, why);
+        }
         if (get && !strcmp(url, "/ping")) {
             *con_cls = &ctx_ping;
             conn_phase_set(conn_of(c), CI_BODY, NULL);

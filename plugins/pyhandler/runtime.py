@@ -56,8 +56,18 @@ def _text(data):
 
 
 def default_input_fn(data, content_type):
-    np = _np()
     ct = _media(content_type)
+    if ct not in (JSON, CSV, NPY):
+        raise HandlerError(415, f"content type {content_type!r} is not supported: send {JSON}, {CSV} or {NPY}, "
+                                "or write an input_fn")
+    try:
+        return _decode(data, ct)
+    except (ValueError, EOFError, OSError) as e:  # the client's mistake: 400, not a server error
+        raise HandlerError(400, f"the body is not valid {ct}: {type(e).__name__}: {e}") from None
+
+
+def _decode(data, ct):
+    np = _np()
     if ct == JSON:
         arr = np.array(json.loads(_text(data)))
     elif ct == CSV:
@@ -66,11 +76,8 @@ def default_input_fn(data, content_type):
             arr = np.array([row.split(",") for row in text.splitlines() if row.strip()], dtype=float)
         except ValueError:
             arr = np.genfromtxt(io.StringIO(text), delimiter=",")
-    elif ct == NPY:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
     else:
-        raise HandlerError(415, f"content type {content_type!r} is not supported: send {JSON}, {CSV} or {NPY}, "
-                                "or write an input_fn")
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     return arr.reshape(1, -1) if arr.ndim == 1 else arr
 
 

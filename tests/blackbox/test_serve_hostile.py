@@ -312,3 +312,62 @@ def test_second_server_on_the_same_port_fails_with_71(native_root, serve):
     for _ in range(10):  # every request reaches the first server
         assert s.ping() == 200
 
+
+
+# ---- defect 6: strict framing (RFC 9112), client errors are 4xx ----------------------------------------------
+def exchange(port, raw, wait=3):
+    """Send raw bytes, read until the server closes or `wait` s pass: (status lines, closed, bytes)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    sock.sendall(raw)
+    data, closed, t0 = b"", False, time.time()
+    try:
+        while time.time() - t0 < wait:
+            d = sock.recv(65536)
+            if not d:
+                closed = True
+                break
+            data += d
+    except socket.timeout:
+        pass
+    sock.close()
+    return [l.decode() for l in data.split(b"\r\n") if l.startswith(b"HTTP/1.")], closed, data
+
+
+def test_request_smuggling_and_unsupported_codings_are_refused(native_root, serve):
+    s = serve()
+    # Content-Length and chunked: 400 and the connection closes, so the request hidden after it is not served
+    smuggle = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    statuses, closed, data = exchange(s.port, smuggle)
+    assert statuses == ["HTTP/1.1 400 Bad Request"] and closed, data
+    assert b"Transfer-Encoding" in data and b'"code":400' in data
+    # two Content-Length headers that differ
+    statuses, closed, data = exchange(s.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                              b"\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\n[1]xx")
+    assert statuses == ["HTTP/1.1 400 Bad Request"] and closed, data
+    # a transfer coding other than chunked: 501 at once, not a hang
+    t0 = time.time()
+    statuses, closed, data = exchange(s.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
+                                              b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\n[1]\r\n0\r\n\r\n")
+    assert statuses == ["HTTP/1.1 501 Not Implemented"] and closed and time.time() - t0 < 2, data
+    # the same Content-Length twice is one Content-Length
+    statuses, closed, data = exchange(s.port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                              b"\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n[1]", wait=1)
+    assert statuses == ["HTTP/1.1 200 OK"] and data.endswith(b"[1]"), data
+    assert s.ping() == 200
+
+
+@pytest.mark.nosan
+def test_malformed_bodies_are_400_for_the_default_codecs(mlroot, serve):
+    from test_serve import py_root
+    py_root(mlroot, """
+        def model_fn(model_dir):
+            return lambda x: x.sum(axis=1)
+    """)
+    s = serve(workers=1)
+    assert s.invoke(b"[[1, 2], [3, 4]]")[2] == b"[3, 7]"
+    for body, ctype in ((b"[1, 2", "application/json"), (b"\xff\xfe", "text/csv"),
+                        (b"not an npy file", "application/x-npy")):
+        st, _, out = s.invoke(body, ctype)
+        assert st == 400 and ctype in err_json(out)["message"], (ctype, st, out)
+
