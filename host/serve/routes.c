@@ -296,7 +296,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             log_request(method, url, bad, shx_now_ms());
             return send_reject(c, conn_of(c), bad, why);
         }
-        if (get && !strcmp(url, "/ping")) {
+        if ((get || !strcmp(method, "HEAD")) && !strcmp(url, "/ping")) { /* HEAD: MHD sends the headers only */
             *con_cls = &ctx_ping;
             conn_phase_set(conn_of(c), CI_BODY, NULL);
             return MHD_YES;

@@ -371,3 +371,9 @@ def test_malformed_bodies_are_400_for_the_default_codecs(mlroot, serve):
         st, _, out = s.invoke(body, ctype)
         assert st == 400 and ctype in err_json(out)["message"], (ctype, st, out)
 
+
+# ---- defect 8 (HEAD /ping) ------------------------------------------------------------------------------------
+def test_head_ping_is_200(native_root, serve):
+    s = serve()
+    st, _, body = s.request("HEAD", "/ping", timeout=2)
+    assert st == 200 and body == b""
