@@ -1,5 +1,6 @@
 /* `smhost train`: read the job, prepare the code, start the job process under the supervisor, report. */
 #include "cmd/train.h"
+#include "job/envsize.h"
 
 #include <errno.h>
 #include <regex.h>
@@ -122,9 +123,11 @@ static int job_main(void *arg) {
         return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
                         strerror(errno));
 
-    /* In-process runners (Python, native) read the job's environment through getenv(). */
+    /* In-process runners (Python, native) read the job's environment through getenv().  The environment is set
+     * whole (it has no repeated names): putenv() per variable scans environ each time, quadratic in the number
+     * of hyperparameters. */
     clearenv();
-    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
+    environ = job->env.v;
 
     char err[4096] = "";
     int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
@@ -245,6 +248,13 @@ int shx_train_main(const shx_config *cfg) {
             shx_job_free(&job);
             return rc;
         }
+    }
+    /* The runner adds its own arguments, but an environment that cannot fit already fails here, before the
+     * startup log copies it. */
+    if (shx_exec_size_check((const char *const *)job.user_args.v, (const char *const *)job.env.v, err, sizeof err)) {
+        rc = host_failure(&job, "UserError", SHX_EXIT_NOEXEC, err);
+        shx_job_free(&job);
+        return rc;
     }
     shx_train_log_startup(&job);
 

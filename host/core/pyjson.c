@@ -110,6 +110,7 @@ pyj_value *pyj_stringn(const char *s, size_t len) {
 pyj_value *pyj_string(const char *s) { return pyj_stringn(s, strlen(s)); }
 pyj_value *pyj_list(void) { return new_value(PYJ_LIST); }
 pyj_value *pyj_dict(void) { return new_value(PYJ_DICT); }
+static void index_drop(pyj_value *d);
 
 void pyj_free(pyj_value *v) {
     if (!v) return;
@@ -127,6 +128,7 @@ void pyj_free(pyj_value *v) {
         }
         free(v->u.dict.keys);
         free(v->u.dict.vals);
+        index_drop(v);
         break;
     default: break;
     }
@@ -141,7 +143,58 @@ void pyj_list_append(pyj_value *list, pyj_value *item) {
     list->u.list.items[list->u.list.n++] = item;
 }
 
+/* An open-addressing hash index over a dict's keys, kept with dicts of more than INDEX_FROM entries, so that
+ * lookups (and building a dict key by key) are O(1) instead of a scan: 100k hyperparameters took minutes. */
+#define INDEX_FROM 16
+typedef struct key_index {
+    size_t *slot; /* entry index + 1; 0 = empty */
+    size_t cap;
+} key_index;
+static uint64_t key_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+static void index_insert(key_index *ix, const pyj_value *d, size_t entry) {
+    size_t m = ix->cap - 1, h = key_hash(d->u.dict.keys[entry].s, d->u.dict.keys[entry].len) & m;
+    while (ix->slot[h]) h = (h + 1) & m;
+    ix->slot[h] = entry + 1;
+}
+static ssize_t index_find(key_index *ix, const pyj_value *d, const pyj_str *k) {
+    size_t m = ix->cap - 1, h = key_hash(k->s, k->len) & m;
+    for (; ix->slot[h]; h = (h + 1) & m) {
+        const pyj_str *e = &d->u.dict.keys[ix->slot[h] - 1];
+        if (e->len == k->len && memcmp(e->s, k->s, k->len) == 0) return (ssize_t)(ix->slot[h] - 1);
+    }
+    return -1;
+}
+static void index_rebuild(key_index *ix, const pyj_value *d) {
+    free(ix->slot);
+    ix->cap = 64;
+    while (ix->cap < d->u.dict.n * 2 + 2) ix->cap *= 2;
+    ix->slot = shx_xcalloc(ix->cap, sizeof *ix->slot);
+    for (size_t i = 0; i < d->u.dict.n; i++) index_insert(ix, d, i);
+}
+
+
+static void index_drop(pyj_value *d) {
+    key_index *ix = d->u.dict.index;
+    if (ix) free(ix->slot);
+    free(ix);
+    d->u.dict.index = NULL;
+}
+
 static ssize_t dict_find(const pyj_value *d, const char *key, size_t keylen) {
+    if (d->u.dict.n > INDEX_FROM) {
+        key_index *ix = d->u.dict.index;
+        if (!ix) { /* built on first use: the index is a cache, not part of the value */
+            ix = shx_xcalloc(1, sizeof *ix);
+            index_rebuild(ix, d);
+            ((pyj_value *)d)->u.dict.index = ix;
+        }
+        pyj_str k = {(char *)key, keylen};
+        return index_find(ix, d, &k);
+    }
     for (size_t i = 0; i < d->u.dict.n; i++)
         if (d->u.dict.keys[i].len == keylen && memcmp(d->u.dict.keys[i].s, key, keylen) == 0) return (ssize_t)i;
     return -1;
@@ -157,6 +210,9 @@ static void dict_append(pyj_value *d, char *key, size_t keylen, pyj_value *val) 
     d->u.dict.keys[d->u.dict.n].s = key;
     d->u.dict.keys[d->u.dict.n].len = keylen;
     d->u.dict.vals[d->u.dict.n++] = val;
+    key_index *ix = d->u.dict.index;
+    if (ix && d->u.dict.n * 2 + 2 <= ix->cap) index_insert(ix, d, d->u.dict.n - 1);
+    else if (ix) index_rebuild(ix, d);
 }
 
 void pyj_dict_setn(pyj_value *dict, const char *key, size_t keylen, pyj_value *val) {
@@ -181,6 +237,7 @@ pyj_value *pyj_dict_remove(pyj_value *dict, const char *key) {
     ssize_t i = dict_find(dict, key, strlen(key));
     if (i < 0) return NULL;
     pyj_value *v = dict->u.dict.vals[i];
+    index_drop(dict); /* entries move: rebuilt on the next lookup */
     free(dict->u.dict.keys[i].s);
     size_t rest = dict->u.dict.n - (size_t)i - 1;
     memmove(&dict->u.dict.keys[i], &dict->u.dict.keys[i + 1], rest * sizeof(pyj_str));
@@ -411,41 +468,9 @@ stop:
     return NULL;
 }
 
-/* A small open-addressing index over a dict's keys, used while parsing large objects. */
-typedef struct key_index {
-    size_t *slot; /* entry index + 1; 0 = empty */
-    size_t cap;
-} key_index;
-static uint64_t key_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-static void index_insert(key_index *ix, const pyj_value *d, size_t entry) {
-    size_t m = ix->cap - 1, h = key_hash(d->u.dict.keys[entry].s, d->u.dict.keys[entry].len) & m;
-    while (ix->slot[h]) h = (h + 1) & m;
-    ix->slot[h] = entry + 1;
-}
-static ssize_t index_find(key_index *ix, const pyj_value *d, const pyj_str *k) {
-    size_t m = ix->cap - 1, h = key_hash(k->s, k->len) & m;
-    for (; ix->slot[h]; h = (h + 1) & m) {
-        const pyj_str *e = &d->u.dict.keys[ix->slot[h] - 1];
-        if (e->len == k->len && memcmp(e->s, k->s, k->len) == 0) return (ssize_t)(ix->slot[h] - 1);
-    }
-    return -1;
-}
-static void index_rebuild(key_index *ix, const pyj_value *d) {
-    free(ix->slot);
-    ix->cap = 64;
-    while (ix->cap < d->u.dict.n * 2 + 2) ix->cap *= 2;
-    ix->slot = shx_xcalloc(ix->cap, sizeof *ix->slot);
-    for (size_t i = 0; i < d->u.dict.n; i++) index_insert(ix, d, i);
-}
-
 /* Object: '{' at i-1. */
 static pyj_value *scan_object(parser *p, size_t i, size_t *endp) {
     pyj_value *d = pyj_dict();
-    key_index ix = {0};
     i = skip_ws(p, i);
     if (i >= p->n || p->s[i] != '}') {
         for (;;) {
@@ -470,15 +495,13 @@ static pyj_value *scan_object(parser *p, size_t i, size_t *endp) {
                 goto bail;
             }
             /* dict semantics: a repeated key keeps its first position and takes the last value */
-            ssize_t at = ix.slot ? index_find(&ix, d, &key) : dict_find(d, key.s, key.len);
+            ssize_t at = dict_find(d, key.s, key.len);
             if (at >= 0) {
                 free(key.s);
                 pyj_free(d->u.dict.vals[at]);
                 d->u.dict.vals[at] = val;
             } else {
                 dict_append(d, key.s, key.len, val);
-                if (ix.slot && d->u.dict.n * 2 + 2 <= ix.cap) index_insert(&ix, d, d->u.dict.n - 1);
-                else if (d->u.dict.n > 16) index_rebuild(&ix, d);
             }
             i = skip_ws(p, i);
             if (i < p->n && p->s[i] == '}') break;
@@ -489,11 +512,9 @@ static pyj_value *scan_object(parser *p, size_t i, size_t *endp) {
             i = skip_ws(p, i + 1);
         }
     }
-    free(ix.slot);
     *endp = i + 1;
     return d;
 bail:
-    free(ix.slot);
     pyj_free(d);
     return NULL;
 }

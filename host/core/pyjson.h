@@ -37,6 +37,7 @@ struct pyj_value {
             pyj_str *keys;
             pyj_value **vals;
             size_t n, cap;
+            void *index;       /* pyjson.c's hash index over the keys of a large dict, or NULL */
         } dict;                /* PYJ_DICT, insertion order */
     } u;
 };

@@ -5,6 +5,7 @@
 
 #include "job/hyperparameters.h"
 #include "job/job.h"
+#include "job/envsize.h"
 
 
 int shx_truthy(const pyj_value *v) {
@@ -99,18 +100,10 @@ static pyj_value *build_training_env(const shx_job *job) {
     return e;
 }
 
-/* Set NAME=VALUE in env, replacing an existing entry in place. */
+/* Set NAME=VALUE in env; a repeated name replaces the earlier entry in place once shx_env_dedupe() runs (one
+ * O(n log n) pass instead of a scan per variable). */
 static void env_set(shx_strvec *env, const char *name, const char *value) {
-    size_t n = strlen(name);
-    char *kv = shx_xasprintf("%s=%s", name, value);
-    for (size_t i = 0; i < env->n; i++) {
-        if (!strncmp(env->v[i], name, n) && env->v[i][n] == '=') {
-            free(env->v[i]);
-            env->v[i] = kv;
-            return;
-        }
-    }
-    shx_strvec_take(env, kv);
+    shx_strvec_take(env, shx_xasprintf("%s=%s", name, value));
 }
 
 static void sm_set(shx_job *job, const char *name, const pyj_value *v) {
@@ -186,13 +179,10 @@ void shx_env_build(shx_job *job) {
     s = pp && *pp ? shx_xasprintf("%s:%s", job->code_dir, pp) : shx_xstrdup(job->code_dir);
     env_set(&job->sm_env, "PYTHONPATH", s);
     free(s);
+    shx_env_dedupe(&job->sm_env);
 
     /* The program's environment: what smhost inherited, with smhost's variables on top. */
     for (size_t i = 0; i < job->inherited.n; i++) shx_strvec_push(&job->env, job->inherited.v[i]);
-    for (size_t i = 0; i < job->sm_env.n; i++) {
-        char *eq = strchr(job->sm_env.v[i], '=');
-        char *name = shx_xstrndup(job->sm_env.v[i], (size_t)(eq - job->sm_env.v[i]));
-        env_set(&job->env, name, eq + 1);
-        free(name);
-    }
+    for (size_t i = 0; i < job->sm_env.n; i++) shx_strvec_push(&job->env, job->sm_env.v[i]);
+    shx_env_dedupe(&job->env);
 }

@@ -1,5 +1,6 @@
 /* The host API table (smh_host_api v1.0).  Everything here runs in the job process (or a serving worker). */
 #include "plugin/hostapi.h"
+#include "job/envsize.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -238,10 +239,14 @@ static smh_status api_exec(const smh_job *job, const char *const argv[], const c
         snprintf(err, errlen, "exec() needs argv[0]");
         return SMH_E_INVAL;
     }
+    char *const *env = (char *const *)(envp ? envp : api_job_environ(job));
+    if (shx_exec_size_check(argv, (const char *const *)env, err, errlen)) { /* E2BIG, said before trying */
+        J(job)->exec_errno = E2BIG;
+        return SMH_E_EXEC;
+    }
     api_set_command(job, argv);
     api_program_starting(job);
     shx_sup_child_reset_signals();
-    char *const *env = (char *const *)(envp ? envp : api_job_environ(job));
     /* execvpe searches PATH as the child's environment would have it; with no '/' only. */
     const char *path = shx_env_lookup(env, "PATH");
     if (path) setenv("PATH", path, 1);
@@ -269,6 +274,11 @@ static smh_status api_spawn_wait(const smh_job *job, const char *const argv[], c
             _exit(126);
         }
         char *const *env = (char *const *)(envp ? envp : api_job_environ(job));
+        char why[1024];
+        if (shx_exec_size_check(argv, (const char *const *)env, why, sizeof why)) {
+            fprintf(stderr, "smhost: %s\n", why);
+            _exit(126);
+        }
         const char *path = shx_env_lookup(env, "PATH");
         if (path) setenv("PATH", path, 1);
         execvpe(argv[0], (char *const *)argv, env);

@@ -1,0 +1,36 @@
+"""`smhost train` with hostile hyperparameters (issue 13, defect 7): building the environment is O(n log n), and
+an environment the kernel cannot take fails before the program starts, naming the limit and the size."""
+import json
+import time
+
+import pytest
+
+from conftest import SANITIZED, dump_env_script, run_smhost, seen
+
+
+def test_40k_hyperparameters_fail_fast_with_the_exec_limit_named(mlroot):
+    dump_env_script(mlroot)
+    mlroot.hyperparameters({f"key{i:06d}": f"v{i}" for i in range(40000)})
+    t0 = time.time()
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train"}, timeout=60)
+    took = time.time() - t0
+    assert r.returncode == 126, r.stderr[-2000:]
+    msg = mlroot.failure_text()
+    assert "MAX_ARG_STRLEN" in msg and "E2BIG" in msg and "bytes" in msg, msg
+    assert not (mlroot.path / "model" / "seen.json").exists()
+    if not SANITIZED:  # was 11 s: a scan of the environment per variable, and a scan of the dict per key
+        assert took < 1.5, f"{took:.2f} s"
+
+
+def test_thousands_of_hyperparameters_reach_the_program(mlroot):
+    dump_env_script(mlroot)
+    hps = {f"key{i:05d}": i for i in range(3000)}
+    hps["a-b"] = "first"
+    hps["a_b"] = "second"  # both become SM_HP_A_B: the later one wins, as one variable
+    mlroot.hyperparameters(hps)
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train"}, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = seen(mlroot)["env"]
+    assert env["SM_HP_KEY02999"] == "2999" and env["SM_HP_KEY00000"] == "0"
+    assert len(json.loads(env["SM_HPS"])) == 3002
+    assert env["SM_HP_A_B"] == "second"
