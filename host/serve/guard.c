@@ -241,8 +241,30 @@ static void drop_gone_clients(int64_t now) {
     if (gone) limit_hit(&log_gone, now, gone);
 }
 
+/* Room for new clients: keep a reserve free by closing the connections idle the longest (a client that sends a
+ * request right after connecting, as a health check does, is never the one closed).  Runs every round of the
+ * loop, so that a flood of connections waiting in the listen backlog moves through quickly. */
+static void keep_room(int64_t now) {
+    unsigned limit = guard_conn_limit(), reserve = limit / 16 > 16 ? limit / 16 : 16;
+    int open = g.conns.n;
+    if (open <= (int)(limit - reserve)) return;
+    long pool = 0;
+    for (conn_info *ci = g.conns.head; ci && open > (int)(limit - reserve); ci = ci->next) {
+        if (ci->fd < 0) {
+            open--;
+            continue;
+        }
+        if (ci->phase != CI_HEADERS) continue;
+        conn_drop(ci);
+        open--;
+        pool++;
+    }
+    if (pool) limit_hit(&log_pool, now, pool);
+}
+
 int64_t guard_sweep(int64_t now) {
     static int64_t next;
+    keep_room(now);
     for (int k = 0; k < g.nlinger;) {
         if (now - lingers[k].start_ms >= LINGER_TOTAL_MS || now - lingers[k].last_ms >= LINGER_IDLE_MS) linger_end(k);
         else k++;
@@ -250,7 +272,7 @@ int64_t guard_sweep(int64_t now) {
     if (now < next) return next;
     next = now + SWEEP_EVERY_MS;
     if (g.q.head) drop_gone_clients(now);
-    long hdr = 0, body = 0, pool = 0;
+    long hdr = 0, body = 0;
     int64_t header_ms = (int64_t)g.cfg.header_timeout_s * 1000;
     for (conn_info *ci = g.conns.head; ci; ci = ci->next) {
         if (ci->fd < 0) continue;
@@ -267,22 +289,7 @@ int64_t guard_sweep(int64_t now) {
             }
         }
     }
-    /* Room for new clients: keep a reserve free by closing connections idle the longest (a client that sends a
-     * request right after connecting, as a health check does, is never the one closed). */
-    unsigned limit = guard_conn_limit(), reserve = limit / 16 > 16 ? limit / 16 : 16;
-    int open = g.conns.n;
-    for (conn_info *ci = g.conns.head; ci && open > (int)(limit - reserve); ci = ci->next) {
-        if (ci->fd < 0) {
-            open--;
-            continue;
-        }
-        if (ci->phase != CI_HEADERS) continue;
-        conn_drop(ci);
-        open--;
-        pool++;
-    }
     if (hdr) limit_hit(&log_headers, now, hdr);
     if (body) limit_hit(&log_body, now, body);
-    if (pool) limit_hit(&log_pool, now, pool);
     return next;
 }

@@ -27,10 +27,29 @@
 #include "core/util.h"
 
 /* ---- answers ------------------------------------------------------------------------------------------------- */
+/* One line per request costs 64 MB of logs per million requests: requests are logged at INFO only with
+ * SMHOST_SERVE_ACCESS_LOG=true (else DEBUG); 5xx answers at WARNING, at most 10 a second (then a count). */
 static void log_request(const char *method, const char *url, int status, int64_t start_ms) {
-    int level = !strcmp(url, "/ping") ? SHX_DEBUG : status >= 500 ? SHX_WARNING : SHX_INFO;
+    int level = !strcmp(url, "/ping") ? SHX_DEBUG
+                : status >= 500       ? SHX_WARNING
+                : g.cfg.access_log    ? SHX_INFO
+                                      : SHX_DEBUG;
     if (level < shx_log_get_level()) return;
-    shx_log(level, "%s %s %d %lld ms", method, url, status, (long long)(shx_now_ms() - start_ms));
+    int64_t now = shx_now_ms();
+    if (level == SHX_WARNING) {
+        static int64_t second;
+        static int logged;
+        static long dropped;
+        if (now - second >= 1000) {
+            if (dropped) shx_warn("%ld more 5xx answers in the last second were not logged", dropped);
+            second = now, logged = 0, dropped = 0;
+        }
+        if (++logged > 10) {
+            dropped++;
+            return;
+        }
+    }
+    shx_log(level, "%s %.200s %d %lld ms", method, url, status, (long long)(now - start_ms));
 }
 
 static struct MHD_Response *make_response(const char *ctype, const char *attrs, const void *body, size_t len) {
@@ -456,5 +475,20 @@ void mhd_log(void *cls, const char *fmt, va_list ap) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    /* Running out of descriptors or connections is worth a warning (at most one per 10 s); the rest is noise
+     * from clients. */
+    if (strstr(msg, "accept") || strstr(msg, "open files") || strstr(msg, "connection limit")) {
+        static int64_t last;
+        static long skipped;
+        int64_t now = shx_now_ms();
+        if (last && now - last < 10000) {
+            skipped++;
+            return;
+        }
+        shx_warn("microhttpd: %s (%ld similar messages before this one were not logged); see "
+                 "SMHOST_SERVE_MAX_CONNECTIONS and ulimit -n", msg, skipped);
+        last = now, skipped = 0;
+        return;
+    }
     shx_log(SHX_DEBUG, "microhttpd: %s", msg);
 }

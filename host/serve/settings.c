@@ -92,7 +92,8 @@ unsigned long long shx_cgroup_memory_limit(void) {
             const char *ctrl = c1 + 1, *path = c2 + 1;
             char file[4096];
             if (!*ctrl) snprintf(file, sizeof file, "/sys/fs/cgroup%s/memory.max", path);
-            else if (strstr(ctrl, "memory")) snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", path);
+            else if (strstr(ctrl, "memory"))
+                snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", path);
             else continue;
             unsigned long long v = read_limit(file);
             if (v && (!best || v < best)) best = v;
@@ -199,6 +200,7 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
     s->max_body = (size_t)s->max_payload_mb * MIB;
     s->multi_model = env_true("SAGEMAKER_MULTI_MODEL");
+    s->access_log = env_true("SMHOST_SERVE_ACCESS_LOG");
     const char *pre = getenv("SMHOST_SERVE_PRELOAD");
     s->preload = !(pre && (!strcasecmp(pre, "false") || !strcmp(pre, "0") || !strcasecmp(pre, "no")));
     s->root = shx_ml_root(getenv("SAGEMAKER_BASE_DIR"));

@@ -377,3 +377,34 @@ def test_head_ping_is_200(native_root, serve):
     s = serve()
     st, _, body = s.request("HEAD", "/ping", timeout=2)
     assert st == 200 and body == b""
+
+
+# ---- defect 8: access logs are opt-in; running short of descriptors is logged ----------------------------------
+def test_access_log_is_opt_in_and_5xx_warnings_are_bounded(native_root, serve):
+    quiet = serve()
+    for _ in range(20):
+        assert quiet.invoke(b"[1]")[0] == 200
+    loud = serve(env={"SMHOST_SERVE_ACCESS_LOG": "true"})
+    for _ in range(20):
+        assert loud.invoke(b"[1]")[0] == 200
+    _, qerr = quiet.stop()
+    _, lerr = loud.stop()
+    assert qerr.count("POST /invocations 200") == 0
+    assert lerr.count("POST /invocations 200") == 20
+
+
+def test_a_low_descriptor_limit_is_logged_and_ping_still_answers(native_root, serve):
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+
+    s = serve(preexec_fn=low_nofile)
+    socks = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(300)]
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        assert s.ping() == 200 and time.time() - t0 < 2
+    finally:
+        for c in socks:
+            c.close()
+    _, err = s.stop()
+    assert "ulimit -n" in err and "SMHOST_SERVE_MAX_CONNECTIONS" in err
