@@ -193,10 +193,23 @@ static int host_failure(const shx_job *job, const char *kind, int code, const ch
     return code;
 }
 
+/* A new run starts without the outcome of the previous one: a failure left in output/ would be taken as written
+ * by this run's program, and its old reason reported. */
+static void clear_previous_outcome(const shx_job *job) {
+    const char *names[] = {"success", "failure"};
+    for (size_t i = 0; job->output_dir && i < 2; i++) {
+        char *p = shx_path_join(job->output_dir, names[i]);
+        if (unlink(p) == 0) shx_info("removed %s, left by a previous run", p);
+        else if (errno != ENOENT) shx_warn("cannot remove %s, left by a previous run: %s", p, strerror(errno));
+        free(p);
+    }
+}
+
 int shx_train_main(const shx_config *cfg) {
     shx_job job = {0};
     char err[4096];
     int rc = shx_job_load(&job, cfg, err, sizeof err);
+    clear_previous_outcome(&job);
     if (rc) {
         rc = host_failure(&job, "ClientError", rc, err);
         shx_job_free(&job);
@@ -218,6 +231,21 @@ int shx_train_main(const shx_config *cfg) {
             shx_job_free(&job);
             return rc;
         }
+    }
+    /* A missing program file is 127 whatever runs it (/bin/sh said 2, python 1).  Only names that must be files:
+     * a .sh or .py script, or a name without '.' or ':' (an executable); "pkg.mod" and "module:pkg.mod" are
+     * Python modules. */
+    const char *prog = job.program ? job.program : "";
+    size_t plen = strlen(prog);
+    int file_kind = (plen > 3 && (!strcmp(prog + plen - 3, ".sh") || !strcmp(prog + plen - 3, ".py"))) ||
+                    !strpbrk(strrchr(prog, '/') ? strrchr(prog, '/') : prog, ".:");
+    if (job.program_path && !job.training_module && file_kind && access(job.program_path, F_OK) != 0) {
+        snprintf(err, sizeof err, "the program %s was not found (%s): check SAGEMAKER_PROGRAM or the "
+                 "sagemaker_program hyperparameter, and that the code directory %s holds it", job.program_path,
+                 strerror(errno), job.code_dir);
+        rc = host_failure(&job, "UserError", SHX_EXIT_NOTFOUND, err);
+        shx_job_free(&job);
+        return rc;
     }
     const char *dirs[] = {job.code_dir, job.model_dir, job.output_data_dir};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {

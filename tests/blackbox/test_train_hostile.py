@@ -34,3 +34,27 @@ def test_thousands_of_hyperparameters_reach_the_program(mlroot):
     assert env["SM_HP_KEY02999"] == "2999" and env["SM_HP_KEY00000"] == "0"
     assert len(json.loads(env["SM_HPS"])) == 3002
     assert env["SM_HP_A_B"] == "second"
+
+
+# ---- defect 8: a missing program is 127 for every kind; a run does not inherit the previous outcome ----------
+@pytest.mark.parametrize("program", ["missing.sh", "missing.py", "missing"])
+def test_missing_program_is_127_whatever_its_kind(mlroot, program):
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": program}, timeout=60)
+    assert r.returncode == 127, r.stderr[-2000:]
+    text = mlroot.failure_text()
+    assert text.startswith("UserError") and program in text and "not found" in text, text
+
+
+def test_previous_success_and_failure_are_cleared_at_start(mlroot):
+    out = mlroot.path / "output"
+    (out / "failure").write_text("AlgorithmError: the reason of an old run")
+    (out / "success").write_text("")
+    mlroot.script("ok.sh", "exit 0\n")
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "ok.sh"}, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "success").exists() and not (out / "failure").exists()
+    mlroot.script("bad.sh", "echo new-reason >&2; exit 3\n")
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "bad.sh"}, timeout=60)
+    assert r.returncode == 3
+    assert not (out / "success").exists()
+    assert "old run" not in mlroot.failure_text() and "new-reason" in mlroot.failure_text()
