@@ -18,6 +18,7 @@ typedef enum { SLOT_DEAD = 0, SLOT_STARTING, SLOT_UP } slot_state;
 typedef struct mm_loaded {
     char *name;
     uint64_t gen;
+    int64_t used_ms; /* last loaded or invoked: the least recently used is evicted first */
 } mm_loaded;
 
 typedef enum route { R_NONE, R_INVOKE, R_MM_LOAD, R_MM_INVOKE, R_MM_LIST, R_MM_DESCRIBE, R_MM_UNLOAD } route;

@@ -208,25 +208,68 @@ static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
 
 /* POST /models: check the body and register the model as loading; one worker loads it now (so a broken model
  * fails this call), the others on first use.  0, or an HTTP status with msg set. */
+#define MM_NAME_MAX 1024
+
+/* NULL when name can name a model (1..MM_NAME_MAX bytes, no '/', no control characters, not "." or ".."). */
+static const char *mm_bad_name(const char *name) {
+    size_t n = strlen(name);
+    if (!n) return "it is empty";
+    if (n > MM_NAME_MAX) return "it is longer than 1024 bytes";
+    if (!strcmp(name, ".") || !strcmp(name, "..")) return "it is . or ..";
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f) return "it holds '/' or a control character";
+    return NULL;
+}
+
+/* The model directory for url (absolute, or relative to <root>/models), resolved: it must be a directory under
+ * the models root.  Returns the path as given (joined) or NULL with msg and *status set. */
+static char *mm_resolve_url(const char *url, char *msg, size_t msglen, int *status) {
+    if (!*url) {
+        snprintf(msg, msglen, "the model url is empty: give a directory under %s", g.cfg.models_dir);
+        *status = 400;
+        return NULL;
+    }
+    char *path = url[0] == '/' ? shx_xstrdup(url) : shx_path_join(g.cfg.models_dir, url);
+    char real[PATH_MAX], root[PATH_MAX];
+    if (!realpath(path, real) || !shx_is_dir(real)) {
+        snprintf(msg, msglen, "model url %.300s is not a directory", path);
+        *status = 404;
+    } else if (!realpath(g.cfg.models_dir, root) || strncmp(real, root, strlen(root)) || real[strlen(root)] != '/') {
+        snprintf(msg, msglen, "model url %.300s is outside the models root %.200s (it resolves to %.300s): models are "
+                 "loaded only from there", path, g.cfg.models_dir, real);
+        *status = 403;
+    } else {
+        return path;
+    }
+    free(path);
+    return NULL;
+}
+
+/* POST /models: check the body and register the model as loading; one worker loads it now (so a broken model
+ * fails this call), the others on first use.  0, or an HTTP status with msg set. */
 static int mm_load_begin(req_ctx *rc, char *msg, size_t msglen) {
     cJSON *j = cJSON_ParseWithLength(rc->body.p ? rc->body.p : "", rc->body.len);
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(j, "model_name");
     const cJSON *ju = cJSON_GetObjectItemCaseSensitive(j, "url");
-    if (!cJSON_IsString(jn) || !cJSON_IsString(ju) || !*jn->valuestring || strchr(jn->valuestring, '/')) {
+    if (!cJSON_IsString(jn) || !cJSON_IsString(ju)) {
         cJSON_Delete(j);
         snprintf(msg, msglen, "POST /models needs a JSON body {\"model_name\": \"<name without />\", \"url\": "
                               "\"<model directory>\"}");
         return 400;
     }
-    char *name = shx_xstrdup(jn->valuestring);
-    char *url = ju->valuestring[0] == '/' ? shx_xstrdup(ju->valuestring)
-                                          : shx_path_join(g.cfg.models_dir, ju->valuestring);
-    cJSON_Delete(j);
+    /* a \u0000 in the body would cut a name or url short where cJSON hands it over */
+    const char *why = memmem(rc->body.p, rc->body.len, "\\u0000", 6) ? "it holds a NUL character"
+                                                                         : mm_bad_name(jn->valuestring);
+    if (why) {
+        snprintf(msg, msglen, "model_name \"%.100s\" cannot name a model: %s", jn->valuestring, why);
+        cJSON_Delete(j);
+        return 400;
+    }
     int status = 0;
-    if (!shx_is_dir(url)) {
-        snprintf(msg, msglen, "model url %s is not a directory", url);
-        status = 404;
-    } else if (mm_find(name)) {
+    char *url = mm_resolve_url(ju->valuestring, msg, msglen, &status);
+    char *name = shx_xstrdup(jn->valuestring);
+    cJSON_Delete(j);
+    if (!status && mm_find(name)) {
         snprintf(msg, msglen, "model %s is already loaded: DELETE /models/%s first to replace it", name, name);
         status = 409;
     }
@@ -329,6 +372,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             } else if (rest[0] == '/') {
                 const char *name = rest + 1, *slash = strchr(name, '/');
                 model_len = slash ? (size_t)(slash - name) : strlen(name);
+                if (model_len > MM_NAME_MAX) model_len = 0; /* no such model: 404 */
                 if (model_len && !slash && get) rt = R_MM_DESCRIBE, model = name;
                 else if (model_len && !slash && del) rt = R_MM_UNLOAD, model = name;
                 else if (model_len && slash && !strcmp(slash, "/invoke") && post) rt = R_MM_INVOKE, model = name;

@@ -154,7 +154,48 @@ void slot_flush(int i) {
 static void slot_note_loaded(int i, const char *name, uint64_t gen) {
     slot *w = &g.slots[i];
     w->models = shx_xrealloc(w->models, (w->nmodels + 1) * sizeof *w->models);
-    w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen};
+    w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen, shx_now_ms()};
+}
+
+/* Multi-model: worker i makes room by unloading its least recently used model (it stays registered and is
+ * loaded again when next used).  why: for the log.  Returns 1 when an UNLOAD was sent for r, 0 when the worker
+ * holds no model. */
+static int mm_evict_lru(int i, req_ctx *r, const char *why) {
+    slot *w = &g.slots[i];
+    if (!w->nmodels) return 0;
+    size_t lru = 0;
+    for (size_t k = 1; k < w->nmodels; k++)
+        if (w->models[k].used_ms < w->models[lru].used_ms) lru = k;
+    shx_info("worker %d: unloading model %s, used least recently, to make room (%s)", (int)w->pid,
+             w->models[lru].name, why);
+    r->step = STEP_UNLOAD;
+    free(r->step_name);
+    r->step_name = shx_xstrdup(w->models[lru].name);
+    const char *s[SHX_FRAME_NSTR] = {r->step_name};
+    shx_frame_encode(&w->out, SHX_FR_UNLOAD, 0, 0, 0, s, NULL, 0);
+    return 1;
+}
+
+/* Resident memory of process pid in MiB (0 when unknown). */
+static long rss_mib(pid_t pid) {
+    char path[64], *text = NULL;
+    size_t len;
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    if (pid <= 0 || shx_read_file(path, &text, &len)) return 0;
+    long size = 0, pages = 0;
+    if (sscanf(text, "%ld %ld", &size, &pages) != 2) pages = 0;
+    free(text);
+    return pages * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
+}
+
+/* Before worker i loads a model: over SMHOST_SERVE_MM_MEMORY_MB, it unloads its least recently used one first. */
+static int mm_need_room(int i, req_ctx *r) {
+    if (g.cfg.mm_memory_mb <= 0) return 0;
+    long rss = rss_mib(g.slots[i].pid);
+    if (rss < g.cfg.mm_memory_mb) return 0;
+    char why[160];
+    snprintf(why, sizeof why, "it uses %ld MiB, SMHOST_SERVE_MM_MEMORY_MB=%d", rss, g.cfg.mm_memory_mb);
+    return mm_evict_lru(i, r, why);
 }
 
 static int pipeline_depth(void) {
@@ -194,6 +235,7 @@ void mm_next(int i, req_ctx *r) {
         }
     }
     if (r->route == R_MM_LOAD) {
+        if (mm_need_room(i, r)) return;
         r->step = STEP_LOAD;
         const char *s[SHX_FRAME_NSTR] = {r->load_name, r->load_url};
         slot_send(i, SHX_FR_LOAD, s, NULL, 0);
@@ -201,6 +243,7 @@ void mm_next(int i, req_ctx *r) {
     }
     for (size_t k = 0; k < w->nmodels; k++)
         if (!strcmp(w->models[k].name, r->model)) {
+            w->models[k].used_ms = shx_now_ms();
             send_invoke(i, r);
             return;
         }
@@ -212,6 +255,7 @@ void mm_next(int i, req_ctx *r) {
         job_error(r, 404, msg);
         return;
     }
+    if (mm_need_room(i, r)) return;
     r->step = STEP_LOAD;
     r->load_gen = m->gen;
     const char *s[SHX_FRAME_NSTR] = {r->model, m->url};
@@ -256,7 +300,9 @@ static void slot_frame(int i, const shx_frame *f) {
         mm_next(i, r);
         break;
     case STEP_LOAD:
-        if (f->a != 200) {
+        if (f->a == 507 && mm_evict_lru(i, r, "the handler ran out of memory loading another")) {
+            break; /* mm_next loads it again once the UNLOAD is answered */
+        } else if (f->a != 200) {
             list_pop(&w->jobs);
             if (r->route == R_MM_LOAD) mm_load_done(r, 0);
             job_answer(r, f->a, f->s[0], f->s[1], f->body, f->body_len);

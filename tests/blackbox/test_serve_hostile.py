@@ -408,3 +408,66 @@ def test_a_low_descriptor_limit_is_logged_and_ping_still_answers(native_root, se
             c.close()
     _, err = s.stop()
     assert "ulimit -n" in err and "SMHOST_SERVE_MAX_CONNECTIONS" in err
+
+
+# ---- defect 8: multi-model urls stay under the models root, names are bounded, models are evicted LRU ----------
+def test_multi_model_urls_names_and_lru_eviction(native_root, serve, tmp_path):
+    import json
+    models = native_root.path / "models"
+    for name in ("a", "b", "c"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.txt").write_text(f"model-{name}")
+        (models / name / "alloc_mb").write_text("80")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "model.txt").write_text("outside")
+    (models / "link").symlink_to(outside)
+    s = serve(env={"SAGEMAKER_MULTI_MODEL": "true", "SMHOST_SERVE_MM_MEMORY_MB": "120"}, workers=1)
+
+    def load(name, url):
+        body = name if isinstance(name, bytes) else json.dumps({"model_name": name, "url": url}).encode()
+        return s.request("POST", "/models", body, {"Content-Type": "application/json"})
+
+    for url, status in (("../" * 20 + "etc", 403), ("", 400), ("link", 403), (str(outside), 403),
+                        ("/etc", 403), ("nope", 404)):
+        st, _, body = load("m", url)
+        assert st == status, (url, st, body)
+    assert load("x" * 1025, "a")[0] == 400
+    assert load(b'{"model_name": "a\\u0000b", "url": "a"}', None)[0] == 400
+    assert load("a\nb", "a")[0] == 400
+    assert s.invoke(b"", path="/models/" + "x" * 1100 + "/invoke")[0] == 404
+    # three 80 MiB models in a worker allowed 120 MiB: each load first unloads the least recently used one
+    for name in ("a", "b", "c"):
+        assert load(name, name)[0] == 200
+    for name in ("a", "b", "c", "a", "c", "b"):
+        st, _, body = s.invoke(b"", attrs="whoami", path=f"/models/{name}/invoke")
+        assert (st, body) == (200, f"model-{name}".encode())
+    worker = [p for p in children(s.proc.pid)]
+    rss = max(rss_mib(p) for p in worker)
+    assert rss < 120 + 80 + 40, rss
+    st, _, body = s.request("GET", "/models")  # evicted models stay registered
+    assert sorted(m["modelName"] for m in json.loads(body)["models"]) == ["a", "b", "c"]
+    _, err = s.stop()
+    assert "used least recently" in err and "SMHOST_SERVE_MM_MEMORY_MB=120" in err
+
+
+def children(pid):
+    """Every process below pid."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = open(f"/proc/{p}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p))
+                out += children(int(p))
+    return out
+
+
+def rss_mib(pid):
+    try:
+        return int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGESIZE") // MIB
+    except OSError:
+        return 0

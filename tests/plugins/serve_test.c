@@ -4,6 +4,7 @@
  *   sleep=<ms>   sleep first            crash        die with SIGSEGV       fail     return an error (500)
  *   sleep=<ms>,crash   sleep, then die with SIGSEGV
  *   status=<n>   answer status n        whoami       body is the model's text
+ * A file alloc_mb holding N makes the model take N MiB of memory (multi-model eviction tests).
  * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
  * four iris features), application/json is echoed, anything else is 415; an Accept other than JSON/CSV is 406.
  * The response echoes the custom attributes as "echo:<value>".  SERVE_TEST_LOAD_LOG names a file that gets one
@@ -21,6 +22,7 @@ static const smh_host_api *H;
 
 typedef struct model {
     char name[256];
+    char *ballast; /* alloc_mb */
 } model;
 
 static smh_status init(const smh_host_api *host, void **state, char *err, size_t errlen) {
@@ -60,6 +62,14 @@ static smh_status load(void *state, const char *model_dir, void **out, char *err
         fclose(f);
     } else {
         strcpy(m->name, "default");
+    }
+    snprintf(p, sizeof p, "%s/alloc_mb", model_dir); /* the model takes that many MiB of memory */
+    f = fopen(p, "r");
+    if (f) {
+        int mb = 0;
+        if (fscanf(f, "%d", &mb) == 1 && mb > 0 && (m->ballast = malloc((size_t)mb << 20)))
+            memset(m->ballast, 1, (size_t)mb << 20);
+        fclose(f);
     }
     *out = m;
     return SMH_OK;
@@ -157,7 +167,9 @@ static smh_status invoke(void *state, void *mp, const smh_request *req, smh_resp
     return H->resp_write(resp, out, o);
 }
 
-static void unload(void *state, void *m) {
+static void unload(void *state, void *mp) {
+    model *m = mp;
+    free(m->ballast);
     free(m);
 }
 
