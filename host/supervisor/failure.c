@@ -1,5 +1,6 @@
 /* output/success and output/failure (contract section 5) and the ErrorMessage (see failure.h). */
 #include "supervisor/failure.h"
+#include "core/atomicfile.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -365,12 +366,12 @@ int shx_write_failure(const char *output_dir, const char *text) {
     char *t = shx_xstrdup(text ? text : "");
     shx_redact(t);
     size_t n = shx_utf8_clean(t, SHX_FAILURE_MAX);
-    if (rc == 0) rc = shx_write_file(p, t, n, 1);
+    if (rc == 0) rc = shx_write_file_atomic_excl(p, t, n); /* a full disk must not leave an empty failure */
     int ret = 0;
     if (rc == -EEXIST) {
         ret = 1;
     } else if (rc < 0) {
-        shx_error("cannot write %s: %s", p, strerror(-rc));
+        shx_error("cannot write %s: %s; the failure reason was: %.4096s", p, strerror(-rc), t);
         ret = -1;
     }
     free(t);

@@ -1,6 +1,7 @@
 """`smhost train` with hostile hyperparameters (issue 13, defect 7): building the environment is O(n log n), and
 an environment the kernel cannot take fails before the program starts, naming the limit and the size."""
 import json
+import os
 import time
 
 import pytest
@@ -58,3 +59,29 @@ def test_previous_success_and_failure_are_cleared_at_start(mlroot):
     assert r.returncode == 3
     assert not (out / "success").exists()
     assert "old run" not in mlroot.failure_text() and "new-reason" in mlroot.failure_text()
+
+
+def test_full_disk_leaves_no_empty_failure_file(mlroot, tmp_path):
+    import subprocess
+    out = mlroot.path / "output"
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(out)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {r.stderr.strip()}")
+    try:
+        filler = out / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill it to the last byte
+        try:
+            while True:
+                os.write(fd, b"x" * 512)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        mlroot.script("bad.sh", "echo the-reason >&2; exit 3\n")
+        r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "bad.sh"}, timeout=60)
+        assert r.returncode == 3
+        assert not (out / "failure").exists(), "an empty failure file was left"
+        assert not [p.name for p in out.iterdir() if "failure" in p.name]  # no temporary file either
+        assert "cannot write" in r.stderr and "the-reason" in r.stderr.split("cannot write", 1)[1]
+    finally:
+        subprocess.run(["umount", str(out)])
