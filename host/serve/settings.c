@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "supervisor/oom.h"
 #include "job/job.h"
 
 /* ---- environment ------------------------------------------------------------------------------------------ */
@@ -64,48 +65,6 @@ int shx_usable_cpus(void) {
         if (q < n) n = (int)q;
     }
     return n < 1 ? 1 : n;
-}
-
-static unsigned long long read_limit(const char *path) {
-    char *text = NULL;
-    size_t len;
-    if (shx_read_file(path, &text, &len)) return 0;
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    int ok = end != text;
-    free(text);
-    return ok && v < (1ull << 60) ? v : 0; /* "max", or v1's "no limit" (a page-rounded LLONG_MAX) */
-}
-
-/* This process's cgroup (from /proc/self/cgroup: "0::/path" for v2, "N:...memory...:/path" for v1), under the
- * mount point; inside a container with its own cgroup namespace the path is "/". */
-unsigned long long shx_cgroup_memory_limit(void) {
-    char *text = NULL;
-    size_t len;
-    unsigned long long best = 0;
-    if (shx_read_file("/proc/self/cgroup", &text, &len) == 0) {
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-            if (!c2) continue;
-            *c2 = 0;
-            const char *ctrl = c1 + 1, *path = c2 + 1;
-            char file[4096];
-            if (!*ctrl) snprintf(file, sizeof file, "/sys/fs/cgroup%s/memory.max", path);
-            else if (strstr(ctrl, "memory"))
-                snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", path);
-            else continue;
-            unsigned long long v = read_limit(file);
-            if (v && (!best || v < best)) best = v;
-        }
-        free(text);
-    }
-    const char *roots[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
-    for (size_t k = 0; k < sizeof roots / sizeof *roots; k++) {
-        unsigned long long v = read_limit(roots[k]);
-        if (v && (!best || v < best)) best = v;
-    }
-    return best;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -181,7 +140,7 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
         return -1;
     /* The front holds at most this much of request bodies: 256 MiB, or a quarter of the cgroup's memory when that
      * is less, but always room for one whole body. */
-    unsigned long long mem = shx_cgroup_memory_limit();
+    unsigned long long mem = shx_memory_limit();
     int queue_def = 256;
     if (mem && mem / 4 / MIB < (unsigned long long)queue_def) queue_def = (int)(mem / 4 / MIB);
     if (queue_def < s->max_payload_mb) queue_def = s->max_payload_mb;

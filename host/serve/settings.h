@@ -41,6 +41,4 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
 void shx_serve_settings_free(shx_serve_settings *s);
 /* CPUs this container may use: the affinity mask, capped by a cgroup CPU quota (v2 cpu.max, v1 cfs quota). */
 int shx_usable_cpus(void);
-/* The memory limit of this process's cgroup (v2 memory.max, v1 memory.limit_in_bytes), 0 when none. */
-unsigned long long shx_cgroup_memory_limit(void);
 #endif
