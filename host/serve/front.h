@@ -118,6 +118,7 @@ typedef struct front {
     size_t held;       /* bytes of request bodies held in the front (bounded by cfg.queue_budget) */
     conn_list conns;   /* open client connections */
     int nlinger;       /* sockets in a lingering close */
+    int64_t oom_kills; /* the cgroup's OOM kill count when last looked at (-1: unknown) */
 } front;
 
 /* The front's state: one thread, so no locks. */

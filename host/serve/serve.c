@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "serve/front.h"
 #include "serve/worker.h"
+#include "supervisor/oom.h"
 #include "core/util.h"
 
 front g;
@@ -246,6 +247,7 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     }
     setenv("SMHOST_SERVE_CODE_DIR", g.cfg.code_dir, 1); /* pyhandler's fallback for models without code/ */
     for (int i = 0; i < MAX_WORKERS; i++) g.slots[i].fd = -1;
+    g.oom_kills = shx_oom_kill_count(); /* a worker's death is blamed on the OOM killer when this grows */
 
     /* Signals are taken synchronously by the main thread; every thread started later inherits the mask. */
     sigset_t set;

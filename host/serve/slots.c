@@ -26,6 +26,7 @@
 #include "serve/front.h"
 #include "serve/worker.h"
 #include "core/util.h"
+#include "supervisor/oom.h"
 
 /* ---- job lists ---------------------------------------------------------------------------------------------- */
 void list_push(job_list *l, req_ctx *r) {
@@ -113,13 +114,26 @@ void slot_down(int i, int status, const char *msg) {
 
 void slot_died(int i, const char *how) {
     slot *w = &g.slots[i];
+    /* The OOM killer's SIGKILL shows here only as the end of the socket: its count in the cgroup tells. */
+    char oom[256];
+    int64_t kills = g.oom_kills >= 0 ? shx_oom_kill_count() : -1;
+    if (kills > g.oom_kills) {
+        uint64_t limit = shx_memory_limit();
+        if (limit)
+            snprintf(oom, sizeof oom, "was killed by the OOM killer (SIGKILL: out of memory; the container's limit "
+                     "is %llu MiB)", (unsigned long long)(limit >> 20));
+        else
+            snprintf(oom, sizeof oom, "was killed by the OOM killer (SIGKILL: out of memory)");
+        g.oom_kills = kills;
+        how = oom;
+    }
     if (w->state == SLOT_STARTING) {
         shx_error("worker %d (slot %d) %s while starting: replacing it", (int)w->pid, i, how);
         slot_down(i, 500, NULL);
     } else if (w->jobs.n) {
         char msg[512];
-        snprintf(msg, sizeof msg, "worker %d died while handling the request (its log is above); it is being "
-                 "replaced", (int)w->pid);
+        snprintf(msg, sizeof msg, "worker %d %s while handling the request (its log is above); it is being "
+                 "replaced", (int)w->pid, how == oom ? how : "died");
         shx_error("worker %d (slot %d) %s while handling a request: replacing it", (int)w->pid, i, how);
         slot_down(i, 500, msg);
     } else {

@@ -471,3 +471,25 @@ def rss_mib(pid):
         return int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGESIZE") // MIB
     except OSError:
         return 0
+
+
+@pytest.mark.nosan
+def test_a_worker_killed_by_the_oom_killer_is_named_so(native_root, serve):
+    cg = make_memory_cgroup(256 * MIB)
+    if isinstance(cg, str):
+        pytest.skip(cg)
+    procs, remove = cg
+    try:
+        s = serve(workers=1, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        st, _, body = s.invoke(b"[1]", attrs="alloc=1024", timeout=30)
+        assert st == 500 and "OOM killer" in err_json(body)["message"], body
+        end = time.time() + 10
+        while s.invoke(b"[2]", timeout=10)[0] != 200:  # replaced
+            assert time.time() < end
+            time.sleep(0.2)
+        _, err = s.stop()
+        assert "was killed by the OOM killer" in err and "256 MiB" in err
+    finally:
+        if "s" in locals():
+            s.stop()
+        remove()

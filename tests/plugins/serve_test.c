@@ -4,6 +4,7 @@
  *   sleep=<ms>   sleep first            crash        die with SIGSEGV       fail     return an error (500)
  *   sleep=<ms>,crash   sleep, then die with SIGSEGV
  *   status=<n>   answer status n        whoami       body is the model's text
+ *   alloc=<MiB>  take that much memory (to meet the OOM killer)
  * A file alloc_mb holding N makes the model take N MiB of memory (multi-model eviction tests).
  * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
  * four iris features), application/json is echoed, anything else is 415; an Accept other than JSON/CSV is 406.
@@ -104,6 +105,11 @@ static smh_status invoke(void *state, void *mp, const smh_request *req, smh_resp
         if (strstr(a, ",crash")) raise(SIGSEGV);
     } else if (!strcmp(a, "crash")) {
         raise(SIGSEGV);
+    } else if (!strncmp(a, "alloc=", 6)) { /* take (and touch) that many MiB: meets the OOM killer in a cgroup */
+        size_t n = (size_t)atol(a + 6) << 20;
+        volatile char *p = malloc(n); /* volatile: the compiler may not drop the allocation */
+        for (size_t k = 0; p && k < n; k += 4096) p[k] = 1;
+        free((void *)p);
     } else if (!strcmp(a, "fail")) {
         snprintf(err, errlen, "ValueError: the test handler was asked to fail");
         return SMH_E_FAIL;
