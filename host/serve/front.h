@@ -72,6 +72,7 @@ typedef struct slot {
     size_t out_off;
     int want_out;          /* EPOLLOUT is on */
     int64_t last_reply_us; /* when its last reply came */
+    long served;           /* requests answered: SMHOST_SERVE_MAX_REQUESTS recycles it */
 } slot;
 
 typedef struct mm_model {

@@ -58,6 +58,7 @@ static int spawn(int ctl, int i) {
     w->fd = sv[0];
     w->pid = 0;
     w->state = SLOT_STARTING;
+    w->served = 0;
     w->spawned_ms = shx_now_ms();
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     int rc = epoll_add(sv[0], TAG_SLOT + (uint64_t)i);

@@ -149,7 +149,8 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
         env_int("SMHOST_SERVE_BODY_TIMEOUT", 20, 1, 3600, &s->body_timeout_s, err, errlen) ||
         env_int("SMHOST_SERVE_BODY_MIN_RATE", 65536, 1, 1 << 30, &s->body_min_rate, err, errlen) ||
         env_int("SMHOST_SERVE_MAX_CONNECTIONS", 4096, 16, 1 << 20, &s->max_conns, err, errlen) ||
-        env_int("SMHOST_SERVE_MM_MEMORY_MB", 0, 0, 1 << 30, &s->mm_memory_mb, err, errlen))
+        env_int("SMHOST_SERVE_MM_MEMORY_MB", 0, 0, 1 << 30, &s->mm_memory_mb, err, errlen) ||
+        env_int("SMHOST_SERVE_MAX_REQUESTS", 0, 0, 1 << 30, &s->max_requests, err, errlen))
         return -1;
     if (s->queue_mb < s->max_payload_mb) {
         snprintf(err, errlen, "SMHOST_SERVE_QUEUE_MB=%d is less than SAGEMAKER_MAX_PAYLOAD_IN_MB=%d: no request "

@@ -32,6 +32,7 @@ typedef struct shx_serve_settings {
     int body_min_rate;     /* SMHOST_SERVE_BODY_MIN_RATE: ... plus one second per this many bytes */
     int max_conns;         /* SMHOST_SERVE_MAX_CONNECTIONS */
     int mm_memory_mb;      /* SMHOST_SERVE_MM_MEMORY_MB: a worker over it evicts models before loading one (0: none) */
+    int max_requests;      /* SMHOST_SERVE_MAX_REQUESTS: a worker is replaced after this many (0: never) */
     int access_log;        /* SMHOST_SERVE_ACCESS_LOG: every request at INFO (else DEBUG; 5xx always WARNING) */
 } shx_serve_settings;
 

@@ -276,6 +276,10 @@ void mm_next(int i, req_ctx *r) {
     slot_send(i, SHX_FR_LOAD, s, NULL, 0);
 }
 
+static int recycle_due(const slot *w) {
+    return g.cfg.max_requests > 0 && w->served >= g.cfg.max_requests;
+}
+
 /* A frame from worker i. */
 static void slot_frame(int i, const shx_frame *f) {
     slot *w = &g.slots[i];
@@ -333,7 +337,15 @@ static void slot_frame(int i, const shx_frame *f) {
         list_pop(&w->jobs);
         note_service(i, r);
         job_answer(r, f->a, f->s[0], f->s[1], f->body, f->body_len);
+        w->served++;
         break;
+    }
+    /* Recycling (a handler that leaks a little per request): once it answered what was sent to it. */
+    if (w->fd >= 0 && recycle_due(w) && !w->jobs.n) {
+        shx_info("worker %d (slot %d) answered %ld requests (SMHOST_SERVE_MAX_REQUESTS=%d): replacing it",
+                 (int)w->pid, i, w->served, g.cfg.max_requests);
+        slot_down(i, 500, NULL);
+        w->spawned_ms = 0; /* replaced at once, not after the crash-loop pause */
     }
 }
 
@@ -367,7 +379,9 @@ void dispatch(void) {
         int best = -1;
         for (int i = 0; i < g.cfg.workers; i++) {
             slot *w = &g.slots[i];
-            if (w->state == SLOT_UP && w->jobs.n < depth && (best < 0 || w->jobs.n < g.slots[best].jobs.n)) best = i;
+            if (w->state == SLOT_UP && w->jobs.n < depth && !recycle_due(w) &&
+                (best < 0 || w->jobs.n < g.slots[best].jobs.n))
+                best = i;
         }
         if (best < 0) return;
         req_ctx *r = list_pop(&g.q);

@@ -493,3 +493,24 @@ def test_a_worker_killed_by_the_oom_killer_is_named_so(native_root, serve):
         if "s" in locals():
             s.stop()
         remove()
+
+
+def test_workers_are_recycled_after_max_requests(native_root, serve, tmp_path):
+    loads = tmp_path / "loads.txt"
+    s = serve(env={"SMHOST_SERVE_MAX_REQUESTS": "3", "SMHOST_SERVE_PRELOAD": "false",
+                   "SERVE_TEST_LOAD_LOG": str(loads)}, workers=1)
+    for k in range(7):
+        st, _, body = s.invoke(f"[{k}]".encode(), timeout=30)
+        assert (st, body) == (200, f"[{k}]".encode())
+    pids = loads.read_text().split()
+    assert len(set(pids)) >= 3, pids  # 7 requests, 3 per worker: at least three workers
+    _, err = s.stop()
+    assert "SMHOST_SERVE_MAX_REQUESTS=3" in err
+
+
+def test_workers_are_not_recycled_by_default(native_root, serve, tmp_path):
+    loads = tmp_path / "loads.txt"
+    s = serve(env={"SMHOST_SERVE_PRELOAD": "false", "SERVE_TEST_LOAD_LOG": str(loads)}, workers=1)
+    for k in range(20):
+        assert s.invoke(b"[1]")[0] == 200
+    assert len(set(loads.read_text().split())) == 1
