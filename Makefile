@@ -63,7 +63,7 @@ TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 all: $(BIN)/smhost $(MODULES) plugins samples
 .SECONDEXPANSION:
 
-$(OBJ)/host/%.o: host/%.c $(wildcard host/*.h) sdk/include/smhost/plugin.h
+$(OBJ)/host/%.o: host/%.c $(wildcard host/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
@@ -82,7 +82,7 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(OBJ)/host/util.o $(OBJ)/host/log.o
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 
 plugins: $(PLUGIN_SO)
-$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
 # ---- tests ------------------------------------------------------------------------------------------------
@@ -94,7 +94,20 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
 
-test-programs: $(UNIT_BIN) $(TPLUG_SO)
+# Test doubles for hardware this machine lacks (tests/doubles/*/: each says so at its top).
+DOUBLES := $(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1 $(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1 \
+           $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7
+$(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFAKE_NVML_LEGACY -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm-smi/fake_rocm_smi.c plugins/amd/rsmi_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
+
+test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 
 test-unit: all test-programs
