@@ -86,6 +86,27 @@ struct smh_backend_ops {
                           char *name, size_t namelen, char *value, size_t valuelen);
 };
 
+/* Layout checks (see plugin.h). */
+SMH__FIRST(smh_device, struct_size);
+SMH__FOLLOWS(smh_device, struct_size, device_class);
+SMH__FOLLOWS(smh_device, device_class, index);
+SMH__FOLLOWS(smh_device, index, parent);
+SMH__FOLLOWS(smh_device, parent, flags);
+SMH__FOLLOWS(smh_device, flags, health);
+SMH__FOLLOWS(smh_device, health, memory_total);
+SMH__FOLLOWS(smh_device, memory_total, cores);
+SMH__FOLLOWS(smh_device, cores, visible_cores);
+SMH__FOLLOWS(smh_device, visible_cores, uuid);
+SMH__FOLLOWS(smh_device, uuid, name);
+SMH__FOLLOWS(smh_device, name, pci_bus_id);
+SMH__FOLLOWS(smh_device, pci_bus_id, reason);
+SMH__FOLLOWS(smh_device, reason, backend);
+SMH__FIRST(smh_backend_ops, struct_size);
+SMH__FOLLOWS(smh_backend_ops, struct_size, device_class);
+SMH__FOLLOWS(smh_backend_ops, device_class, probe);
+SMH__FOLLOWS(smh_backend_ops, probe, list);
+SMH__FOLLOWS(smh_backend_ops, list, isolate);
+
 /* True when a device struct from the host holds `member` (for fields added after v1.1). */
 #define SMH_DEVICE_HAS(dev, member) \
     ((dev) != NULL && (dev)->struct_size >= offsetof(smh_device, member) + sizeof((dev)->member))
