@@ -135,6 +135,7 @@ test: deps
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
+	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -158,8 +159,11 @@ bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve
-.PHONY: bench-python bench-serve bench-all
+# bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
+bench-devices: all test-programs
+	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
+bench-all: bench bench-python bench-serve bench-devices
+.PHONY: bench-python bench-serve bench-all bench-devices
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

@@ -125,7 +125,7 @@ static void probe_one(int fd, shx_registry *reg, const char *name, const shx_con
     rec(&b, R_BEGIN, name, strlen(name) + 1);
     write_all(fd, b.p, b.len);
     shx_buf_free(&b);
-    char why[2048] = "", err[2048] = "";
+    char why[1536] = "", err[2048] = "";
     const shx_plugin *p = shx_registry_find(reg, name, why, sizeof why);
     if (!p) {
         snprintf(err, sizeof err, "no usable backend plugin '%s': %s", name, why);
@@ -147,7 +147,7 @@ static void probe_one(int fd, shx_registry *reg, const char *name, const shx_con
     if (p->desc.init) {
         smh_status s = p->desc.init(shx_host_api(), &state, err, sizeof err);
         if (s < 0) {
-            char m[2200];
+            char m[2200 + 64];
             snprintf(m, sizeof m, "plugin '%s' failed to initialize (status %d): %s", name, s, err[0] ? err : "no message");
             send_status(fd, SHX_BK_FALLBACK, m);
             return;

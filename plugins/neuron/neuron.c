@@ -187,9 +187,9 @@ static smh_status ne_list(void *state, smh_device_sink *sink, char *err, size_t 
                 snprintf(p, sizeof p, "%s/info/architecture/arch_type", dir);
                 if (read_line(p, buf, sizeof buf) < 0) buf[0] = '\0';
             }
-            snprintf(d.name, sizeof d.name, "%s", buf[0] ? buf : "AWS Neuron device");
+            snprintf(d.name, sizeof d.name, "%.95s", buf[0] ? buf : "AWS Neuron device");
             snprintf(p, sizeof p, "%s/info/serial_number", dir);
-            if (read_line(p, buf, sizeof buf) == 0 && buf[0]) snprintf(d.uuid, sizeof d.uuid, "%s", buf);
+            if (read_line(p, buf, sizeof buf) == 0 && buf[0]) snprintf(d.uuid, sizeof d.uuid, "%.95s", buf);
         } else {
             snprintf(d.name, sizeof d.name, "AWS Neuron device");
         }
