@@ -476,3 +476,27 @@ def test_serve_on_healthy_gpus_gets_ready(mlroot, nvml):
     finally:
         rc, err = s.stop()
     assert "device: nvidia GPU 1 (GPU-fa4e0000-0000-0000-0000-000000000001)" in err
+
+
+def test_native_trainer_reads_the_device_list(mlroot, run, nvml, tmp_path):
+    from test_native import compile_trainer, install_program
+    built = compile_trainer(tmp_path, "libdevs.so", r"""
+#include <stdio.h>
+#include <smhost/trainer.h>
+#include <smhost/device.h>
+
+SMH_TRAINER(smh_train) {
+    (void)err, (void)errlen;
+    if (!SMH_HOST_HAS(host, device_get)) return 3;
+    for (size_t i = 0; i < host->device_count(job); i++) {
+        const smh_device *d = host->device_get(job, i);
+        printf("dev %s %d %s %s\n", d->backend, d->index, d->uuid, d->health == SMH_HEALTH_OK ? "ok" : "bad");
+    }
+    return 0;
+}
+""")
+    install_program(mlroot, built)
+    r = run("train", env=nvml(f"gpus 2 {H100}\n", SAGEMAKER_PROGRAM="libdevs.so"))
+    assert r.returncode == 0, r.stderr
+    assert "dev nvidia 0 GPU-fa4e0000-0000-0000-0000-000000000000 ok\n" in r.stdout
+    assert "dev nvidia 1 GPU-fa4e0000-0000-0000-0000-000000000001 ok\n" in r.stdout
