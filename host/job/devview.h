@@ -23,6 +23,7 @@ typedef struct shx_backend_report {
     char message[1024];      /* why skipped, absent or fallen back */
     shx_strvec info;         /* "key=value": driver_version, cuda_version, library ... */
     int fallback_count;      /* SHX_BK_FALLBACK: what the scan counted (GPUs or Neuron cores) */
+    int reported;            /* the probe process sent this backend's final status */
 } shx_backend_report;
 
 typedef struct shx_devview {

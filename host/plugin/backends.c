@@ -234,6 +234,7 @@ static void parse(shx_devview *v, const char *data, size_t len, shx_backend_repo
             uint32_t st;
             memcpy(&st, p, sizeof st);
             r->state = st <= SHX_BK_FALLBACK ? (shx_backend_state)st : SHX_BK_FALLBACK;
+            r->reported = 1;
             snprintf(r->message, sizeof r->message, "%s", p + sizeof st);
             r->name[sizeof r->name - 1] = '\0';
             *cur = NULL;
@@ -265,7 +266,7 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
     shx_strvec_free(&names);
 
     if (load.n) {
-        int fds[2];
+        int fds[2] = {-1, -1};
         pid_t pid = -1;
         if (pipe2(fds, O_CLOEXEC) == 0) {
             fflush(stdout);
@@ -279,12 +280,13 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
                 for (size_t i = 0; i < load.n; i++) probe_one(fds[1], &reg, load.v[i], cfg, nranks);
                 _exit(0);
             }
-            close(fds[1]);
         }
+        int fork_errno = errno;
+        if (fds[1] >= 0) close(fds[1]);
         const char *trouble = NULL;
         char tbuf[256];
         if (pid < 0) {
-            snprintf(tbuf, sizeof tbuf, "cannot start the device probe process: %s", strerror(errno));
+            snprintf(tbuf, sizeof tbuf, "cannot start the device probe process: %s", strerror(fork_errno));
             trouble = tbuf;
             if (fds[0] >= 0) close(fds[0]);
         } else {
@@ -323,18 +325,12 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
                 trouble = tbuf;
             }
             shx_backend_report *cur = NULL;
-            /* mark what is being loaded: a report that never gets a status keeps SHX_BK_FALLBACK */
-            for (size_t i = 0; i < load.n; i++) {
-                shx_backend_report *r = find_report(v, load.v[i]);
-                r->message[0] = '\0';
-                r->state = SHX_BK_FALLBACK + 1; /* "no status yet" */
-            }
             parse(v, in.p ? in.p : "", in.len, &cur);
             shx_buf_free(&in);
         }
         for (size_t i = 0; i < load.n; i++) {
             shx_backend_report *r = find_report(v, load.v[i]);
-            if ((int)r->state == SHX_BK_FALLBACK + 1 || (pid < 0)) {
+            if (!r->reported) { /* no status: the probe died or hung while this backend ran, or never started */
                 r->state = SHX_BK_FALLBACK;
                 snprintf(r->message, sizeof r->message, "%s", trouble ? trouble : "the backend reported nothing");
                 /* devices it reported before dying cannot be trusted */
