@@ -25,6 +25,7 @@ static void config_defaults(shx_config *cfg) {
     cfg->max_run_seconds = 0;
     cfg->pip_break_system_packages = 1;
     cfg->device_health_check = SHX_HEALTH_FAIL;
+    cfg->device_probe_timeout_seconds = 60;
 }
 
 void shx_config_device_backends(const shx_config *cfg, shx_strvec *out) {
@@ -274,8 +275,19 @@ static int handle_devices(parse_state *ps, const char *name, const char *value) 
         free(copy);
         return 1;
     }
-    shx_warn("%s:%d: unknown key \"%s\" in [devices] ignored (known: health_check, isolate, backends)", ps->file,
-             ps->line, name);
+    if (!strcasecmp(name, "probe_timeout_seconds")) {
+        int v;
+        if (parse_count(value, &v) < 0 || v < 1) {
+            parse_error(ps, "probe_timeout_seconds = \"%s\" is not valid: expected a whole number of seconds, 1 or "
+                            "more; fix the value or remove the line (default: 60)",
+                        value);
+            return 0;
+        }
+        cfg->device_probe_timeout_seconds = v;
+        return 1;
+    }
+    shx_warn("%s:%d: unknown key \"%s\" in [devices] ignored (known: health_check, isolate, backends, "
+             "probe_timeout_seconds)", ps->file, ps->line, name);
     return 1;
 }
 

@@ -25,6 +25,7 @@ typedef struct shx_config {
     int device_isolate;         /* [devices] isolate: default 0 (every rank sees every device) */
     shx_strvec device_backends; /* [devices] backends, when device_backends_set (shx_config_device_backends) */
     int device_backends_set;
+    int device_probe_timeout_seconds; /* [devices] probe_timeout_seconds: default 60 */
     shx_runner_override *overrides; /* [runners] .ext = name */
     size_t noverrides;
 } shx_config;

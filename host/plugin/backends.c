@@ -4,7 +4,7 @@
  * may crash on a driver mismatch).  None of that may happen in the supervisor, which is often PID 1, nor leak
  * into the user's program.  So the supervisor forks a probe process that loads the backend plugins, calls
  * init/probe/list (and isolate), streams what they report through a pipe as records, and exits.  A crash, a
- * hang (PROBE_TIMEOUT_S) or an error becomes a fallback to the /proc and /dev scan for that backend, never a
+ * hang ([devices] probe_timeout_seconds) or an error becomes a fallback to the /proc and /dev scan for that backend, never a
  * failed job.  The process is only started when some backend shows signs of its hardware, so a machine without
  * accelerators pays for a few stat() calls and nothing else.
  *
@@ -26,8 +26,6 @@
 #include "job/devices.h"
 #include "plugin/hostapi.h"
 #include "plugin/registry.h"
-
-#define PROBE_TIMEOUT_S 60
 
 enum { R_BEGIN = 1, R_CLASS, R_DEVICE, R_INFO, R_ENV, R_ISO, R_STATUS };
 
@@ -291,13 +289,14 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
             if (fds[0] >= 0) close(fds[0]);
         } else {
             shx_buf in = {0};
-            double deadline = now_s() + PROBE_TIMEOUT_S;
+            int limit = cfg->device_probe_timeout_seconds > 0 ? cfg->device_probe_timeout_seconds : 60;
+            double deadline = now_s() + limit;
             for (;;) {
                 int left = (int)((deadline - now_s()) * 1000);
                 if (left <= 0) {
                     kill(pid, SIGKILL);
                     snprintf(tbuf, sizeof tbuf, "the device probe did not finish within %d s (a hung driver?); "
-                             "killed it", PROBE_TIMEOUT_S);
+                             "killed it ([devices] probe_timeout_seconds)", limit);
                     trouble = tbuf;
                     break;
                 }

@@ -412,6 +412,19 @@ def test_backend_failures_never_fail_the_job(mlroot, run, testdev, mode, state, 
     assert r.returncode == 0, r.stderr
 
 
+def test_hung_backend_is_killed_and_the_job_runs(mlroot, run, testdev):
+    env = testdev(ini="probe_timeout_seconds = 1\n", TESTDEV_MODE="hang")
+    t = time.monotonic()
+    j, r = devices(run, env)
+    assert time.monotonic() - t < 10
+    b = backend(j, "testdev")
+    assert b["state"] == "fallback" and "did not finish within 1 s" in b["message"], b
+    mlroot.script("train.sh", "exit 0\n")
+    r = run("train", env=dict(env, SAGEMAKER_PROGRAM="train.sh"))
+    assert r.returncode == 0, r.stderr
+    assert "did not finish within 1 s" in r.stderr
+
+
 def test_isolate_gives_each_local_rank_its_device(run, testdev):
     j, _ = devices(run, testdev())
     assert "isolation" not in j  # off by default: every rank sees every device

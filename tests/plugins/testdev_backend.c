@@ -5,11 +5,13 @@
  *   absent        probe() finds nothing
  *   error         probe() fails with a message
  *   crash         list() dies of SIGSEGV after reporting a device
+ *   hang          list() sleeps for 30 s (a hung driver)
  * $TESTDEV_VISIBLE=<index> makes only that device visible; isolate() gives rank r device r as TESTDEV_VISIBLE. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <smhost/device.h>
 
@@ -64,6 +66,7 @@ static smh_status td_list(void *state, smh_device_sink *sink, char *err, size_t 
         }
         H->device_add(sink, &d);
         if (!strcmp(mode(), "crash")) raise(SIGSEGV);
+        if (!strcmp(mode(), "hang")) sleep(30);
     }
     H->device_set_info(sink, "driver_version", "0.0-test");
     H->device_set_env(sink, "TESTDEV_DEFAULT", "from-backend");

@@ -219,6 +219,13 @@ static void test_config_devices(void **state) {
     assert_non_null(strstr(err, ":2:"));
     assert_non_null(strstr(err, "expected fail, warn or off"));
     shx_config_free(&cfg);
+    assert_int_equal(cfg.device_probe_timeout_seconds, 60);
+    assert_int_equal(load_ini("[devices]\nprobe_timeout_seconds = 0\n", &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "1 or more"));
+    shx_config_free(&cfg);
+    assert_int_equal(load_ini("[devices]\nprobe_timeout_seconds = 5\n", &cfg, err, sizeof err), 0);
+    assert_int_equal(cfg.device_probe_timeout_seconds, 5);
+    shx_config_free(&cfg);
     assert_int_equal(load_ini("[devices]\nisolate = sometimes\n", &cfg, err, sizeof err), -1);
     assert_non_null(strstr(err, "isolate"));
     shx_config_free(&cfg);

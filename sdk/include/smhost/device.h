@@ -13,7 +13,7 @@
  * the host has no signs for is always loaded.  The host loads the backend in a short-lived child process of
  * its own (never in the supervisor, never in the user's program): init(), probe(), list() and, with
  * `[devices] isolate = true`, isolate(), then fini(), and the process exits.  So a backend may dlopen a driver
- * library, start threads or crash: a crash or a hang (60 s) becomes a warning and the host falls back to its
+ * library, start threads or crash: a crash or a hang ([devices] probe_timeout_seconds, 60 s) becomes a warning and the host falls back to its
  * own /proc and /dev scan.  The backend reads the environment with getenv(): it is the environment the job
  * inherits (CUDA_VISIBLE_DEVICES ... as the user and the platform set them).
  *
