@@ -124,8 +124,8 @@ static char *reader(char *str, int num, void *stream) {
             memcpy(name, s + 1, len);
             name[len] = 0;
             if (!known_section(name))
-                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners], [devices])", ps->file,
-                         ps->line, name);
+                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners], [devices])",
+                         ps->file, ps->line, name);
         }
     }
     return str;
@@ -329,8 +329,9 @@ static int handler(void *user, const char *section, const char *name, const char
     ps->last_line = ps->line;
     if (!value) value = "";
     if (!*section) {
-        shx_warn("%s:%d: key \"%s\" outside any section ignored (put it under [smhost], [python], [runners] or [devices])",
-                 ps->file, ps->line, name);
+        shx_warn(
+            "%s:%d: key \"%s\" outside any section ignored (put it under [smhost], [python], [runners] or [devices])",
+            ps->file, ps->line, name);
         return 1;
     }
     if (!known_section(section)) return 1; /* warned at its header */

@@ -4,9 +4,9 @@
  * may crash on a driver mismatch).  None of that may happen in the supervisor, which is often PID 1, nor leak
  * into the user's program.  So the supervisor forks a probe process that loads the backend plugins, calls
  * init/probe/list (and isolate), streams what they report through a pipe as records, and exits.  A crash, a
- * hang ([devices] probe_timeout_seconds) or an error becomes a fallback to the /proc and /dev scan for that backend, never a
- * failed job.  The process is only started when some backend shows signs of its hardware, so a machine without
- * accelerators pays for a few stat() calls and nothing else.
+ * hang ([devices] probe_timeout_seconds) or an error becomes a fallback to the /proc and /dev scan for that
+ * backend, never a failed job.  The process is only started when some backend shows signs of its hardware, so a
+ * machine without accelerators pays for a few stat() calls and nothing else.
  *
  * Records: uint32 type, uint32 length, then the payload. */
 #include "plugin/backends.h"
@@ -146,7 +146,8 @@ static void probe_one(int fd, shx_registry *reg, const char *name, const shx_con
         smh_status s = p->desc.init(shx_host_api(), &state, err, sizeof err);
         if (s < 0) {
             char m[2200 + 64];
-            snprintf(m, sizeof m, "plugin '%s' failed to initialize (status %d): %s", name, s, err[0] ? err : "no message");
+            snprintf(m, sizeof m, "plugin '%s' failed to initialize (status %d): %s", name, s,
+                     err[0] ? err : "no message");
             send_status(fd, SHX_BK_FALLBACK, m);
             return;
         }
@@ -219,8 +220,10 @@ static void parse(shx_devview *v, const char *data, size_t len, shx_backend_repo
         }
         shx_backend_report *r = *cur;
         if (!r) continue;
-        if (hdr[0] == R_CLASS && pl == sizeof(uint32_t)) memcpy(&r->device_class, p, sizeof(uint32_t));
-        else if (hdr[0] == R_DEVICE && pl == sizeof(smh_device)) shx_devview_add(v, (const smh_device *)(const void *)p, pl, r->name);
+        if (hdr[0] == R_CLASS && pl == sizeof(uint32_t))
+            memcpy(&r->device_class, p, sizeof(uint32_t));
+        else if (hdr[0] == R_DEVICE && pl == sizeof(smh_device))
+            shx_devview_add(v, (const smh_device *)(const void *)p, pl, r->name);
         else if ((hdr[0] == R_INFO || hdr[0] == R_ENV) && pl >= 2 && p[pl - 1] == '\0') {
             const char *a = p, *b = memchr(p, '\0', pl);
             if (!b || b + 1 >= p + pl) continue;
@@ -345,7 +348,9 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
         shx_backend_report *r = &v->backends[i];
         if (r->state != SHX_BK_FALLBACK) continue;
         /* library, then today's /proc and /dev scan, then 0 */
-        r->fallback_count = !strcmp(r->name, "nvidia") ? shx_num_gpus() : !strcmp(r->name, "neuron") ? shx_num_neurons() : 0;
+        r->fallback_count = !strcmp(r->name, "nvidia")   ? shx_num_gpus()
+                            : !strcmp(r->name, "neuron") ? shx_num_neurons()
+                                                         : 0;
     }
     shx_devview_count(v);
 }

@@ -100,7 +100,8 @@ static smh_status amd_probe(void *state, char *err, size_t errlen) {
     LOOKUP(s, mem_total, rsmi_mem_fn, "rsmi_dev_memory_total_get");
     LOOKUP(s, errstr, rsmi_errstr_fn, "rsmi_status_string");
     if (!s->init || !s->count) {
-        snprintf(err, errlen, "ROCm SMI (%s) has no %s", s->libname, !s->init ? "rsmi_init" : "rsmi_num_monitor_devices");
+        snprintf(err, errlen, "ROCm SMI (%s) has no %s", s->libname,
+                 !s->init ? "rsmi_init" : "rsmi_num_monitor_devices");
         return SMH_E_UNSUPPORTED;
     }
     rsmi_status_t r = s->init(0);

@@ -203,10 +203,11 @@ static smh_status ne_list(void *state, smh_device_sink *sink, char *err, size_t 
         }
         H->device_add(sink, &d);
     }
-    H->device_set_info(sink, "sysfs_layout", layout_new && layout_old ? "mixed"
-                                             : layout_new               ? "/sys/devices/virtual/neuron_device"
-                                             : layout_old               ? "/sys/class/neuron_device (before driver 2.31)"
-                                                                        : "none");
+    const char *layout = layout_new && layout_old ? "mixed"
+                         : layout_new             ? "/sys/devices/virtual/neuron_device"
+                         : layout_old             ? "/sys/class/neuron_device (before driver 2.31)"
+                                                  : "none";
+    H->device_set_info(sink, "sysfs_layout", layout);
     return SMH_OK;
 }
 

@@ -8,14 +8,14 @@
  * trainers, and the health check that runs before the user's program (docs/devices.md).
  *
  * When it runs.  Only when the hardware looks present: the host checks cheap signs itself first (device nodes,
- * /proc/driver/<x>; docs/devices.md lists them per shipped backend) and never loads a backend on a machine
- * without them, so jobs on CPU instances load no GPU library.  A backend named in `[devices] backends` that
- * the host has no signs for is always loaded.  The host loads the backend in a short-lived child process of
- * its own (never in the supervisor, never in the user's program): init(), probe(), list() and, with
- * `[devices] isolate = true`, isolate(), then fini(), and the process exits.  So a backend may dlopen a driver
- * library, start threads or crash: a crash or a hang ([devices] probe_timeout_seconds, 60 s) becomes a warning and the host falls back to its
- * own /proc and /dev scan.  The backend reads the environment with getenv(): it is the environment the job
- * inherits (CUDA_VISIBLE_DEVICES ... as the user and the platform set them).
+ * /proc/driver/<x>; docs/devices.md lists them per shipped backend) and never loads a backend on a machine without
+ * them, so jobs on CPU instances load no GPU library.  A backend named in `[devices] backends` that the host has no
+ * signs for is always loaded.  The host loads the backend in a short-lived child process of its own (never in the
+ * supervisor, never in the user's program): init(), probe(), list() and, with `[devices] isolate = true`,
+ * isolate(), then fini(), and the process exits.  So a backend may dlopen a driver library, start threads or crash:
+ * a crash or a hang ([devices] probe_timeout_seconds, 60 s) becomes a warning and the host falls back to its own
+ * /proc and /dev scan.  The backend reads the environment with getenv(): it is the environment the job inherits
+ * (CUDA_VISIBLE_DEVICES ... as the user and the platform set them).
  *
  * Ownership.  Every struct a backend passes to the host is copied before the call returns.  Strings inside
  * smh_device are fixed arrays, so there is nothing to free.
