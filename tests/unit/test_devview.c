@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "job/devices.h"
 #include "job/devview.h"
+#include "job/job.h"
 
 static smh_device dev(uint32_t cls, int index, uint32_t flags, uint32_t health, const char *uuid) {
     smh_device d;
@@ -132,6 +133,24 @@ static void test_json_fields_and_rank_env(void **state) {
     shx_devview_free(&v);
 }
 
+/* The launcher's processes per host (contract section 6) from the device counts. */
+static void test_procs_per_host(void **state) {
+    (void)state;
+    shx_job job;
+    memset(&job, 0, sizeof job);
+    job.hyperparameters = pyj_dict();
+    assert_int_equal(shx_job_procs_per_host(&job), 1);
+    job.num_neurons = 32;
+    assert_int_equal(shx_job_procs_per_host(&job), 32);
+    job.num_gpus = 8;
+    assert_int_equal(shx_job_procs_per_host(&job), 8);
+    pyj_dict_set(job.hyperparameters, "sagemaker_mpi_num_of_processes_per_host", pyj_int_ll(3));
+    assert_int_equal(shx_job_procs_per_host(&job), 3);
+    pyj_dict_set(job.hyperparameters, "sagemaker_mpi_num_of_processes_per_host", pyj_string("x"));
+    assert_int_equal(shx_job_procs_per_host(&job), 8); /* not a number: the device count */
+    pyj_free(job.hyperparameters);
+}
+
 /* ---- hardware signs ---------------------------------------------------------------------------------------- */
 static char g_root[64];
 
@@ -241,6 +260,7 @@ int main(void) {
         cmocka_unit_test(test_failed_names_index_uuid_reason_of_visible_only),
         cmocka_unit_test(test_smaller_struct_is_zero_filled),
         cmocka_unit_test(test_json_fields_and_rank_env),
+        cmocka_unit_test(test_procs_per_host),
         cmocka_unit_test(test_signs),
         cmocka_unit_test(test_config_devices),
     };
