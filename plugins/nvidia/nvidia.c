@@ -292,7 +292,16 @@ static smh_status nv_list(void *state, smh_device_sink *sink, char *err, size_t 
     /* Visibility: the container runtime's list over NVML's numbering, then CUDA's over what remains. */
     dv_list nvl, cul;
     dv_parse_nvidia(getenv("NVIDIA_VISIBLE_DEVICES"), &nvl);
-    dv_parse_cuda(getenv("CUDA_VISIBLE_DEVICES"), &cul);
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    dv_parse_cuda(cvd, &cul);
+    if (cvd && *cvd) { /* CUDA ignores everything from the first entry it cannot read: say so */
+        dv_list all;
+        if (dv_split(cvd, &all, 0) > cul.n)
+            H->log("nvidia", SMH_LOG_WARNING,
+                   "CUDA_VISIBLE_DEVICES=%s: CUDA reads only the first %d entr%s (it stops at \"%s\", which is "
+                   "neither a device index nor a GPU-/MIG- UUID, or repeats one), so the job sees %d GPU%s",
+                   cvd, cul.n, cul.n == 1 ? "y" : "ies", all.item[cul.n], cul.n, cul.n == 1 ? "" : "s");
+    }
     int apply_nv_index = !nvl.all && (int)count > dv_index_entries(&nvl);
     int pos = 0;
     for (unsigned int i = 0; i < count; i++) {

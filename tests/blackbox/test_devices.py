@@ -174,6 +174,14 @@ def test_visibility_variables(run, nvml, env, visible):
     assert j["num_gpus"] == len(visible)
 
 
+def test_cuda_visible_devices_cut_short_is_a_warning(run, nvml):
+    j, r = devices(run, nvml(f"gpus 4 {H100}\n", CUDA_VISIBLE_DEVICES="all"))
+    assert j["num_gpus"] == 0
+    assert "CUDA_VISIBLE_DEVICES=all: CUDA reads only the first 0 entries" in r.stderr
+    j, r = devices(run, nvml(f"gpus 4 {H100}\n", CUDA_VISIBLE_DEVICES="0,2"))
+    assert "CUDA_VISIBLE_DEVICES" not in r.stderr
+
+
 def test_mig_uuid_in_cuda_visible_devices(run, nvml):
     spec = f"gpu {H100}\ngpu {H100} mig=on\nmig\nmig\n"
     j, _ = devices(run, nvml(spec, CUDA_VISIBLE_DEVICES="MIG-fa4e0001-0000-0000-0000-000000000001"))
