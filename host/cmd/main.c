@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <smhost/plugin.h>
+
 #include "core/config.h"
 #include "core/exitcodes.h"
 #include "cmd/inspect.h"

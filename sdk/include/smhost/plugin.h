@@ -222,7 +222,12 @@ typedef struct smh_host_api {
      * (exec() records its own argv).  Copied. */
     void (*set_command)(const smh_job *job, const char *const argv[]);
 
-    /* ---- v1.1 ---- */
+    /* ---- v1.1 (check with SMH_HOST_HAS) ---- */
+    /* The environment for running pip unattended: the job's environment plus PIP_DISABLE_PIP_VERSION_CHECK=1 and,
+     * unless smhost.ini says [python] break_system_packages = false, PIP_BREAK_SYSTEM_PACKAGES=1; the job's own
+     * values win.  The same environment smhost's requirements.txt install uses.  NULL-terminated, owned by the
+     * host, valid for the job. */
+    const char *const *(*pip_environ)(const smh_job *job);
     /* The job's devices (<smhost/device.h>), as the device backends reported them before the job started: every
      * device, visible or not, healthy or not, in backend order then index order.  device_get returns NULL past
      * the end; the struct is owned by the host and lives as long as the job.  Read fields added after v1.1 only
@@ -349,8 +354,8 @@ SMH__FOLLOWS(smh_host_api, resp_write, resp_set_status);
 SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
 SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
 SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
-/* v1.1 */
-SMH__FOLLOWS(smh_host_api, set_command, device_count);
+SMH__FOLLOWS(smh_host_api, set_command, pip_environ); /* v1.1 */
+SMH__FOLLOWS(smh_host_api, pip_environ, device_count);
 SMH__FOLLOWS(smh_host_api, device_count, device_get);
 SMH__FOLLOWS(smh_host_api, device_get, device_add);
 SMH__FOLLOWS(smh_host_api, device_add, device_set_info);
