@@ -136,6 +136,7 @@ test: deps
 	$(MAKE) test-blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
 	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
+	$(MAKE) fuzz-smoke
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -164,6 +165,36 @@ bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
 bench-all: bench bench-python bench-serve bench-devices
 .PHONY: bench-python bench-serve bench-all bench-devices
+
+# ---- fuzzing: libFuzzer targets (tests/fuzz/fuzz_*.c, clang), the host built again with coverage + ASan/UBSan ----
+#   make fuzz             every target FUZZ_SECONDS (300) from its seed corpus; prints exec/s and coverage
+#   make fuzz-smoke       the same for FUZZ_SMOKE_SECONDS (15) each: part of `make test`
+# Seeds live in tests/fuzz/corpus/<target>/ (crashers found are kept there as regression inputs); what the
+# fuzzer adds goes to build/fuzz/corpus/<target>/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' -g -O1 -Wall -Wno-unused-parameter \
+                -Isdk/include -Ihost $(FUZZ_SAN)
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_HOST_OBJ := $(patsubst host/%.c,$(FUZZ_DIR)/obj/host/%.o,$(filter-out host/cmd/main.c,$(HOST_SRC)))
+
+$(FUZZ_DIR)/obj/host/%.o: host/%.c $(HOST_HDR) $(wildcard sdk/include/smhost/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_HOST_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(FUZZ_HOST_OBJ) $(HOST_LIBS)
+
+fuzz-programs: $(FUZZ_BIN)
+fuzz: fuzz-programs
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_BIN)
+fuzz-smoke: fuzz-programs
+	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) bash tests/fuzz/run.sh $(FUZZ_BIN)
+.PHONY: fuzz fuzz-smoke fuzz-programs
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

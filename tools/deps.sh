@@ -11,6 +11,7 @@ pkgs=(
   python3-dev                       # libpython3.11 for the embedded Python plugin
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests
+  clang libclang-rt-14-dev          # libFuzzer targets (make fuzz, make fuzz-smoke): clang's fuzzer runtime
   python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
   python3-pip python3-setuptools python3-wheel python3-venv  # requirements.txt installs and their tests
   openmpi-bin libopenmpi-dev        # MPI launches

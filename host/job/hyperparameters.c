@@ -126,5 +126,9 @@ char *shx_env_name(const char *prefix, const char *key) {
     char *up = pyj_upper(key);
     char *name = shx_xasprintf("%s%s", prefix, up);
     free(up);
+    /* '=' ends a variable's name: SM_HP_A=B=1 would be SM_HP_A with the value "B=1" (found by
+     * fuzz_hyperparameters; Python's os.environ refuses such names).  It becomes '_'. */
+    for (char *p = name; *p; p++)
+        if (*p == '=') *p = '_';
     return name;
 }

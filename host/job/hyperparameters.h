@@ -26,7 +26,8 @@ int shx_hp_find_nul(const pyj_value *user, char **what);
  * Caller frees. */
 char *shx_env_value(const pyj_value *v);
 
-/* The environment name for a key: prefix + key upper-cased (Python's str.upper()), other characters kept. */
+/* The environment name for a key: prefix + key upper-cased (Python's str.upper()), other characters kept but
+ * '=' (which would end the name), which becomes '_'. */
 char *shx_env_name(const char *prefix, const char *key);
 
 #endif

@@ -199,6 +199,11 @@ void linger_readable(int fd) {
     }
 }
 
+/* Closes every lingering socket at once (shutdown, and the HTTP fuzzer between inputs). */
+void guard_close(void) {
+    while (g.nlinger) linger_end(g.nlinger - 1);
+}
+
 /* ---- the sweep ------------------------------------------------------------------------------------------------ */
 unsigned guard_conn_limit(void) {
     static unsigned limit;
@@ -292,4 +297,16 @@ int64_t guard_sweep(int64_t now) {
     if (hdr) limit_hit(&log_headers, now, hdr);
     if (body) limit_hit(&log_body, now, body);
     return next;
+}
+
+/* The front's libmicrohttpd daemon, with every callback and limit (serve.c; the HTTP fuzzer starts it with
+ * MHD_USE_NO_LISTEN_SOCKET and hands it connections).  MHD's default SO_REUSEADDR, not SO_REUSEPORT: a second
+ * server on the port must fail, not share it. */
+struct MHD_Daemon *front_daemon(unsigned extra_flags) {
+    return MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG | extra_flags,
+        (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
 }

@@ -186,11 +186,12 @@ int shx_frame_reader_next(shx_frame_reader *r, shx_frame *f) {
 ssize_t shx_frame_reader_fill(shx_frame_reader *r, int fd, int flags) {
     if (r->start == r->len) r->start = r->len = 0;
     size_t want = 64 * 1024;
-    if (r->len - r->start >= sizeof(wire_header)) { /* room for the whole frame that has begun */
+    if (r->len - r->start >= sizeof(wire_header)) { /* room for the frame that has begun, */
         wire_header h;
         memcpy(&h, r->p + r->start, sizeof h);
-        size_t total = frame_size(&h);
-        if (total > want) want = total;
+        size_t total = frame_size(&h), have = r->len - r->start;
+        /* but grown with what arrives: a header may claim gigabytes that never come (found by fuzz_frames) */
+        if (total > want) want = total < 4 * have ? total : 4 * have;
     }
     size_t need = r->start + want > r->len + 4096 ? r->start + want : r->len + 4096;
     if (r->start && need + 1 > r->cap) { /* move what is left to the front */

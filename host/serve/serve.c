@@ -291,13 +291,7 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     close(sv[1]);
     int ctl = sv[0];
 
-    /* MHD's default SO_REUSEADDR, not SO_REUSEPORT: a second server on the port must fail, not share it. */
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
-        NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT, guard_conn_limit(),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    struct MHD_Daemon *d = front_daemon(0);
     if (!d) {
         shx_error("serve: cannot listen on port %d (%s): stop what uses it, or set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port, errno == EADDRINUSE ? "another process is listening on it" : strerror(errno));

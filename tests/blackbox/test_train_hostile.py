@@ -85,3 +85,14 @@ def test_full_disk_leaves_no_empty_failure_file(mlroot, tmp_path):
         assert "cannot write" in r.stderr and "the-reason" in r.stderr.split("cannot write", 1)[1]
     finally:
         subprocess.run(["umount", str(out)])
+
+
+def test_a_key_with_equals_gets_an_environment_name_without_it(mlroot):
+    # found by tests/fuzz/fuzz_hyperparameters: SM_HP_A=B=1 is read as SM_HP_A with the value "B=1"
+    dump_env_script(mlroot)
+    mlroot.hyperparameters({"a=b": 1, "a": 2})
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train"}, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    env = seen(mlroot)["env"]
+    assert env["SM_HP_A_B"] == "1" and env["SM_HP_A"] == "2"
+    assert not [k for k in env if "=" in k]
