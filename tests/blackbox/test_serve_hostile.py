@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import start_smhost
+from conftest import SANITIZED, start_smhost
 from test_serve import Server, err_json, native_root  # noqa: F401  (native_root is a fixture)
 
 MIB = 1024 * 1024
@@ -442,9 +442,9 @@ def test_multi_model_urls_names_and_lru_eviction(native_root, serve, tmp_path):
     for name in ("a", "b", "c", "a", "c", "b"):
         st, _, body = s.invoke(b"", attrs="whoami", path=f"/models/{name}/invoke")
         assert (st, body) == (200, f"model-{name}".encode())
-    worker = [p for p in children(s.proc.pid)]
-    rss = max(rss_mib(p) for p in worker)
-    assert rss < 120 + 80 + 40, rss
+    if not SANITIZED:  # ASan keeps freed memory in quarantine: RSS says nothing there
+        rss = max(rss_mib(p) for p in children(s.proc.pid))
+        assert rss < 120 + 80 + 40, rss
     st, _, body = s.request("GET", "/models")  # evicted models stay registered
     assert sorted(m["modelName"] for m in json.loads(body)["models"]) == ["a", "b", "c"]
     _, err = s.stop()
