@@ -121,6 +121,7 @@ test: deps
 	$(MAKE) SAN=1 all test-programs
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
+	$(MAKE) bench-smoke
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
@@ -146,7 +147,14 @@ bench-python: all
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
 bench-all: bench bench-python bench-serve
-.PHONY: bench-python bench-serve bench-all
+# `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
+# command fails CI; no timing is asserted.  Add each new bench script here.
+bench-smoke: all test-programs
+	@set -e; for b in run.sh python.sh serve.sh; do echo "== bench/$$b (smoke)"; \
+	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
+	@for b in bench/*.sh; do case " run.sh python.sh serve.sh " in *" $${b#bench/} "*) ;; \
+	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
+.PHONY: bench-python bench-serve bench-all bench-smoke
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
