@@ -2,6 +2,7 @@
 #include "plugin/hostapi.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -126,7 +127,18 @@ static smh_status api_hp_bool(const smh_job *job, const char *name, int *out) {
     *out = v->u.b;
     return SMH_OK;
 }
+/* The cache is filled on first use, from any thread (plugin.h: host functions may be called from any thread). */
+static pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static smh_status framework_param_locked(const smh_job *job, const char *name, const char **out);
 static smh_status api_framework_param(const smh_job *job, const char *name, const char **out) {
+    pthread_mutex_lock(&fp_lock);
+    smh_status st = framework_param_locked(job, name, out);
+    pthread_mutex_unlock(&fp_lock);
+    return st;
+}
+
+static smh_status framework_param_locked(const smh_job *job, const char *name, const char **out) {
     struct smh_job *h = J(job);
     /* Rendered once per name and kept for the job's life ("name\0value" entries). */
     size_t nl = strlen(name);
@@ -293,6 +305,20 @@ static int api_cancel_requested(const smh_job *job) {
     return g_cancel != 0;
 }
 
+/* No response exists outside a handler's invoke(): the serve module's table replaces these (shx_host_api_copy). */
+static smh_status api_no_resp_write(smh_response *resp, const void *data, size_t len) {
+    (void)resp, (void)data, (void)len;
+    return SMH_E_UNSUPPORTED;
+}
+static smh_status api_no_resp_set_status(smh_response *resp, int http_status) {
+    (void)resp, (void)http_status;
+    return SMH_E_UNSUPPORTED;
+}
+static smh_status api_no_resp_set_str(smh_response *resp, const char *value) {
+    (void)resp, (void)value;
+    return SMH_E_UNSUPPORTED;
+}
+
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),
     .abi_major = SMH_ABI_MAJOR,
@@ -329,6 +355,10 @@ static const smh_host_api g_api = {
     .set_failure = api_set_failure,
     .watch_cancel = api_watch_cancel,
     .cancel_requested = api_cancel_requested,
+    .resp_write = api_no_resp_write,
+    .resp_set_status = api_no_resp_set_status,
+    .resp_set_content_type = api_no_resp_set_str,
+    .resp_set_custom_attributes = api_no_resp_set_str,
     .set_command = api_set_command,
 };
 

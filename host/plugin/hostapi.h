@@ -17,7 +17,8 @@ struct smh_job {
 
 void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *page);
 void shx_hostapi_job_free(struct smh_job *hj);
-/* The table for training jobs and `smhost plugins`: the resp_* members are NULL, as no response exists there. */
+/* The table for training jobs and `smhost plugins`: the resp_* members return SMH_E_UNSUPPORTED, as no response
+ * exists there. */
 const smh_host_api *shx_host_api(void);
 /* A copy of that table, for the serve module to fill in resp_* with its own functions. */
 void shx_host_api_copy(smh_host_api *out);
