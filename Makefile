@@ -102,7 +102,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(HOST_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ihost -o $@ $< $(HOST_LIB_OBJ) -lcmocka $(HOST_LIBS)
 
-$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h)
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <smhost/plugin.h>
+
 #include "core/config.h"
 #include "core/exitcodes.h"
 #include "cmd/inspect.h"
@@ -46,7 +48,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("smhost %s (plugin ABI %d.%d)\n", SMHOST_VERSION, 1, 0);
+        printf("smhost %s (plugin ABI %d.%d)\n", SMHOST_VERSION, SMH_ABI_MAJOR, SMH_ABI_MINOR);
         return 0;
     }
     int is_train = !strcmp(cmd, "train"), is_serve = !strcmp(cmd, "serve");

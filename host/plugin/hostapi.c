@@ -14,6 +14,7 @@
 
 #include "job/hyperparameters.h"
 #include "core/log.h"
+#include "job/requirements.h"
 #include "supervisor/supervisor.h"
 
 #define J(job) ((struct smh_job *)(job))
@@ -229,7 +230,7 @@ static void api_program_starting(const smh_job *job) {
 }
 
 static void api_set_failure(const smh_job *job, const char *reason) {
-    if (J(job)->page) shx_status_set_reason(J(job)->page, "ExecuteUserScriptError", reason, -1);
+    if (J(job)->page) shx_status_set_reason(J(job)->page, "ExecuteUserScriptError", reason);
 }
 
 static smh_status api_exec(const smh_job *job, const char *const argv[], const char *const envp[], char *err,
@@ -319,6 +320,17 @@ static smh_status api_no_resp_set_str(smh_response *resp, const char *value) {
     return SMH_E_UNSUPPORTED;
 }
 
+static const char *const *api_pip_environ(const smh_job *job) {
+    struct smh_job *h = J(job);
+    pthread_mutex_lock(&fp_lock);
+    if (!h->pip_env) {
+        const shx_config *cfg = h->job->cfg;
+        h->pip_env = shx_pip_environ((const char *const *)h->job->env.v, cfg ? cfg->pip_break_system_packages : 1);
+    }
+    pthread_mutex_unlock(&fp_lock);
+    return h->pip_env;
+}
+
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),
     .abi_major = SMH_ABI_MAJOR,
@@ -360,6 +372,8 @@ static const smh_host_api g_api = {
     .resp_set_content_type = api_no_resp_set_str,
     .resp_set_custom_attributes = api_no_resp_set_str,
     .set_command = api_set_command,
+    /* v1.1 */
+    .pip_environ = api_pip_environ,
 };
 
 const smh_host_api *shx_host_api(void) {
@@ -384,15 +398,4 @@ void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *pag
         hj->hp_str[i] = v->type == PYJ_NULL ? shx_xstrdup("") : pyj_str_of(v);
         hj->hp_json[i] = pyj_dumps(v, 1);
     }
-}
-
-void shx_hostapi_job_free(struct smh_job *hj) {
-    for (size_t i = 0; i < hj->hp_names.n; i++) {
-        free(hj->hp_str[i]);
-        free(hj->hp_json[i]);
-    }
-    free(hj->hp_str);
-    free(hj->hp_json);
-    shx_strvec_free(&hj->hp_names);
-    shx_strvec_free(&hj->fp_cache);
 }

@@ -9,21 +9,6 @@
 
 #include "core/util.h"
 
-const char *shx_load_status_str(shx_load_status s) {
-    switch (s) {
-    case SHX_LOAD_OK: return "ok";
-    case SHX_LOAD_DLOPEN: return "cannot be loaded";
-    case SHX_LOAD_NO_ENTRY: return "no entry symbol";
-    case SHX_LOAD_NULL: return "no descriptor";
-    case SHX_LOAD_WRONG_MAJOR: return "wrong ABI major";
-    case SHX_LOAD_NEWER_MINOR: return "newer ABI minor";
-    case SHX_LOAD_OVERSIZED: return "descriptor too large";
-    case SHX_LOAD_UNDERSIZED: return "descriptor too small";
-    case SHX_LOAD_INVALID: return "invalid descriptor";
-    }
-    return "?";
-}
-
 const char *shx_kind_str(uint32_t kind) {
     switch (kind) {
     case SMH_KIND_RUNNER: return "runner";

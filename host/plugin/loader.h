@@ -27,7 +27,6 @@ typedef struct shx_plugin {
 } shx_plugin;
 
 /* One word for a status ("wrong ABI major"). */
-const char *shx_load_status_str(shx_load_status s);
 /* Load path into *p.  Returns 0, or -1 with p->status / p->reason set.  Call shx_plugin_unload either way. */
 int shx_plugin_load(const char *path, shx_plugin *p);
 void shx_plugin_unload(shx_plugin *p);

@@ -72,7 +72,7 @@ extern "C" {
 #endif
 
 #define SMH_ABI_MAJOR 1
-#define SMH_ABI_MINOR 0
+#define SMH_ABI_MINOR 1
 
 /* The one symbol every plugin exports (see SMH_PLUGIN_DEFINE). */
 #define SMH_ENTRY_SYMBOL "smh_plugin_entry"
@@ -241,6 +241,13 @@ typedef struct smh_host_api {
     /* The command line output/failure shows ("Command ..."), for runners that run the program in-process
      * (exec() records its own argv).  Copied. */
     void (*set_command)(const smh_job *job, const char *const argv[]);
+
+    /* ---- v1.1 (check with SMH_HOST_HAS) ---- */
+    /* The environment for running pip unattended: the job's environment plus PIP_DISABLE_PIP_VERSION_CHECK=1 and,
+     * unless smhost.ini says [python] break_system_packages = false, PIP_BREAK_SYSTEM_PACKAGES=1; the job's own
+     * values win.  The same environment smhost's requirements.txt install uses.  NULL-terminated, owned by the
+     * host, valid for the job. */
+    const char *const *(*pip_environ)(const smh_job *job);
 } smh_host_api;
 
 /* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
@@ -357,6 +364,7 @@ SMH__FOLLOWS(smh_host_api, resp_write, resp_set_status);
 SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
 SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
 SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
+SMH__FOLLOWS(smh_host_api, set_command, pip_environ); /* v1.1 */
 
 SMH__FIRST(smh_runner_ops, struct_size);
 SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
