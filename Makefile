@@ -94,7 +94,7 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 
 plugins: $(PLUGIN_SO)
-$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
 # ---- tests ------------------------------------------------------------------------------------------------
@@ -106,7 +106,20 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
 
-test-programs: $(UNIT_BIN) $(TPLUG_SO)
+# Test doubles for hardware this machine lacks (tests/doubles/*/: each says so at its top).
+DOUBLES := $(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1 $(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1 \
+           $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7
+$(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFAKE_NVML_LEGACY -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm-smi/fake_rocm_smi.c plugins/amd/rsmi_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
+
+test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 
 test-unit: all test-programs
@@ -146,15 +159,19 @@ bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve
+# bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
+bench-devices: all test-programs
+	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
+bench-all: bench bench-python bench-serve bench-devices
 # `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
 # command fails CI; no timing is asserted.  Add each new bench script here.
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh
 bench-smoke: all test-programs
-	@set -e; for b in run.sh python.sh serve.sh; do echo "== bench/$$b (smoke)"; \
+	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
 	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
-	@for b in bench/*.sh; do case " run.sh python.sh serve.sh " in *" $${b#bench/} "*) ;; \
+	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
 	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
-.PHONY: bench-python bench-serve bench-all bench-smoke
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
