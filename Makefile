@@ -163,16 +163,19 @@ bench-serve: all test-programs
 # bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
 bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
-bench-all: bench bench-python bench-serve bench-devices
+# bench-hyperparameters: how train scales with the number of hyperparameters (BENCH_BASELINE: an older smhost).
+bench-hyperparameters: all
+	bash bench/hyperparameters.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
+bench-all: bench bench-python bench-serve bench-devices bench-hyperparameters
 # `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
 # command fails CI; no timing is asserted.  Add each new bench script here.
-BENCH_SMOKE := run.sh python.sh serve.sh devices.sh
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh hyperparameters.sh
 bench-smoke: all test-programs
 	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
 	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
 	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
 	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
-.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-hyperparameters
 
 # ---- fuzzing: libFuzzer targets (tests/fuzz/fuzz_*.c, clang), the host built again with coverage + ASan/UBSan ----
 #   make fuzz             every target FUZZ_SECONDS (300) from its seed corpus; prints exec/s and coverage
