@@ -36,15 +36,22 @@ BIN      := $(BUILD)/bin
 PLUGDIR  := $(BUILD)/lib/smhost/plugins
 OBJ      := $(BUILD)/obj
 
-HOST_SRC  := $(sort $(wildcard host/*.c))
+# host/<module>/*.c, one folder per module (README "Layout"):
+#   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
+#   cmd                            the commands (main, train, inspect): only in the smhost binary
+#   serve, unpack                  internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
+HOST_SRC  := $(sort $(wildcard host/*/*.c))
+HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
-HOST_LIB_OBJ := $(filter-out $(OBJ)/host/main.o,$(HOST_OBJ))
-# Internal modules (host/modules.h): code with heavy library dependencies, loaded only when used.
+objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
+LIB_OBJ   := $(call objs_of,core job plugin supervisor)
+CMD_OBJ   := $(call objs_of,cmd)
+HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
+# The host library as an archive: the binary and each module pull in only the objects they reference.
+LIBSHX    := $(OBJ)/libshx.a
 INTDIR    := $(BUILD)/lib/smhost/internal
-SERVE_MOD_OBJ  := $(addprefix $(OBJ)/host/,serve.o serve_proto.o serve_worker.o module_serve.o)
-UNPACK_MOD_OBJ := $(addprefix $(OBJ)/host/,source.o module_unpack.o)
-BIN_OBJ   := $(filter-out $(SERVE_MOD_OBJ) $(UNPACK_MOD_OBJ),$(HOST_OBJ))
-CORE_OBJ  := $(filter-out $(OBJ)/host/main.o,$(BIN_OBJ))
+SERVE_MOD_OBJ  := $(call objs_of,serve)
+UNPACK_MOD_OBJ := $(call objs_of,unpack)
 MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
@@ -63,21 +70,26 @@ TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 all: $(BIN)/smhost $(MODULES) plugins samples
 .SECONDEXPANSION:
 
-$(OBJ)/host/%.o: host/%.c $(wildcard host/*.h) sdk/include/smhost/plugin.h
+$(OBJ)/host/%.o: host/%.c $(HOST_HDR) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Ihost -fPIC -fvisibility=hidden -c $< -o $@
 
-$(BIN)/smhost: $(BIN_OBJ)
+$(LIBSHX): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BIN)/smhost: $(CMD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(BIN_LIBS)
 	ln -sf smhost $(BIN)/train
 	ln -sf smhost $(BIN)/serve
 
-$(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(CORE_OBJ)
+$(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lmicrohttpd $(BIN_LIBS)
 
-$(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(OBJ)/host/util.o $(OBJ)/host/log.o
+$(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 

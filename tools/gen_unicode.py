@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""Generate host/unicode_tables.h: the Unicode data pyjson needs, taken from the Python that the toolkit runs.
+"""Generate host/core/unicode_tables.h: the Unicode data pyjson needs, taken from the Python that the toolkit runs.
 
-    /usr/bin/python3 tools/gen_unicode.py > host/unicode_tables.h
+    /usr/bin/python3 tools/gen_unicode.py > host/core/unicode_tables.h
 
 Two tables, both as ranges so the header stays small:
   * code points for which str.isprintable() is False (repr() escapes them);

@@ -172,9 +172,22 @@ def test_v1_0_frozen_plugin_runs(mlroot, run, plugdir):
         f"channel test {data / 'test'}", f"channel train {data / 'train'}", "channel_dir(nope)=(null)",
         "host algo-1", "current_host=algo-1", "master_host=algo-1", "is_master=1", "cpus_positive=1",
         "cancel_requested=0", "spawn_wait(true)=0 0", "spawn_wait(false)=0 1",
+        "resp_write=-5", "resp_set_status=-5", "resp_set_content_type=-5",  # SMH_E_UNSUPPORTED: no response
+        "resp_set_custom_attributes=-5",
     ]
     missing = [e for e in expect if e not in lines]
     assert not missing, "\n".join(lines)
+
+
+def test_v1_0_frozen_reporting_calls(mlroot, run, plugdir):
+    """set_failure(), set_command() and program_starting() at their v1.0 places: the plugin sets a reason, then its
+    exec() fails, so the job fails with that reason as a user program's failure (127: not found)."""
+    mlroot.resourceconfig()
+    r, _ = job(mlroot, run, plugdir, "v1_0_frozen", ".v10frozen", env={"V10_EXEC_MISSING": "/nonexistent/v10-prog"})
+    assert r.returncode == 127, r.stderr
+    text = mlroot.failure_text()
+    assert "v1_0_frozen set_failure reason" in text, text
+    assert "ExecuteUserScriptError" in text, text
 
 
 def test_init_failure_is_reported(mlroot, run, plugdir):

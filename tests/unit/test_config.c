@@ -1,4 +1,4 @@
-/* Unit tests for host/config.c: smhost.ini parsing, defaults, errors and warnings with file:line. */
+/* Unit tests for host/core/config.c: smhost.ini parsing, defaults, errors and warnings with file:line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "util.h"
+#include "core/config.h"
+#include "core/util.h"
 
 static char g_dir[64];
 

@@ -1,4 +1,4 @@
-/* Unit tests for host/devices.c.  This machine has no GPU or Neuron device, so GPU and Neuron counts are tested
+/* Unit tests for host/job/devices.c.  This machine has no GPU or Neuron device, so GPU and Neuron counts are tested
  * against fake /proc, /dev and /sys trees under SMHOST_TEST_SYSROOT (a test double for that hardware). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices.h"
-#include "util.h"
+#include "job/devices.h"
+#include "core/util.h"
 
 static char g_root[64];
 

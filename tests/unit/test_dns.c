@@ -1,4 +1,4 @@
-/* Unit tests for host/dns.c.  "localhost" resolves from /etc/hosts without a network; names under the
+/* Unit tests for host/job/dns.c.  "localhost" resolves from /etc/hosts without a network; names under the
  * reserved .invalid top-level domain (RFC 6761) never resolve. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "dns.h"
-#include "exitcodes.h"
+#include "job/dns.h"
+#include "core/exitcodes.h"
 
 static void test_localhost_resolves(void **state) {
     (void)state;

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "failure.h"
-#include "supervisor.h"
-#include "util.h"
+#include "supervisor/failure.h"
+#include "supervisor/supervisor.h"
+#include "core/util.h"
 
 /* Is s valid UTF-8 (strict: no overlongs, no surrogates)? */
 static int valid_utf8(const char *s) {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hyperparameters.h"
+#include "job/hyperparameters.h"
 #include "pyjson_vectors.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pyjson.h"
+#include "core/pyjson.h"
 #include "pyjson_vectors.h"
-#include "util.h"
+#include "core/util.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "requirements.h"
-#include "util.h"
+#include "job/requirements.h"
+#include "core/util.h"
 
 static char *make_dir(const char *requirements) {
     char tmpl[] = "/tmp/smhost-req-XXXXXX";

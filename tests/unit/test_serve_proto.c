@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "serve_proto.h"
+#include "serve/proto.h"
 
 static void pair(int sv[2]) {
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);

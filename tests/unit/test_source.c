@@ -1,4 +1,4 @@
-/* Unit tests for host/source.c: sagemaker_submit_directory as a directory or a tar archive.  Hostile archives
+/* Unit tests for host/unpack/source.c: sagemaker_submit_directory as a directory or a tar archive.  Hostile archives
  * are built here with libarchive's write API. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +19,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "exitcodes.h"
-#include "source.h"
-#include "util.h"
+#include "core/exitcodes.h"
+#include "unpack/source.h"
+#include "core/util.h"
 
 static char g_dir[64];
 static char *g_code, *g_outside;

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "failure.h"
-#include "supervisor.h"
-#include "util.h"
+#include "supervisor/failure.h"
+#include "supervisor/supervisor.h"
+#include "core/util.h"
 
 static char g_dir[64];
 

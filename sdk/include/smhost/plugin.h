@@ -35,7 +35,8 @@
  * Errors.  Functions return SMH_OK (0) or a negative smh_status below.  The values are stable forever.
  *
  * Threads.  Host functions may be called from any thread of the job process, except exec() and spawn_wait(),
- * which belong to the thread that called run().
+ * which belong to the thread that called run(), and the resp_* functions, which belong to the thread running
+ * invoke() for that response.
  */
 #ifndef SMHOST_PLUGIN_H
 #define SMHOST_PLUGIN_H
@@ -206,7 +207,8 @@ typedef struct smh_host_api {
     void (*watch_cancel)(const smh_job *job);
     int (*cancel_requested)(const smh_job *job);
 
-    /* Serving responses (smhost serve).  Data is copied. */
+    /* Serving responses (smhost serve).  Data is copied.  Outside a handler's invoke() (a training job, `smhost
+     * plugins`) no response exists and every resp_* function returns SMH_E_UNSUPPORTED. */
     smh_status (*resp_write)(smh_response *resp, const void *data, size_t len);
     smh_status (*resp_set_status)(smh_response *resp, int http_status);
     smh_status (*resp_set_content_type)(smh_response *resp, const char *content_type);
@@ -233,11 +235,9 @@ typedef struct smh_runner_ops {
     int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
 } smh_runner_ops;
 
-#define SMH_HANDLER_THREAD_SAFE (1u << 0) /* invoke() may run on several threads at once */
-
 typedef struct smh_handler_ops {
     uint32_t struct_size;
-    uint32_t flags;
+    uint32_t flags; /* none are defined in v1: set 0.  (A worker process runs one invoke() at a time.) */
     /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload(). */
     smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
     /* Answer one request: write the body with host->resp_write(); the status is 200 unless set.  A negative
@@ -265,6 +265,92 @@ typedef struct smh_plugin {
 } smh_plugin;
 
 typedef const smh_plugin *(*smh_plugin_entry_fn)(void);
+
+/* ---- layout checks ------------------------------------------------------------------------------------------ */
+/* The ABI is the order and size of these members.  Each check says a member directly follows the one before it,
+ * so a reordered, removed or resized member breaks the build of smhost and of every plugin, not a plugin at run
+ * time.  Appending a member needs one new line here. */
+#if defined(__cplusplus)
+#define SMH__ASSERT(c, m) static_assert(c, m)
+#else
+#define SMH__ASSERT(c, m) _Static_assert(c, m)
+#endif
+#define SMH__FOLLOWS(T, a, b)                                                                               \
+    SMH__ASSERT(offsetof(T, b) == offsetof(T, a) + sizeof(((T *)0)->a), #T "." #b " must follow " #a)
+#define SMH__FIRST(T, a) SMH__ASSERT(offsetof(T, a) == 0, #T "." #a " must be first")
+
+SMH__FIRST(smh_request, struct_size);
+SMH__ASSERT(offsetof(smh_request, body) >= sizeof(uint32_t), "smh_request.body follows struct_size");
+SMH__FOLLOWS(smh_request, body, body_len);
+SMH__FOLLOWS(smh_request, body_len, content_type);
+SMH__FOLLOWS(smh_request, content_type, accept);
+SMH__FOLLOWS(smh_request, accept, custom_attributes);
+SMH__FOLLOWS(smh_request, custom_attributes, model_name);
+
+SMH__FIRST(smh_host_api, struct_size);
+SMH__FOLLOWS(smh_host_api, struct_size, abi_major);
+SMH__FOLLOWS(smh_host_api, abi_major, abi_minor);
+SMH__ASSERT(offsetof(smh_host_api, log) >= offsetof(smh_host_api, abi_minor) + sizeof(uint16_t), "smh_host_api.log follows the ABI numbers");
+SMH__FOLLOWS(smh_host_api, log, job_path);
+SMH__FOLLOWS(smh_host_api, job_path, job_program);
+SMH__FOLLOWS(smh_host_api, job_program, job_args);
+SMH__FOLLOWS(smh_host_api, job_args, job_environ);
+SMH__FOLLOWS(smh_host_api, job_environ, job_getenv);
+SMH__FOLLOWS(smh_host_api, job_getenv, hp_count);
+SMH__FOLLOWS(smh_host_api, hp_count, hp_name);
+SMH__FOLLOWS(smh_host_api, hp_name, hp_type);
+SMH__FOLLOWS(smh_host_api, hp_type, hp_str);
+SMH__FOLLOWS(smh_host_api, hp_str, hp_json);
+SMH__FOLLOWS(smh_host_api, hp_json, hp_int64);
+SMH__FOLLOWS(smh_host_api, hp_int64, hp_double);
+SMH__FOLLOWS(smh_host_api, hp_double, hp_bool);
+SMH__FOLLOWS(smh_host_api, hp_bool, framework_param);
+SMH__FOLLOWS(smh_host_api, framework_param, channel_count);
+SMH__FOLLOWS(smh_host_api, channel_count, channel_name);
+SMH__FOLLOWS(smh_host_api, channel_name, channel_dir);
+SMH__FOLLOWS(smh_host_api, channel_dir, host_count);
+SMH__FOLLOWS(smh_host_api, host_count, host_name);
+SMH__FOLLOWS(smh_host_api, host_name, current_host);
+SMH__FOLLOWS(smh_host_api, current_host, master_host);
+SMH__FOLLOWS(smh_host_api, master_host, is_master);
+SMH__FOLLOWS(smh_host_api, is_master, num_cpus);
+SMH__FOLLOWS(smh_host_api, num_cpus, num_gpus);
+SMH__FOLLOWS(smh_host_api, num_gpus, num_neurons);
+SMH__FOLLOWS(smh_host_api, num_neurons, exec);
+SMH__FOLLOWS(smh_host_api, exec, spawn_wait);
+SMH__FOLLOWS(smh_host_api, spawn_wait, program_starting);
+SMH__FOLLOWS(smh_host_api, program_starting, set_failure);
+SMH__FOLLOWS(smh_host_api, set_failure, watch_cancel);
+SMH__FOLLOWS(smh_host_api, watch_cancel, cancel_requested);
+SMH__FOLLOWS(smh_host_api, cancel_requested, resp_write);
+SMH__FOLLOWS(smh_host_api, resp_write, resp_set_status);
+SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
+SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
+SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
+
+SMH__FIRST(smh_runner_ops, struct_size);
+SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
+SMH__FIRST(smh_handler_ops, struct_size);
+SMH__FOLLOWS(smh_handler_ops, struct_size, flags);
+SMH__FOLLOWS(smh_handler_ops, flags, load);
+SMH__FOLLOWS(smh_handler_ops, load, invoke);
+SMH__FOLLOWS(smh_handler_ops, invoke, unload);
+
+SMH__FIRST(smh_plugin, struct_size);
+SMH__FOLLOWS(smh_plugin, struct_size, abi_major);
+SMH__FOLLOWS(smh_plugin, abi_major, abi_minor);
+SMH__ASSERT(offsetof(smh_plugin, name) >= offsetof(smh_plugin, abi_minor) + sizeof(uint16_t), "smh_plugin.name follows the ABI numbers");
+SMH__FOLLOWS(smh_plugin, name, version);
+SMH__FOLLOWS(smh_plugin, version, description);
+SMH__FOLLOWS(smh_plugin, description, kind);
+SMH__FOLLOWS(smh_plugin, kind, claims);
+SMH__ASSERT(offsetof(smh_plugin, extensions) >= offsetof(smh_plugin, claims) + sizeof(uint32_t), "smh_plugin.extensions follows claims");
+SMH__FOLLOWS(smh_plugin, extensions, init);
+SMH__FOLLOWS(smh_plugin, init, fini);
+SMH__FOLLOWS(smh_plugin, fini, runner);
+SMH__FOLLOWS(smh_plugin, runner, handler);
+SMH__FOLLOWS(smh_plugin, handler, reserved);
+
 
 /* Define the plugin: SMH_PLUGIN_DEFINE(.name = "shell", .version = "1.0", .kind = SMH_KIND_RUNNER, ...) */
 #define SMH_PLUGIN_DEFINE(...)                                                                      \

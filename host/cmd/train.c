@@ -1,0 +1,296 @@
+/* `smhost train`: read the job, prepare the code, start the job process under the supervisor, report. */
+#include "cmd/train.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "job/dns.h"
+#include "core/exitcodes.h"
+#include "supervisor/failure.h"
+#include "plugin/hostapi.h"
+#include "core/log.h"
+#include "plugin/registry.h"
+#include "plugin/runner.h"
+#include "job/requirements.h"
+#include "plugin/modules.h"
+
+/* ---- secrets in the startup log ------------------------------------------------------------------------ */
+static int secret_name(const char *name) {
+    static regex_t re;
+    static int ready;
+    if (!ready) {
+        regcomp(&re, "(secret|token|passw|credential|api[-_]?key|access[-_]?key|private[-_]?key)",
+                REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        ready = 1;
+    }
+    return regexec(&re, name, 0, NULL, 0) == 0;
+}
+
+/* A copy of v with the values of secret-looking keys replaced by "****". */
+static pyj_value *masked(const pyj_value *v) {
+    pyj_value *c = pyj_copy(v);
+    if (c->type == PYJ_DICT) {
+        for (size_t i = 0; i < c->u.dict.n; i++) {
+            pyj_value *old = c->u.dict.vals[i];
+            c->u.dict.vals[i] = secret_name(c->u.dict.keys[i].s) ? pyj_string("****") : masked(old);
+            pyj_free(old);
+        }
+    } else if (c->type == PYJ_LIST) {
+        for (size_t i = 0; i < c->u.list.n; i++) {
+            pyj_value *old = c->u.list.items[i];
+            c->u.list.items[i] = masked(old);
+            pyj_free(old);
+        }
+    }
+    return c;
+}
+
+void shx_train_log_startup(const shx_job *job) {
+    if (shx_log_get_level() > SHX_INFO) return;
+    pyj_value *te = masked(job->training_env);
+    char *s = pyj_dumps(te, 1);
+    shx_redact(s);
+    shx_info("Training Env: %s", s);
+    free(s);
+    pyj_free(te);
+    shx_buf b = {0};
+    for (size_t i = 0; i < job->sm_env.n; i++) {
+        const char *kv = job->sm_env.v[i];
+        const char *eq = strchr(kv, '=');
+        char *name = shx_xstrndup(kv, (size_t)(eq - kv));
+        if (!strcmp(name, "SM_TRAINING_ENV")) {
+            /* logged above */
+        } else if (secret_name(name)) {
+            shx_buf_printf(&b, "\n%s=****", name);
+        } else if (!strcmp(name, "SM_HPS")) {
+            pyj_value *m = masked(job->user_hps);
+            char *js = pyj_dumps(m, 1);
+            shx_buf_printf(&b, "\n%s=%s", name, js);
+            free(js);
+            pyj_free(m);
+        } else if (!strcmp(name, "SM_USER_ARGS")) {
+            shx_buf_printf(&b, "\n%s=[", name);
+            for (size_t k = 0; k < job->user_args.n; k++) {
+                int hide = k > 0 && secret_name(job->user_args.v[k - 1]) && job->user_args.v[k - 1][0] == '-';
+                pyj_value *w = pyj_string(hide ? "****" : job->user_args.v[k]);
+                char *js = pyj_dumps(w, 0);
+                shx_buf_printf(&b, "%s%s", k ? "," : "", js);
+                free(js);
+                pyj_free(w);
+            }
+            shx_buf_adds(&b, "]");
+        } else {
+            shx_buf_printf(&b, "\n%s", kv);
+        }
+        free(name);
+    }
+    char *vars = shx_buf_steal(&b);
+    shx_redact(vars);
+    shx_info("Environment variables:%s", vars);
+    free(vars);
+}
+
+/* ---- the job process ------------------------------------------------------------------------------------- */
+typedef struct train_ctx {
+    const shx_config *cfg;
+    shx_job *job;
+    shx_status_page *page;
+} train_ctx;
+
+static int job_fail(shx_status_page *page, const char *kind, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int job_fail(shx_status_page *page, const char *kind, int code, const char *fmt, ...) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    shx_error("%s", msg);
+    shx_status_set_reason(page, kind, msg, code);
+    return code;
+}
+
+static int job_main(void *arg) {
+    train_ctx *ctx = arg;
+    shx_job *job = ctx->job;
+    shx_status_page *page = ctx->page;
+    page->phase = SHX_PHASE_HOST;
+    if (chdir(job->code_dir) < 0)
+        return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
+                        strerror(errno));
+
+    /* In-process runners (Python, native) read the job's environment through getenv(). */
+    clearenv();
+    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
+
+    char err[4096] = "";
+    int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
+                                      ctx->cfg->pip_break_system_packages, err, sizeof err);
+    if (rc) return job_fail(page, "InstallRequirementsError", rc, "%s", err);
+
+    shx_registry reg;
+    shx_registry_init(&reg, ctx->cfg);
+    int code = SHX_EXIT_CONFIG;
+    char *name = shx_runner_for(&reg, ctx->cfg, job, err, sizeof err, &code);
+    if (!name) return job_fail(page, "UserError", code, "%s", err);
+
+    snprintf(page->plugin, sizeof page->plugin, "%s", name);
+    page->phase = SHX_PHASE_PLUGIN_LOAD;
+    char why[2048];
+    const shx_plugin *p = shx_registry_find(&reg, name, why, sizeof why);
+    if (!p || !p->has_runner) {
+        rc = job_fail(page, "PluginError", SHX_EXIT_CONFIG,
+                      "the program %s needs the runner plugin '%s', but %s.", job->program ? job->program : "(none)", name,
+                      p ? "that plugin is not a runner" : why);
+        free(name);
+        return rc;
+    }
+    snprintf(page->plugin_path, sizeof page->plugin_path, "%s", p->path);
+
+    struct smh_job hj;
+    shx_hostapi_job_init(&hj, job, page);
+    void *state = NULL;
+    page->phase = SHX_PHASE_PLUGIN_INIT;
+    if (p->desc.init) {
+        err[0] = 0;
+        smh_status s = p->desc.init(shx_host_api(), &state, err, sizeof err);
+        if (s < 0) {
+            rc = job_fail(page, "PluginError", SHX_EXIT_CONFIG,
+                          "plugin '%s' (%s) failed to initialize (status %d): %s", name, p->path, s,
+                          err[0] ? err : "no message");
+            free(name);
+            return rc;
+        }
+    }
+    shx_info("Invoking the '%s' runner for %s", name, job->program ? job->program : "the training module");
+    page->phase = SHX_PHASE_RUNNER;
+    err[0] = 0;
+    rc = p->runner.run(state, (const smh_job *)&hj, err, sizeof err);
+    if (rc < 0) {
+        int exitc = hj.exec_errno ? (hj.exec_errno == ENOENT ? SHX_EXIT_NOTFOUND : SHX_EXIT_NOEXEC)
+                    : rc == SMH_E_NOTFOUND ? SHX_EXIT_NOTFOUND
+                                           : SHX_EXIT_SOFTWARE;
+        shx_error("%s", err[0] ? err : "the runner failed");
+        if (!page->reason_set)
+            shx_status_set_reason(page, hj.exec_errno ? "ExecuteUserScriptError" : "PluginError",
+                                  err[0] ? err : "the runner failed without a message", exitc);
+        rc = exitc;
+    } else if (rc > 255) {
+        rc = 255;
+    }
+    if (p->desc.fini) p->desc.fini(state);
+    fflush(stdout);
+    fflush(stderr);
+    free(name);
+    return rc;
+}
+
+/* ---- the supervisor side ------------------------------------------------------------------------------------ */
+static int host_failure(const shx_job *job, const char *kind, int code, const char *msg) {
+    shx_error("%s", msg);
+    const char *out = job->output_dir;
+    if (out && shx_mkdirs(out, 0755) == 0) {
+        char *text = shx_xasprintf("%s:\n%s", kind, msg);
+        shx_write_failure(out, text);
+        free(text);
+    }
+    return code;
+}
+
+int shx_train_main(const shx_config *cfg) {
+    shx_job job = {0};
+    char err[4096];
+    int rc = shx_job_load(&job, cfg, err, sizeof err);
+    if (rc) {
+        rc = host_failure(&job, "ClientError", rc, err);
+        shx_job_free(&job);
+        return rc;
+    }
+    if (pyj_dict_get(job.hyperparameters, "sagemaker_container_log_level")) shx_log_set_level(job.log_level_int);
+
+    const char *tm = getenv("SAGEMAKER_TRAINING_MODULE");
+    if (!job.program && !(tm && *tm)) {
+        rc = host_failure(&job, "UserError", SHX_EXIT_NOINPUT,
+                          "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
+                          "image) or the sagemaker_program hyperparameter, and put the program under the code "
+                          "directory.");
+        shx_job_free(&job);
+        return rc;
+    }
+    if (job.submit_dir && strcmp(job.submit_dir, job.code_dir)) {
+        if ((rc = shx_modules_unpack(job.submit_dir, job.code_dir, err, sizeof err))) {
+            rc = host_failure(&job, "UserError", rc, err);
+            shx_job_free(&job);
+            return rc;
+        }
+    }
+    const char *dirs[] = {job.code_dir, job.model_dir, job.output_data_dir};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        int e = shx_mkdirs(dirs[i], 0755);
+        if (e) {
+            snprintf(err, sizeof err, "cannot create %s: %s. Check that the ML root %s is writable.", dirs[i],
+                     strerror(-e), job.root);
+            rc = host_failure(&job, "ClientError", SHX_EXIT_CANTCREAT, err);
+            shx_job_free(&job);
+            return rc;
+        }
+    }
+    /* Multi-host jobs need every peer's name; a single host need not resolve its own name. */
+    if (job.hosts.n > 1) {
+        if ((rc = shx_dns_wait((const char *const *)job.hosts.v, job.hosts.n, cfg->dns_timeout_seconds, err,
+                               sizeof err))) {
+            rc = host_failure(&job, "ClientError", rc, err);
+            shx_job_free(&job);
+            return rc;
+        }
+    }
+    shx_train_log_startup(&job);
+
+    shx_status_page *page = shx_status_page_create();
+    if (!page) {
+        rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, "cannot create the status page (out of memory?)");
+        shx_job_free(&job);
+        return rc;
+    }
+    /* The command until a runner records the real one (exec() and set_command() do). */
+    shx_strvec cmd = {0};
+    shx_strvec_push(&cmd, job.program_path ? job.program_path : tm);
+    for (size_t i = 0; i < job.user_args.n; i++) shx_strvec_push(&cmd, job.user_args.v[i]);
+    char *line = shx_command_line((const char *const *)cmd.v);
+    snprintf(page->command, sizeof page->command, "%s", line);
+    free(line);
+    shx_strvec_free(&cmd);
+
+    train_ctx ctx = {cfg, &job, page};
+    shx_sup_opts opts = {
+        .grace_seconds = cfg->stop_grace_seconds,
+        .leftover_grace_ms = 2000,
+        .max_run_seconds = cfg->max_run_seconds,
+        .stderr_tail_bytes = 64 * 1024,
+    };
+    shx_sup_result res = {0};
+    if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
+        snprintf(err, sizeof err, "cannot start the job process: %s", strerror(errno));
+        rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, err);
+        shx_job_free(&job);
+        return rc;
+    }
+    rc = res.exit_code;
+    if (rc == 0 && !res.stop_signal && !res.timed_out) {
+        if (shx_write_success(job.output_dir) < 0) shx_warn("cannot write %s/success", job.output_dir);
+        shx_info("Reporting training SUCCESS");
+    } else {
+        char *text = shx_failure_text(&res, page, opts.grace_seconds);
+        shx_write_failure(job.output_dir, text);
+        free(text);
+        if (rc == 0) shx_info("Training stopped (exit code 0)");
+        else shx_error("Reporting training FAILURE (exit code %d)", rc);
+    }
+    shx_sup_result_free(&res);
+    shx_job_free(&job);
+    return rc;
+}

@@ -1,0 +1,34 @@
+/* /etc/smhost/smhost.ini (SMHOST_CONFIG overrides), parsed with inih. */
+#ifndef SHX_CONFIG_H
+#define SHX_CONFIG_H
+#include "core/util.h"
+
+typedef struct shx_runner_override {
+    char *ext;    /* ".jl" */
+    char *runner; /* plugin name */
+} shx_runner_override;
+
+typedef struct shx_config {
+    char *path;                 /* the file read, or NULL when none */
+    shx_strvec plugin_path;     /* [smhost] plugin_path, colon list */
+    int log_level;              /* [smhost] log_level; -1 when unset */
+    int stop_grace_seconds;     /* [smhost] stop_grace_seconds: train, default 110 */
+    int serve_grace_seconds;    /* [smhost] serve_grace_seconds: default 25 */
+    int dns_timeout_seconds;    /* [smhost] dns_timeout_seconds: default 900 */
+    int max_run_seconds;        /* [smhost] max_run_seconds: 0 = no limit */
+    int pip_break_system_packages; /* [python] break_system_packages: default 1 (container use) */
+    shx_runner_override *overrides; /* [runners] .ext = name */
+    size_t noverrides;
+} shx_config;
+
+/* Load the configuration.  A missing default file is fine (defaults); a missing file named by SMHOST_CONFIG,
+ * an unreadable or malformed file is an error written to err ("file:line: ..." with the key, the value, what
+ * is expected and the default).  Unknown sections and keys warn with file:line.  Returns 0 or -1; either way
+ * cfg is initialised (defaults after an error) and shx_config_free may be called on it. */
+int shx_config_load(shx_config *cfg, char *err, size_t errlen);
+/* The same for one file: a missing file is an error only when must_exist. */
+int shx_config_load_file(shx_config *cfg, const char *path, int must_exist, char *err, size_t errlen);
+void shx_config_free(shx_config *cfg);
+/* The runner plugin named in [runners] for ext (".jl", compared exactly), or NULL. */
+const char *shx_config_runner_for(const shx_config *cfg, const char *ext);
+#endif

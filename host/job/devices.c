@@ -1,0 +1,133 @@
+/* Device counts (see devices.h), without running nvidia-smi or neuron-ls (which the toolkit runs, and which
+ * are often missing from containers).
+ *
+ * CPUs: sysconf(_SC_NPROCESSORS_ONLN), which is what CPython's os.cpu_count() returns on Linux and so what
+ *   the toolkit's multiprocessing.cpu_count() reports (online CPUs, not the affinity mask or cgroup quota).
+ * GPUs: the toolkit counts the "GPU n:" lines of `nvidia-smi --list-gpus`, i.e. the GPUs visible in the
+ *   container.  The NVIDIA container runtime exposes exactly those as /proc/driver/nvidia/gpus/<pci-id>/ and
+ *   /dev/nvidia<n>, so smhost counts the first, else the second (nvidiactl, nvidia-uvm ... do not match).
+ * Neuron cores: the toolkit sums "nc_count" over `neuron-ls -j`.  The devices a container can use are its
+ *   /dev/neuron<n> nodes (sysfs shows every device of the host, also those not passed in), so smhost sums
+ *   /sys/class/neuron_device/neuron<n>/core_count over those nodes.  Where a core_count cannot be read it
+ *   uses what neuron-ls reports per device for the instance type (/sys/devices/virtual/dmi/id/product_name):
+ *   inf1 4, trn2 4 (logical cores at the default LNC=2), others (inf2, trn1) 2.
+ *
+ * SMHOST_TEST_SYSROOT: a TEST DOUBLE for hardware this machine lacks.  When set, the /proc, /dev and /sys
+ * paths above are read under that directory instead, so unit tests can build a fake tree of GPUs and Neuron
+ * devices.  Never set it in a real container: the counts would be the fake ones (smhost warns once). */
+#include "job/devices.h"
+
+#include "core/log.h"
+#include "core/util.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int shx_num_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+static char *sys_path(const char *path) {
+    const char *root = getenv("SMHOST_TEST_SYSROOT");
+    if (!root || !*root) return shx_xstrdup(path);
+    static int warned;
+    if (!warned) {
+        shx_warn("SMHOST_TEST_SYSROOT=%s: device counts come from that fake tree (a test double); unset it in "
+                 "real containers", root);
+        warned = 1;
+    }
+    return shx_path_join(root, path);
+}
+
+/* prefix followed by one or more digits; the number in *num. */
+static int numbered(const char *name, const char *prefix, int *num) {
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) || !name[n]) return 0;
+    for (const char *c = name + n; *c; c++)
+        if (!isdigit((unsigned char)*c)) return 0;
+    if (num) *num = atoi(name + n);
+    return 1;
+}
+
+/* Names in dir (relative to the system root) that are "<prefix><digits>", or with prefix NULL any name but
+ * "." and "..".  Their numbers go to nums (up to max) when nums is not NULL.  -1 when dir cannot be opened. */
+static int list_dir(const char *dir, const char *prefix, int *nums, int max) {
+    char *p = sys_path(dir);
+    DIR *d = opendir(p);
+    free(p);
+    if (!d) return -1;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        int num = 0;
+        if (prefix && !numbered(e->d_name, prefix, &num)) continue;
+        if (nums && count < max) nums[count] = num;
+        count++;
+    }
+    closedir(d);
+    return count;
+}
+
+int shx_num_gpus(void) {
+    int n = list_dir("/proc/driver/nvidia/gpus", NULL, NULL, 0);
+    if (n > 0) return n;
+    n = list_dir("/dev", "nvidia", NULL, 0);
+    return n > 0 ? n : 0;
+}
+
+/* A small positive number from a one-line file, or -1. */
+static int read_count(const char *path) {
+    char *p = sys_path(path), *text = NULL;
+    size_t len;
+    int rc = shx_read_file(p, &text, &len);
+    free(p);
+    if (rc < 0) return -1;
+    char *end;
+    long v = strtol(text, &end, 10);
+    while (*end == '\n' || *end == ' ') end++;
+    int ok = end != text && !*end && v > 0 && v <= 1024;
+    free(text);
+    return ok ? (int)v : -1;
+}
+
+static int default_cores_per_device(void) {
+    char *p = sys_path("/sys/devices/virtual/dmi/id/product_name"), *name = NULL;
+    size_t len;
+    int rc = shx_read_file(p, &name, &len);
+    free(p);
+    int cores = 2;
+    if (rc == 0) {
+        const char *t = name;
+        if (!strncmp(t, "ml.", 3)) t += 3;
+        if (!strncmp(t, "inf1.", 5)) cores = 4;
+        else if (!strncmp(t, "trn2.", 5) || !strncmp(t, "trn2u.", 6)) cores = 4;
+    }
+    free(name);
+    return cores;
+}
+
+int shx_num_neurons(void) {
+    int nums[256];
+    int n = list_dir("/dev", "neuron", nums, 256);
+    if (n <= 0) return 0;
+    if (n > 256) n = 256;
+    int total = 0, dflt = 0;
+    for (int i = 0; i < n; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/class/neuron_device/neuron%d/core_count", nums[i]);
+        int c = read_count(path);
+        if (c < 0) {
+            if (!dflt) dflt = default_cores_per_device();
+            c = dflt;
+            shx_debug("no %s: counting %d NeuronCores for /dev/neuron%d", path, c, nums[i]);
+        }
+        total += c;
+    }
+    return total;
+}

@@ -1,0 +1,53 @@
+/* Loading smhost's internal modules on demand (see modules.h). */
+#include "plugin/modules.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/exitcodes.h"
+#include "core/log.h"
+#include "core/util.h"
+
+static int call(const char *module, const char *entry, shx_module_args *a, char *err, size_t errlen) {
+    char *self = shx_self_dir();
+    char *path = shx_xasprintf("%s/../lib/smhost/internal/%s", self, module);
+    free(self);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errlen,
+                 "smhost's internal module %s cannot be loaded: %s. Reinstall smhost (make install), or check the "
+                 "module's libraries with `ldd %s`.",
+                 path, dlerror(), path);
+        free(path);
+        return SHX_EXIT_SOFTWARE;
+    }
+    void *sym = dlsym(h, entry);
+    if (!sym) {
+        snprintf(err, errlen, "smhost's internal module %s has no %s(): it belongs to another smhost build. "
+                 "Reinstall smhost.", path, entry);
+        free(path);
+        dlclose(h);
+        return SHX_EXIT_SOFTWARE;
+    }
+    free(path);
+    shx_module_fn fn;
+    memcpy(&fn, &sym, sizeof fn);
+    a->log_level = shx_log_get_level();
+    return fn(a); /* the module stays loaded: what it returns may point into it */
+}
+
+int shx_modules_serve(const shx_config *cfg, int argc, char **argv) {
+    char err[1024];
+    shx_module_args a = {.cfg = cfg, .argc = argc, .argv = argv};
+    int rc = call("serve.so", "shx_module_serve", &a, err, sizeof err);
+    if (rc == SHX_EXIT_SOFTWARE && err[0] && strstr(err, "internal module")) shx_error("%s", err);
+    return rc;
+}
+
+int shx_modules_unpack(const char *submit, const char *code_dir, char *err, size_t errlen) {
+    shx_module_args a = {.submit = submit, .code_dir = code_dir, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("unpack.so", "shx_module_unpack", &a, err, errlen);
+}

@@ -1,0 +1,378 @@
+/* HTTP routing of the front: the contract's routes, answers, and the multi-model endpoints (front.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/config.h"
+#include "core/exitcodes.h"
+#include "core/log.h"
+#include "serve/front.h"
+#include "serve/worker.h"
+#include "core/util.h"
+
+/* ---- answers ------------------------------------------------------------------------------------------------- */
+static void log_request(const char *method, const char *url, int status, int64_t start_ms) {
+    int level = !strcmp(url, "/ping") ? SHX_DEBUG : status >= 500 ? SHX_WARNING : SHX_INFO;
+    if (level < shx_log_get_level()) return;
+    shx_log(level, "%s %s %d %lld ms", method, url, status, (long long)(shx_now_ms() - start_ms));
+}
+
+static struct MHD_Response *make_response(const char *ctype, const char *attrs, const void *body, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return NULL;
+    if (ctype && *ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (attrs && *attrs) MHD_add_response_header(resp, "X-Amzn-SageMaker-Custom-Attributes", attrs);
+    return resp;
+}
+
+static enum MHD_Result queue_response(struct MHD_Connection *c, int status, struct MHD_Response *resp) {
+    if (!resp) return MHD_NO;
+    if (g.stopping) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *c, int status, const char *ctype, const char *body,
+                                   size_t len) {
+    return queue_response(c, status, make_response(ctype, NULL, body, len));
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int status, const char *msg) {
+    char *body = shx_json_error(status, msg);
+    enum MHD_Result ret = send_answer(c, status, "application/json", body, strlen(body));
+    free(body);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, char *json) {
+    enum MHD_Result ret = send_answer(c, status, "application/json", json, strlen(json));
+    free(json);
+    return ret;
+}
+
+/* The request's answer is ready: keep it and wake its connection, whose handler queues it (on_request). */
+void job_answer(req_ctx *r, int status, const char *ctype, const char *attrs, const void *body, size_t len) {
+    r->resp = make_response(ctype, attrs, body, len);
+    r->status = status;
+    r->done = 1;
+    r->slot = -1;
+    r->queued = 0;
+    r->step = STEP_NONE;
+    MHD_resume_connection(r->conn);
+}
+
+void job_error(req_ctx *r, int status, const char *msg) {
+    char *body = shx_json_error(status, msg);
+    job_answer(r, status, "application/json", NULL, body, strlen(body));
+    free(body);
+}
+
+/* ---- multi-model registry ----------------------------------------------------------------------------------- */
+mm_model *mm_find(const char *name) {
+    for (size_t k = 0; k < g.nmm; k++)
+        if (!strcmp(g.mm[k].name, name)) return &g.mm[k];
+    return NULL;
+}
+
+static void mm_remove(const char *name) {
+    for (size_t k = 0; k < g.nmm; k++)
+        if (!strcmp(g.mm[k].name, name)) {
+            free(g.mm[k].name), free(g.mm[k].url);
+            g.mm[k] = g.mm[--g.nmm];
+            return;
+        }
+}
+
+static char *json_escape_dup(const char *s) {
+    /* a JSON string literal with its quotes */
+    shx_buf b = {0};
+    shx_buf_addc(&b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') shx_buf_addc(&b, '\\'), shx_buf_addc(&b, (char)*p);
+        else if (*p < 0x20) shx_buf_printf(&b, "\\u%04x", *p);
+        else shx_buf_addc(&b, (char)*p);
+    }
+    shx_buf_addc(&b, '"');
+    return shx_buf_steal(&b);
+}
+
+/* POST /models finished (ok: its worker loaded the model): the registry entry becomes visible, or goes. */
+void mm_load_done(req_ctx *r, int ok) {
+    mm_model *m = mm_find(r->load_name);
+    if (ok && m && m->gen == r->load_gen) m->loading = 0;
+    else if (!ok && m && m->gen == r->load_gen && m->loading) mm_remove(r->load_name);
+    if (!ok) return;
+    shx_info("model %s loaded from %s", r->load_name, r->load_url);
+    char *n = json_escape_dup(r->load_name);
+    char *body = shx_xasprintf("{\"status\":\"Model %.*s loaded\"}", (int)strlen(n) - 2, n + 1);
+    job_answer(r, 200, "application/json", NULL, body, strlen(body));
+    free(body), free(n);
+}
+
+/* ---- request routing ---------------------------------------------------------------------------------------- */
+static char *mm_describe_one(const mm_model *m) {
+    char *n = json_escape_dup(m->name), *u = json_escape_dup(m->url);
+    char *out = shx_xasprintf("{\"modelName\":%s,\"modelUrl\":%s}", n, u);
+    free(n), free(u);
+    return out;
+}
+
+static enum MHD_Result mm_list(struct MHD_Connection *c) {
+    shx_buf b = {0};
+    shx_buf_adds(&b, "{\"models\":[");
+    int first = 1;
+    for (size_t k = 0; k < g.nmm; k++) {
+        if (g.mm[k].loading) continue;
+        char *d = mm_describe_one(&g.mm[k]);
+        shx_buf_printf(&b, "%s%s", first ? "" : ",", d);
+        free(d);
+        first = 0;
+    }
+    shx_buf_adds(&b, "]}");
+    return send_json(c, 200, shx_buf_steal(&b));
+}
+
+static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
+    mm_model *m = mm_find(name);
+    if (!m || m->loading) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "model %s is not loaded", name);
+        return send_error(c, 404, msg);
+    }
+    char *d = mm_describe_one(m);
+    char *out = shx_xasprintf("[%s]", d);
+    free(d);
+    return send_json(c, 200, out);
+}
+
+static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
+    mm_model *m = mm_find(name);
+    char msg[512];
+    snprintf(msg, sizeof msg, "model %s is not loaded", name);
+    if (!m || m->loading) return send_error(c, 404, msg);
+    mm_remove(name); /* workers drop it the next time they are used (mm_next) */
+    char *n = json_escape_dup(name);
+    char *out = shx_xasprintf("{\"status\":\"Model %.*s unloaded\"}", (int)strlen(n) - 2, n + 1);
+    free(n);
+    shx_info("model %s unloaded", name);
+    return send_json(c, 200, out);
+}
+
+/* POST /models: check the body and register the model as loading; one worker loads it now (so a broken model
+ * fails this call), the others on first use.  0, or an HTTP status with msg set. */
+static int mm_load_begin(req_ctx *rc, char *msg, size_t msglen) {
+    cJSON *j = cJSON_ParseWithLength(rc->body.p ? rc->body.p : "", rc->body.len);
+    const cJSON *jn = cJSON_GetObjectItemCaseSensitive(j, "model_name");
+    const cJSON *ju = cJSON_GetObjectItemCaseSensitive(j, "url");
+    if (!cJSON_IsString(jn) || !cJSON_IsString(ju) || !*jn->valuestring || strchr(jn->valuestring, '/')) {
+        cJSON_Delete(j);
+        snprintf(msg, msglen, "POST /models needs a JSON body {\"model_name\": \"<name without />\", \"url\": "
+                              "\"<model directory>\"}");
+        return 400;
+    }
+    char *name = shx_xstrdup(jn->valuestring);
+    char *url = ju->valuestring[0] == '/' ? shx_xstrdup(ju->valuestring)
+                                          : shx_path_join(g.cfg.models_dir, ju->valuestring);
+    cJSON_Delete(j);
+    int status = 0;
+    if (!shx_is_dir(url)) {
+        snprintf(msg, msglen, "model url %s is not a directory", url);
+        status = 404;
+    } else if (mm_find(name)) {
+        snprintf(msg, msglen, "model %s is already loaded: DELETE /models/%s first to replace it", name, name);
+        status = 409;
+    }
+    if (status) {
+        free(name), free(url);
+        return status;
+    }
+    g.mm = shx_xrealloc(g.mm, (g.nmm + 1) * sizeof *g.mm);
+    rc->load_gen = ++g.mm_gen;
+    g.mm[g.nmm++] = (mm_model){shx_xstrdup(name), shx_xstrdup(url), rc->load_gen, 1};
+    rc->load_name = name;
+    rc->load_url = url;
+    return 0;
+}
+
+/* Requests without a body (/ping, /execution-parameters, the multi-model GET/DELETE routes, 404) are answered
+ * on the second call, once MHD has the whole request: queueing an answer on the first call makes MHD close the
+ * connection.  Only 413 is answered at once.  Requests for a worker are queued and their connection suspended;
+ * the handler runs once more when the answer is ready (job_answer resumes the connection). */
+static req_ctx ctx_ping, ctx_exec; /* markers for the two hot body-less routes: no allocation */
+
+enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    req_ctx *rc = *con_cls;
+    if (rc && rc != &ctx_ping && rc != &ctx_exec && rc->done) { /* back from a worker */
+        struct MHD_Response *resp = rc->resp;
+        rc->resp = NULL;
+        log_request(method, url, rc->status, rc->start_ms);
+        return queue_response(c, rc->status, resp);
+    }
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    if (!rc) {
+        if (get && !strcmp(url, "/ping")) {
+            *con_cls = &ctx_ping;
+            return MHD_YES;
+        }
+        if (get && !strcmp(url, "/execution-parameters")) {
+            *con_cls = &ctx_exec;
+            return MHD_YES;
+        }
+        route rt = R_NONE;
+        const char *model = NULL;
+        size_t model_len = 0;
+        if (!g.cfg.multi_model && post && !strcmp(url, "/invocations")) rt = R_INVOKE;
+        if (g.cfg.multi_model && !strncmp(url, "/models", 7)) {
+            const char *rest = url + 7;
+            if (!strcmp(rest, "") || !strcmp(rest, "/")) {
+                if (get) rt = R_MM_LIST;
+                if (post) rt = R_MM_LOAD;
+            } else if (rest[0] == '/') {
+                const char *name = rest + 1, *slash = strchr(name, '/');
+                model_len = slash ? (size_t)(slash - name) : strlen(name);
+                if (model_len && !slash && get) rt = R_MM_DESCRIBE, model = name;
+                else if (model_len && !slash && del) rt = R_MM_UNLOAD, model = name;
+                else if (model_len && slash && !strcmp(slash, "/invoke") && post) rt = R_MM_INVOKE, model = name;
+            }
+        }
+        int has_body = rt == R_INVOKE || rt == R_MM_LOAD || rt == R_MM_INVOKE;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (has_body && cl && strtoull(cl, NULL, 10) > g.cfg.max_body) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "the body (%s bytes) is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
+                     cl, g.cfg.max_body, g.cfg.max_payload_mb);
+            log_request(method, url, 413, shx_now_ms());
+            return send_error(c, 413, msg);
+        }
+        rc = shx_xcalloc(1, sizeof *rc);
+        rc->route = rt;
+        rc->slot = -1;
+        if (model) rc->model = shx_xstrndup(model, model_len);
+        if (has_body) {
+            g.in_flight++;
+            rc->counted = 1;
+        }
+        *con_cls = rc;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (rc == &ctx_ping || rc == &ctx_exec || !rc->counted) { /* a body nobody reads: drop it */
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        rc->received += *upload_size;
+        if (rc->received > g.cfg.max_body) {
+            rc->too_large = 1;
+            shx_buf_free(&rc->body);
+            if (rc->received > 4 * g.cfg.max_body) return MHD_NO; /* a chunked upload that does not end: drop it */
+        } else {
+            shx_buf_add(&rc->body, upload, *upload_size);
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    int64_t start = shx_now_ms();
+    if (rc == &ctx_ping) {
+        int ok = ping_ok();
+        log_request(method, url, ok ? 200 : 503, start);
+        if (ok) return send_answer(c, 200, NULL, NULL, 0);
+        return send_error(c, 503, "the model is not loaded yet");
+    }
+    if (rc == &ctx_exec) {
+        char *j = shx_xasprintf("{\"MaxConcurrentTransforms\":%d,\"BatchStrategy\":\"MULTI_RECORD\","
+                                "\"MaxPayloadInMB\":%d}", g.cfg.max_concurrent_transforms, g.cfg.max_payload_mb);
+        log_request(method, url, 200, start);
+        return send_json(c, 200, j);
+    }
+    enum MHD_Result ret;
+    switch (rc->route) {
+    case R_NONE: {
+        char msg[600];
+        snprintf(msg, sizeof msg, "no route for %.16s %.500s%s", method, url,
+                 g.cfg.multi_model ? " (multi-model endpoint: /models, /models/<name>/invoke, /ping)"
+                                   : " (routes: GET /ping, POST /invocations, GET /execution-parameters)");
+        log_request(method, url, 404, start);
+        return send_error(c, 404, msg);
+    }
+    case R_MM_LIST: ret = mm_list(c); break;
+    case R_MM_DESCRIBE: ret = mm_describe(c, rc->model); break;
+    case R_MM_UNLOAD: ret = mm_unload(c, rc->model); break;
+    default: {
+        char msg[1024];
+        int status = 0;
+        if (rc->too_large) {
+            snprintf(msg, sizeof msg, "the body is larger than %zu bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB=%d)",
+                     g.cfg.max_body, g.cfg.max_payload_mb);
+            status = 413;
+        } else if (g.closing) {
+            snprintf(msg, sizeof msg, "smhost is shutting down");
+            status = 503;
+        } else if (!g.ever_ready) {
+            snprintf(msg, sizeof msg, "the model is not loaded yet: wait until GET /ping answers 200");
+            status = 503;
+        } else if (rc->route == R_MM_LOAD) {
+            status = mm_load_begin(rc, msg, sizeof msg);
+        }
+        if (status) {
+            log_request(method, url, status, start);
+            return send_error(c, status, msg);
+        }
+        rc->conn = c;
+        rc->ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        rc->accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        rc->attrs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-SageMaker-Custom-Attributes");
+        rc->start_ms = start;
+        rc->deadline = start + (int64_t)g.cfg.timeout_s * 1000;
+        rc->queued = 1;
+        list_push(&g.q, rc);
+        MHD_suspend_connection(c); /* dispatch() hands it to a worker after this round of MHD_run */
+        return MHD_YES;
+    }
+    }
+    log_request(method, url, -1, start);
+    return ret;
+}
+
+void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    req_ctx *rc = *con_cls;
+    *con_cls = NULL;
+    if (!rc || rc == &ctx_ping || rc == &ctx_exec) return;
+    if (rc->queued) list_remove(&g.q, rc);
+    if (rc->slot >= 0) { /* cannot happen while suspended; if it does, its worker's answer would go astray */
+        int i = rc->slot;
+        list_remove(&g.slots[i].jobs, rc);
+        slot_down(i, 500, "the worker was stopped");
+    }
+    if (rc->route == R_MM_LOAD && rc->load_name && !rc->done) mm_load_done(rc, 0);
+    if (rc->counted) g.in_flight--;
+    if (rc->resp) MHD_destroy_response(rc->resp);
+    shx_buf_free(&rc->body);
+    free(rc->model), free(rc->step_name), free(rc->load_name), free(rc->load_url);
+    free(rc);
+}
+
+void mhd_log(void *cls, const char *fmt, va_list ap) {
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    shx_log(SHX_DEBUG, "microhttpd: %s", msg);
+}

@@ -1,0 +1,21 @@
+/* output/success and output/failure (contract section 5), the ErrorMessage and secret redaction. */
+#ifndef SHX_FAILURE_H
+#define SHX_FAILURE_H
+#include <stddef.h>
+#include "supervisor/supervisor.h"
+
+#define SHX_FAILURE_MAX 1024 /* SageMaker shows this many characters as FailureReason */
+
+int shx_write_success(const char *output_dir);
+/* Write output/failure unless it exists (a script may have written its own).  The text is redacted and cut to
+ * SHX_FAILURE_MAX bytes of valid UTF-8.  Returns 0 written, 1 already there, -1 error (logged). */
+int shx_write_failure(const char *output_dir, const char *text);
+/* The failure text for a job that ran: ExecuteUserScriptError layout with a real ErrorMessage, or a stop or OOM
+ * reason, or the job process's own reason (page->reason).  Caller frees. */
+char *shx_failure_text(const shx_sup_result *r, const shx_status_page *page, int grace_seconds);
+/* The most useful part of a stderr tail: the exception line first, then the last lines, within budget bytes. */
+char *shx_error_message_from_tail(const char *tail, size_t len, size_t budget);
+/* Remove secrets in place: AWS access key ids and secret keys, credentials and tokens in URLs, Authorization
+ * headers, X-Amz-Signature/Credential/Security-Token parameters. */
+void shx_redact(char *s);
+#endif
