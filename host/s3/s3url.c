@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util.h"
+#include "core/util.h"
 
 #define ERR(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
