@@ -130,7 +130,7 @@ int shx_s3req_setup(shx_s3 *s, s3req *r, const char *method, char *url, int64_t 
         free(url);
         return -1;
     }
-    shx_buf_free(&r->body);
+    shx_s3req_reset(r); /* a retry: a fresh handle, headers and body */
     r->url = url;
     r->got = 0;
     r->in_pos = 0;
