@@ -539,6 +539,7 @@ void shx_s3_free(shx_s3 *s) {
     if (!s) return;
     shx_s3_target_free(&s->t);
     shx_s3_creds_free(&s->creds);
+    for (size_t i = 0; i < s->env.n; i++) explicit_bzero(s->env.v[i], strlen(s->env.v[i])); /* secrets among them */
     shx_strvec_free(&s->env);
     if (s->share) curl_share_cleanup(s->share);
     free(s->sigv4);

@@ -271,6 +271,64 @@ def test_no_credentials_names_every_source(mlroot):
     assert "EC2 instance metadata" in f and "network isolation" in f and "s3://bkt/k.tar.gz" in f
 
 
+class ImdsServer:
+    """IMDSv2 on loopback (AWS_EC2_METADATA_SERVICE_ENDPOINT): a session token first, then the role's keys."""
+
+    def __init__(self, access, secret):
+        outer = self
+        self.calls = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def reply(self, code, body=b""):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                outer.calls.append("PUT " + self.path)
+                ok = self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                self.reply(200 if ok else 400, b"imds-session-token" if ok else b"")
+
+            def do_GET(self):
+                outer.calls.append("GET " + self.path)
+                if self.headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
+                    return self.reply(401)
+                if self.path == "/latest/meta-data/iam/security-credentials/":
+                    return self.reply(200, b"my-role")
+                if self.path == "/latest/meta-data/iam/security-credentials/my-role":
+                    return self.reply(200, json.dumps({"Code": "Success", "AccessKeyId": access,
+                                                       "SecretAccessKey": secret, "Token": "",
+                                                       "Expiration": "2099-01-01T00:00:00Z"}).encode())
+                self.reply(404)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_download_with_imdsv2_credentials(s3srv, mlroot, tmp_path):
+    put_object(s3srv, "imds/code.tar.gz", make_code_tarball(tmp_path, CODE))
+    mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bkt/imds/code.tar.gz", "sagemaker_program": "run.sh"})
+    imds = ImdsServer(s3srv.access_key, SECRET)
+    try:
+        r = run_smhost(["train"], mlroot=mlroot, env={"S3_ENDPOINT_URL": s3srv.endpoint,
+                                                      "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+        assert r.returncode == 0, r.stderr
+        assert "code ran" in r.stdout
+        assert imds.calls == ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/",
+                              "GET /latest/meta-data/iam/security-credentials/my-role"]
+    finally:
+        imds.close()
+
+
 def test_credentials_near_expiry_are_fetched_again(s3srv, mlroot, tmp_path):
     """Credentials that expire within the refresh window (300 s) are fetched again before the next request;
     far-off ones are fetched once per client (the download, then the sync thread)."""
@@ -303,7 +361,7 @@ class FlakyProxy:
     """Forwards to Swift, but answers the first `fail` requests with 503 SlowDown."""
 
     def __init__(self, target_port, fail=2):
-        self.fail, self.seen = fail, 0
+        self.fail, self.seen, self.ranges = fail, 0, []
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -311,6 +369,8 @@ class FlakyProxy:
 
             def _any(self):
                 outer.seen += 1
+                if self.headers.get("Range"):
+                    outer.ranges.append(self.headers["Range"])
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 if outer.seen <= outer.fail:
@@ -378,8 +438,16 @@ def test_big_object_downloads_in_ranges_byte_for_byte(s3srv, mlroot, tmp_path):
     put_object(s3srv, "big/code.tar", tgz)
     assert tgz.stat().st_size >= 200 << 20
     mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bkt/big/code.tar", "sagemaker_program": "run.sh"})
-    r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv), timeout=300)
+    proxy = FlakyProxy(int(s3srv.endpoint.rsplit(":", 1)[1]), fail=0)  # to see the requests
+    try:
+        r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv, S3_ENDPOINT_URL=proxy.endpoint), timeout=300)
+    finally:
+        proxy.close()
     assert r.returncode == 0, r.stderr
+    size = tgz.stat().st_size
+    parts = (size + (16 << 20) - 1) // (16 << 20)
+    assert len(proxy.ranges) == parts and "bytes=0-16777215" in proxy.ranges
+    assert "bytes=%d-%d" % ((parts - 1) * (16 << 20), size - 1) in proxy.ranges
     assert "downloaded s3://bkt/big/code.tar (%d bytes)" % tgz.stat().st_size in r.stderr
     got = mlroot.path / "code" / "big.bin"
     h = hashlib.sha256()
