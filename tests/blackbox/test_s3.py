@@ -547,3 +547,18 @@ def test_smhost_env_hides_aws_secrets(mlroot):
     out = r.stdout + r.stderr
     for secret in ("sek-1a2b3c4d", "tok-5e6f7a8b", "auth-9c0d1e2f"):
         assert secret not in out
+
+
+def test_s3_module_is_loaded_only_for_s3_jobs(s3srv, mlroot, tmp_path):
+    """The supervisor (the program's parent) maps libcurl only when an s3:// URL appears."""
+    script = "#!/bin/sh\nif grep -q 'libcurl' /proc/$PPID/maps; then echo CURL-MAPPED; else echo CURL-ABSENT; fi\n"
+    (mlroot.path / "code" / "run.sh").write_text(script)
+    (mlroot.path / "code" / "run.sh").chmod(0o755)
+    mlroot.hyperparameters({"sagemaker_program": "run.sh"})
+    r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv))
+    assert r.returncode == 0, r.stderr
+    assert "CURL-ABSENT" in r.stdout
+    mlroot.hyperparameters({"sagemaker_program": "run.sh", "sagemaker_s3_output": "s3://bkt/maps"})
+    r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv))
+    assert r.returncode == 0, r.stderr
+    assert "CURL-MAPPED" in r.stdout
