@@ -97,7 +97,6 @@ void shx_train_log_startup(const shx_job *job) {
 
 /* ---- the job process ------------------------------------------------------------------------------------- */
 typedef struct train_ctx {
-    const shx_config *cfg;
     shx_job *job;
     shx_status_page *page;
 } train_ctx;
@@ -130,13 +129,13 @@ static int job_main(void *arg) {
 
     char err[4096] = "";
     int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
-                                      ctx->cfg->pip_break_system_packages, err, sizeof err);
+                                      job->cfg->pip_break_system_packages, err, sizeof err);
     if (rc) return job_fail(page, "InstallRequirementsError", rc, "%s", err);
 
     shx_registry reg;
-    shx_registry_init(&reg, ctx->cfg);
+    shx_registry_init(&reg, job->cfg);
     int code = SHX_EXIT_CONFIG;
-    char *name = shx_runner_for(&reg, ctx->cfg, job, err, sizeof err, &code);
+    char *name = shx_runner_for(&reg, job, err, sizeof err, &code);
     if (!name) return job_fail(page, "UserError", code, "%s", err);
 
     snprintf(page->plugin, sizeof page->plugin, "%s", name);
@@ -213,8 +212,7 @@ int shx_train_main(const shx_config *cfg) {
     }
     if (pyj_dict_get(job.hyperparameters, "sagemaker_container_log_level")) shx_log_set_level(job.log_level_int);
 
-    const char *tm = getenv("SAGEMAKER_TRAINING_MODULE");
-    if (!job.program && !(tm && *tm)) {
+    if (!job.program && !job.training_module) {
         rc = host_failure(&job, "UserError", SHX_EXIT_NOINPUT,
                           "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
                           "image) or the sagemaker_program hyperparameter, and put the program under the code "
@@ -268,14 +266,14 @@ int shx_train_main(const shx_config *cfg) {
     }
     /* The command until a runner records the real one (exec() and set_command() do). */
     shx_strvec cmd = {0};
-    shx_strvec_push(&cmd, job.program_path ? job.program_path : tm);
+    shx_strvec_push(&cmd, job.program_path ? job.program_path : job.training_module);
     for (size_t i = 0; i < job.user_args.n; i++) shx_strvec_push(&cmd, job.user_args.v[i]);
     char *line = shx_command_line((const char *const *)cmd.v);
     snprintf(page->command, sizeof page->command, "%s", line);
     free(line);
     shx_strvec_free(&cmd);
 
-    train_ctx ctx = {cfg, &job, page};
+    train_ctx ctx = {&job, page};
     shx_sup_opts opts = {
         .grace_seconds = cfg->stop_grace_seconds,
         .leftover_grace_ms = 2000,

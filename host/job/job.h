@@ -6,6 +6,12 @@
 #include "core/util.h"
 
 typedef struct shx_job {
+    /* What the job was read from: the process environment (copied once, by shx_job_load) and smhost.ini.  Nothing
+     * else in the host reads the process environment for a job. */
+    shx_strvec inherited;           /* "K=V", as smhost was started */
+    const shx_config *cfg;          /* not owned */
+    char *training_module;          /* SAGEMAKER_TRAINING_MODULE ("pkg.mod:func"), NULL when unset or empty */
+
     /* paths (no trailing slash) */
     char *root, *input_dir, *input_config_dir, *input_data_dir, *code_dir, *model_dir, *output_dir,
         *output_data_dir, *intermediate_dir, *checkpoints_dir;
@@ -47,6 +53,11 @@ typedef struct shx_job {
  * what to do).  job must be zeroed. */
 int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen);
 void shx_job_free(shx_job *job);
+/* A variable of the environment smhost was started with (job->inherited); NULL when unset. */
+const char *shx_job_inherited(const shx_job *job, const char *name);
+/* The ML root named by a SAGEMAKER_BASE_DIR value: "/opt/ml" when NULL or empty, trailing slashes dropped.
+ * `smhost train` and `smhost serve` both use this.  Caller frees. */
+char *shx_ml_root(const char *base_dir);
 
 /* environment.c: fill job->training_env, job->sm_env and job->env from the rest of the job. */
 void shx_env_build(shx_job *job);

@@ -78,15 +78,14 @@ static char *last_resort(shx_registry *r, const char *path, char *why, size_t wh
     return NULL;
 }
 
-char *shx_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job, char *why, size_t whylen,
+char *shx_runner_for(shx_registry *r, const shx_job *job, char *why, size_t whylen,
                               int *exit_code) {
     /* A framework image's training module (SAGEMAKER_TRAINING_MODULE=pkg.mod:func) runs whatever the program is,
      * as the toolkit's `train` entry does. */
-    const char *tm = shx_env_lookup(job->env.v, "SAGEMAKER_TRAINING_MODULE");
-    if (tm && *tm) return shx_xstrdup("python");
+    if (job->training_module) return shx_xstrdup("python");
     const char *prog = job->program, *path = job->program_path;
     const char *ext = extension(prog);
-    const char *over = ext && cfg ? shx_config_runner_for(cfg, ext) : NULL;
+    const char *over = ext && job->cfg ? shx_config_runner_for(job->cfg, ext) : NULL;
     if (over) return shx_xstrdup(over);
     if (ext && !strcmp(ext, ".sh")) return shx_xstrdup("shell");
     char *setup = shx_path_join(job->code_dir, "setup.py"), *pyproject = shx_path_join(job->code_dir, "pyproject.toml");

@@ -11,6 +11,6 @@
  * (.sh -> shell; setup.py or pyproject.toml -> python; .py -> python; a module name -> python), then a plugin
  * claiming the extension or the ELF type, then the runner claiming executables (exec).  Returns NULL (with `why`) when the program is missing.
  * Caller frees. */
-char *shx_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job, char *why, size_t whylen,
+char *shx_runner_for(shx_registry *r, const shx_job *job, char *why, size_t whylen,
                      int *exit_code);
 #endif
