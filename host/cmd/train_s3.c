@@ -10,6 +10,7 @@
 #include "core/exitcodes.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "job/job.h"
 #include "plugin/modules.h"
 
 static const char *hp_string(const shx_job *job, const char *name) {
@@ -22,7 +23,7 @@ int shx_train_s3_source(const shx_job *job, char *err, size_t errlen) {
                  job->submit_dir);
         return 0;
     }
-    const char *tmpdir = shx_env_lookup(job->env.v, "TMPDIR");
+    const char *tmpdir = shx_job_inherited(job, "TMPDIR");
     char *dir = shx_xasprintf("%s/smhost-s3-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (!mkdtemp(dir)) {
         snprintf(err, errlen, "sagemaker_submit_directory %s: cannot create a temporary directory %s: %s; check "
@@ -34,7 +35,7 @@ int shx_train_s3_source(const shx_job *job, char *err, size_t errlen) {
     base = base && base[1] ? base + 1 : "sourcedir.tar.gz";
     char *dest = shx_path_join(dir, base);
     shx_info("downloading sagemaker_submit_directory %s", job->submit_dir);
-    int rc = shx_modules_s3_download(job->submit_dir, job->env.v, hp_string(job, "sagemaker_region"), dest, err,
+    int rc = shx_modules_s3_download(job->submit_dir, job->inherited.v, hp_string(job, "sagemaker_region"), dest, err,
                                      errlen);
     if (!rc) {
         char e[3072];
@@ -59,8 +60,8 @@ int shx_train_s3_sync_begin(const shx_job *job, void **h, char *err, size_t errl
         return SHX_EXIT_DATAERR;
     }
     if (!*url) return 0;
-    return shx_modules_s3_sync_prepare(job->env.v, hp_string(job, "sagemaker_region"), url,
-                                       shx_env_lookup(job->env.v, "TRAINING_JOB_NAME"), job->intermediate_dir, h, err,
+    return shx_modules_s3_sync_prepare(job->inherited.v, hp_string(job, "sagemaker_region"), url,
+                                       shx_job_inherited(job, "TRAINING_JOB_NAME"), job->intermediate_dir, h, err,
                                        errlen);
 }
 
@@ -70,7 +71,7 @@ void shx_train_s3_sync_started(void *h) {
 
 void shx_train_s3_sync_end(const shx_job *job, void *h) {
     if (!h) return;
-    const char *b = shx_env_lookup(job->env.v, "SMHOST_S3_FLUSH_SECONDS");
+    const char *b = shx_job_inherited(job, "SMHOST_S3_FLUSH_SECONDS");
     int bound = 120;
     if (b && *b) {
         char *end;
