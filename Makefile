@@ -143,16 +143,18 @@ demo: deps
 	$(MAKE) all
 	bash samples/demo.sh $(abspath $(BIN)/smhost)
 
-# `make bench`: the supervisor (start-up, signals, memory, output); bench-python and bench-serve compare the
-# Python runner with python3 and the server with nginx+gunicorn+flask.  bench-all runs the three.
+# `make bench`: the supervisor (start-up, signals, memory, output); bench-python, bench-serve and bench-s3 compare the
+# Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs all four.
 bench: all
 	bash bench/run.sh $(abspath $(BUILD))
 bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve
-.PHONY: bench-python bench-serve bench-all
+bench-s3: all
+	bash bench/s3.sh $(abspath $(BUILD))
+bench-all: bench bench-python bench-serve bench-s3
+.PHONY: bench-python bench-serve bench-s3 bench-all
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
