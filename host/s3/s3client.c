@@ -483,7 +483,6 @@ static int multipart(shx_s3 *s, const char *bucket, const char *key, int fd, int
     if (!rc) {
         s3req cr = {.fd = -1, .in_fd = -1, .mem = xml.p, .mem_len = xml.len};
         rc = run_request(s, &cr, "upload", "POST", bucket, key, q, 0, -1, NULL, err, errlen);
-        if (rc == SHX_EXIT_DATAERR || (!rc && 0)) {}
         shx_s3req_reset(&cr);
     }
     if (rc) { /* don't leave the parts billed */

@@ -572,3 +572,53 @@ def test_bench_s3_smoke(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["object", "runs"] and lines[1].startswith("8 MiB") and "x" in lines[1]
+
+
+def test_wrong_region_names_the_region_s3_expects(s3srv, mlroot, tmp_path):
+    put_object(s3srv, "region/code.tar.gz", make_code_tarball(tmp_path, CODE))
+    url = "s3://bkt/region/code.tar.gz"
+    mlroot.hyperparameters({"sagemaker_submit_directory": url, "sagemaker_program": "run.sh"})
+    r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv, AWS_REGION="eu-west-1"))
+    assert r.returncode == 78, r.stderr
+    f = mlroot.failure_text()
+    assert url in f and "in region us-east-1, not eu-west-1" in f and "AWS_REGION=us-east-1" in f
+    assert "AuthorizationHeaderMalformed" in f
+    # the sagemaker_region hyperparameter comes first
+    (mlroot.path / "output" / "failure").unlink()
+    mlroot.hyperparameters({"sagemaker_submit_directory": url, "sagemaker_program": "run.sh",
+                            "sagemaker_region": "us-east-1"})
+    r = run_smhost(["train"], mlroot=mlroot, env=s3_env(s3srv, AWS_REGION="eu-west-1"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_redirects_are_not_followed(mlroot):
+    """A bucket in another region: S3 answers 301 with x-amz-bucket-region; smhost names it, follows nothing."""
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            body = b"<Error><Code>PermanentRedirect</Code><Message>use the right endpoint</Message></Error>"
+            self.send_response(301)
+            self.send_header("Location", "http://127.0.0.1:%d/elsewhere" % self.server.server_address[1])
+            self.send_header("x-amz-bucket-region", "ap-south-1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bkt/k.tar.gz", "sagemaker_program": "run.sh"})
+        r = run_smhost(["train"], mlroot=mlroot, env={"S3_ENDPOINT_URL": "http://127.0.0.1:%d" % httpd.server_address[1],
+                                                      "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert r.returncode == 78, r.stderr
+    assert seen == ["/bkt/k.tar.gz"]
+    f = mlroot.failure_text()
+    assert "in region ap-south-1" in f and "AWS_REGION=ap-south-1" in f and "301 PermanentRedirect" in f
