@@ -622,3 +622,42 @@ def test_redirects_are_not_followed(mlroot):
     assert seen == ["/bkt/k.tar.gz"]
     f = mlroot.failure_text()
     assert "in region ap-south-1" in f and "AWS_REGION=ap-south-1" in f and "301 PermanentRedirect" in f
+
+
+def test_final_flush_has_a_bound(mlroot, tmp_path):
+    """An endpoint that accepts connections and never answers: the job still reports within the bound."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(lsock.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        (mlroot.path / "code" / "run.sh").write_text("#!/bin/sh\necho x > $SM_OUTPUT_INTERMEDIATE_DIR/a.txt\n")
+        (mlroot.path / "code" / "run.sh").chmod(0o755)
+        mlroot.hyperparameters({"sagemaker_program": "run.sh", "sagemaker_s3_output": "s3://bkt/p"})
+        t0 = time.time()
+        r = run_smhost(["train"], mlroot=mlroot, env={
+            "S3_ENDPOINT_URL": "http://127.0.0.1:%d" % lsock.getsockname()[1], "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b", "TRAINING_JOB_NAME": "j", "SMHOST_S3_FLUSH_SECONDS": "2"})
+        took = time.time() - t0
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        lsock.close()
+    assert r.returncode == 0, r.stderr
+    assert took < 10
+    assert "did not finish within 2 s" in r.stderr and "1 file(s) may be missing" in r.stderr
+    assert (mlroot.path / "output" / "success").exists()
