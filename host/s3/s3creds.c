@@ -40,6 +40,7 @@ static long http(const char *method, const char *url, const char *hdr1, const ch
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* link-local and loopback services: never through http_proxy */
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms * 3);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, eb);
