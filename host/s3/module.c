@@ -33,6 +33,7 @@ SHX_MODULE_EXPORT int shx_module_s3_download(const shx_module_args *a) {
         snprintf(a->err, a->errlen, "sagemaker_submit_directory %s: %s", a->url, e);
         rc = SHX_EXIT_DATAERR;
     } else {
+        shx_s3_stop_on_signals(s); /* StopTrainingJob during the download: stop now, not after it */
         rc = shx_s3_download(s, u.bucket, u.key, a->dest, e, sizeof e);
         if (rc) snprintf(a->err, a->errlen, "sagemaker_submit_directory: %s", e);
     }

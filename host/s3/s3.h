@@ -70,6 +70,9 @@ typedef struct shx_s3 shx_s3;
 /* A client for one job: target and credentials chain read from env.  Returns NULL with err on a bad endpoint. */
 shx_s3 *shx_s3_new(char *const *env, const char *hp_region, const char *bucket, char *err, size_t errlen);
 void shx_s3_free(shx_s3 *s);
+/* From now on a pending SIGTERM/SIGINT aborts the transfer (within about a second), and the request fails with
+ * 128 + the signal's number. */
+void shx_s3_stop_on_signals(shx_s3 *s);
 /* Download s3://bucket/key into dest (through dest.part, renamed on success), with parallel ranged GETs.
  * Returns 0, or an SHX_EXIT_* code with err naming the URL, the HTTP status and S3's error code. */
 int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *dest, char *err, size_t errlen);

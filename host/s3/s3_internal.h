@@ -13,6 +13,7 @@ struct shx_s3 {
     shx_s3_creds creds; /* valid when creds.access_key != NULL */
     char *sigv4;        /* "aws:amz:REGION:s3" */
     CURLSH *share;
+    int stop_on_signal; /* abort when SIGTERM/SIGINT is pending (the download, before the program starts) */
 };
 
 typedef struct s3req {
@@ -29,6 +30,7 @@ typedef struct s3req {
     const char *mem;  /* upload source in memory */
     size_t mem_len;
     int write_errno;
+    int check_stop, stopped; /* stopped: the pending signal that aborted the transfer */
     int64_t total;    /* Content-Range total, -1 unknown */
     char region_hdr[64], etag[128];
     char errbuf[CURL_ERROR_SIZE];
@@ -41,4 +43,6 @@ int shx_s3req_describe(shx_s3 *s, s3req *r, const char *what, const char *bucket
                        char *err, size_t errlen);
 void shx_s3req_reset(s3req *r);
 int64_t shx_s3_backoff_ms(int attempt);
+/* SIGTERM or SIGINT when one is pending for this thread or the process (the supervisor blocks them), else 0. */
+int shx_s3_stop_pending(void);
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,27 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms) {
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+int shx_s3_stop_pending(void) {
+    sigset_t p;
+    if (sigpending(&p) < 0) return 0;
+    return sigismember(&p, SIGTERM) ? SIGTERM : sigismember(&p, SIGINT) ? SIGINT : 0;
+}
+
+/* Sleep ms; returns early with the signal when stop is set and SIGTERM/SIGINT is pending. */
+static int sleep_ms(int64_t ms, int stop) {
+    int64_t end = now_ms() + ms;
+    for (int64_t left = ms; left > 0; left = end - now_ms()) {
+        if (stop && shx_s3_stop_pending()) return shx_s3_stop_pending();
+        int64_t step = left > 100 ? 100 : left;
+        struct timespec ts = {0, (long)step * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+    s3req *r = ud;
+    return r->check_stop && (r->stopped = shx_s3_stop_pending()) != 0; /* nonzero aborts the transfer */
 }
 
 int64_t shx_s3_backoff_ms(int attempt) {
@@ -162,6 +181,13 @@ int shx_s3req_setup(shx_s3 *s, s3req *r, const char *method, char *url, int64_t 
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    r->check_stop = s->stop_on_signal;
+    r->stopped = 0;
+    if (r->check_stop) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
+    }
     /* curl 7.88 sends no x-amz-content-sha256, which S3 requires; the payload is not hashed (it may be GiBs). */
     r->hdrs = curl_slist_append(r->hdrs, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
     if (c->token) { /* never an empty header: curl 7.88 signs "X-Amz-Security-Token;" wrongly */
@@ -212,7 +238,7 @@ int shx_s3req_verdict(s3req *r, CURLcode cc) {
         return 0;
     }
     if (cc == CURLE_WRITE_ERROR && r->write_errno) return 2; /* our disk */
-    if (cc == CURLE_ABORTED_BY_CALLBACK || (cc == CURLE_READ_ERROR && r->write_errno)) return 2;
+    if (cc == CURLE_ABORTED_BY_CALLBACK || r->stopped || (cc == CURLE_READ_ERROR && r->write_errno)) return 2;
     if (cc != CURLE_OK) {
         switch (cc) {
         case CURLE_UNSUPPORTED_PROTOCOL:
@@ -234,6 +260,11 @@ int shx_s3req_verdict(s3req *r, CURLcode cc) {
 /* The error text and exit code of a failed request on s3://bucket/key. */
 int shx_s3req_describe(shx_s3 *s, s3req *r, const char *what, const char *bucket, const char *key, int attempts,
                        char *err, size_t errlen) {
+    if (r->stopped) {
+        snprintf(err, errlen, "%s s3://%s/%s: stopped by %s before the program started", what, bucket, key,
+                 r->stopped == SIGTERM ? "SIGTERM" : "SIGINT");
+        return 128 + r->stopped;
+    }
     char tries[64] = "";
     if (attempts > 1) snprintf(tries, sizeof tries, " (after %d attempts)", attempts);
     if (r->write_errno && (r->cc == CURLE_WRITE_ERROR || r->cc == CURLE_READ_ERROR ||
@@ -305,7 +336,8 @@ static int run_request(shx_s3 *s, s3req *r, const char *what, const char *method
         int64_t b = shx_s3_backoff_ms(attempt);
         shx_debug("%s s3://%s/%s: attempt %d failed (HTTP %ld, %s); retrying in %" PRId64 " ms", what, bucket, key,
                   attempt + 1, r->status, r->cc ? curl_easy_strerror(r->cc) : "S3 error", b);
-        sleep_ms(b);
+        if ((r->stopped = sleep_ms(b, s->stop_on_signal)))
+            return shx_s3req_describe(s, r, what, bucket, key, attempt + 1, err, errlen);
     }
 }
 
@@ -360,6 +392,13 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
         char *ifmatch = etag[0] ? shx_xasprintf("If-Match: %s", etag) : NULL;
         size_t done = 0, running = 0;
         while (!rc && done < nparts) {
+            int sig = s->stop_on_signal ? shx_s3_stop_pending() : 0;
+            if (sig) {
+                snprintf(err, errlen, "download s3://%s/%s: stopped by %s before the program started", bucket, key,
+                         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                rc = 128 + sig;
+                break;
+            }
             int64_t now = now_ms(), next_due = -1;
             for (size_t i = 0; i < nparts && running < PARALLEL && !rc; i++) {
                 part *p = &parts[i];
@@ -532,6 +571,10 @@ shx_s3 *shx_s3_new(char *const *env, const char *hp_region, const char *bucket, 
         curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     }
     return s;
+}
+
+void shx_s3_stop_on_signals(shx_s3 *s) {
+    s->stop_on_signal = 1;
 }
 
 void shx_s3_free(shx_s3 *s) {

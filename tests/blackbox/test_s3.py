@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_smhost
+from conftest import REPO, run_smhost, start_smhost
 
 sys.path.insert(0, str(REPO / "tests" / "s3"))
 import swift_s3  # noqa: E402
@@ -661,3 +662,26 @@ def test_final_flush_has_a_bound(mlroot, tmp_path):
     assert took < 10
     assert "did not finish within 2 s" in r.stderr and "1 file(s) may be missing" in r.stderr
     assert (mlroot.path / "output" / "success").exists()
+
+
+def test_sigterm_during_a_stuck_download_stops_the_job(mlroot):
+    """StopTrainingJob while the submit directory downloads from an endpoint that never answers: smhost stops
+    within about a second (exit 143), without starting the program."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    try:
+        mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bkt/k.tar.gz", "sagemaker_program": "run.sh"})
+        p = start_smhost(["train"], mlroot=mlroot, env={
+            "S3_ENDPOINT_URL": "http://127.0.0.1:%d" % lsock.getsockname()[1], "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "b"})
+        time.sleep(1.5)
+        t0 = time.time()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        took = time.time() - t0
+    finally:
+        lsock.close()
+    assert p.returncode == 143, err
+    assert took < 5
+    assert "stopped by SIGTERM" in mlroot.failure_text() and "s3://bkt/k.tar.gz" in mlroot.failure_text()
