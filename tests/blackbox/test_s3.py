@@ -504,7 +504,10 @@ def test_intermediate_output_is_synced_during_the_job_and_flushed(s3srv, mlroot,
         dest = tmp_path / "got"
         assert get_object(s3srv, "out/prefix/sync-job/output/intermediate/" + enc, dest) == "200", rel
         assert dest.read_bytes() == (inter / rel).read_bytes(), rel
-    assert (tmp_path / "got").exists()
+    # large.bin (20 MB) went by multipart upload: S3's ETag of a multipart object ends in -<parts> (8 MiB parts)
+    head = s3srv.curl("HEAD", "/bkt/out/prefix/sync-job/output/intermediate/large.bin", extra=["-I"], check=False)
+    etag = [ln for ln in head.stdout.decode().splitlines() if ln.lower().startswith("etag:")]
+    assert etag and etag[0].strip().rstrip('"').endswith("-3"), head.stdout
     assert (mlroot.path / "output" / "success").exists()
     assert SECRET not in r.stdout + r.stderr
 
