@@ -408,8 +408,10 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
                     continue;
                 }
                 shx_s3req_reset(&p->r);
+                char e[1600];
                 if (shx_s3req_setup(s, &p->r, "GET", shx_s3_request_url(&s->t, bucket, key, NULL), p->start, p->end,
-                                    ifmatch, err, errlen) < 0) {
+                                    ifmatch, e, sizeof e) < 0) {
+                    snprintf(err, errlen, "download s3://%s/%s: %s", bucket, key, e);
                     rc = SHX_EXIT_NOPERM;
                     break;
                 }
