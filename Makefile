@@ -100,7 +100,7 @@ $(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl $(BIN_LIBS)
 
 plugins: $(PLUGIN_SO)
-$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
 # ---- tests ------------------------------------------------------------------------------------------------
@@ -108,11 +108,24 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(HOST_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ihost -o $@ $< $(HOST_LIB_OBJ) -lcmocka $(HOST_LIBS)
 
-$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h)
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
 
-test-programs: $(UNIT_BIN) $(TPLUG_SO)
+# Test doubles for hardware this machine lacks (tests/doubles/*/: each says so at its top).
+DOUBLES := $(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1 $(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1 \
+           $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7
+$(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFAKE_NVML_LEGACY -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm-smi/fake_rocm_smi.c plugins/amd/rsmi_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
+
+test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 
 test-unit: all test-programs
@@ -128,6 +141,7 @@ test: deps
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
+	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -144,17 +158,20 @@ demo: deps
 	bash samples/demo.sh $(abspath $(BIN)/smhost)
 
 # `make bench`: the supervisor (start-up, signals, memory, output); bench-python, bench-serve and bench-s3 compare the
-# Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs all four.
+# Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs them all.
 bench: all
 	bash bench/run.sh $(abspath $(BUILD))
 bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
+# bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
+bench-devices: all test-programs
+	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
 bench-s3: all
 	bash bench/s3.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve bench-s3
-.PHONY: bench-python bench-serve bench-s3 bench-all
+bench-all: bench bench-python bench-serve bench-devices bench-s3
+.PHONY: bench-python bench-serve bench-all bench-devices bench-s3
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

@@ -2,7 +2,6 @@
 #include "cmd/train.h"
 
 #include <errno.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +16,12 @@
 #include "plugin/runner.h"
 #include "job/requirements.h"
 #include "plugin/modules.h"
+#include "cmd/devices.h"
 #include "cmd/train_s3.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
-    static regex_t re;
-    static int ready;
-    if (!ready) {
-        regcomp(&re, "(secret|token|passw|credential|api[-_]?key|access[-_]?key|private[-_]?key)",
-                REG_EXTENDED | REG_ICASE | REG_NOSUB);
-        ready = 1;
-    }
-    return regexec(&re, name, 0, NULL, 0) == 0;
+    return shx_secret_name(name, strlen(name));
 }
 
 /* A copy of v with the values of secret-looking keys replaced by "****". */
@@ -110,7 +103,7 @@ static int job_fail(shx_status_page *page, const char *kind, int code, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     shx_error("%s", msg);
-    shx_status_set_reason(page, kind, msg, code);
+    shx_status_set_reason(page, kind, msg);
     return code;
 }
 
@@ -177,7 +170,7 @@ static int job_main(void *arg) {
         shx_error("%s", err[0] ? err : "the runner failed");
         if (!page->reason_set)
             shx_status_set_reason(page, hj.exec_errno ? "ExecuteUserScriptError" : "PluginError",
-                                  err[0] ? err : "the runner failed without a message", exitc);
+                                  err[0] ? err : "the runner failed without a message");
         rc = exitc;
     } else if (rc > 255) {
         rc = 255;
@@ -194,9 +187,7 @@ static int host_failure(const shx_job *job, const char *kind, int code, const ch
     shx_error("%s", msg);
     const char *out = job->output_dir;
     if (out && shx_mkdirs(out, 0755) == 0) {
-        char *text = shx_xasprintf("%s:\n%s", kind, msg);
-        shx_write_failure(out, text);
-        free(text);
+        shx_write_failure_reason(out, kind, msg);
     }
     return code;
 }
@@ -217,6 +208,14 @@ int shx_train_main(const shx_config *cfg) {
                           "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
                           "image) or the sagemaker_program hyperparameter, and put the program under the code "
                           "directory.");
+        shx_job_free(&job);
+        return rc;
+    }
+    /* Devices: one log line each, then the health check, before anything slow or the user's program. */
+    char *devfail = NULL;
+    if ((rc = shx_devices_gate(cfg, &job.devices, "the training job", &devfail))) {
+        rc = host_failure(&job, "DeviceHealthError", rc, devfail);
+        free(devfail);
         shx_job_free(&job);
         return rc;
     }

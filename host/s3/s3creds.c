@@ -70,9 +70,9 @@ static int from_container(shx_s3 *s, shx_s3_creds *c, char *err, size_t errlen) 
     char *url = rel ? shx_xasprintf("http://169.254.170.2%s%s", rel[0] == '/' ? "" : "/", rel) : shx_xstrdup(full);
     const char *which = rel ? "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI" : "AWS_CONTAINER_CREDENTIALS_FULL_URI";
     if (!rel && !shx_s3_full_uri_allowed(full)) {
-        snprintf(err, errlen, "AWS_CONTAINER_CREDENTIALS_FULL_URI=%s is plain http to a host other than loopback, "
-                 "169.254.170.2 or 169.254.170.23, which the AWS SDKs refuse; use https or one of those addresses",
-                 full);
+        snprintf(err, errlen, "the container credentials URL %s (AWS_CONTAINER_CREDENTIALS_FULL_URI) is plain http to "
+                 "a host other than loopback, 169.254.170.2 or 169.254.170.23, which the AWS SDKs refuse; use https "
+                 "or one of those addresses", full);
         free(url);
         return -1;
     }

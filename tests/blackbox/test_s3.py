@@ -259,7 +259,7 @@ def test_full_uri_plain_http_to_another_host_is_refused(mlroot):
     r = run_smhost(["train"], mlroot=mlroot, env={"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://10.1.2.3/creds",
                                                   "S3_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert r.returncode == 77
-    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://10.1.2.3/creds" in mlroot.failure_text()
+    assert "http://10.1.2.3/creds (AWS_CONTAINER_CREDENTIALS_FULL_URI)" in mlroot.failure_text()
 
 
 def test_no_credentials_names_every_source(mlroot):
