@@ -688,3 +688,62 @@ def test_sigterm_during_a_stuck_download_stops_the_job(mlroot):
     assert p.returncode == 143, err
     assert took < 5
     assert "stopped by SIGTERM" in mlroot.failure_text() and "s3://bkt/k.tar.gz" in mlroot.failure_text()
+
+
+NETNS_SCRIPT = r'''
+import http.server, json, os, subprocess, sys, tarfile, threading
+sys.path.insert(0, sys.argv[1])
+import swift_s3
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", "169.254.170.2/32", "dev", "lo"], check=True)
+work, smhost, mlroot = sys.argv[2], sys.argv[3], sys.argv[4]
+srv = swift_s3.SwiftS3(os.path.join(work, "swift")).start()
+try:
+    srv.curl("PUT", "/bkt")
+    srv.curl("PUT", "/bkt/rel/code.tar.gz", data_file=sys.argv[5])
+    hits = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = json.dumps({"AccessKeyId": srv.access_key, "SecretAccessKey": srv.secret_key, "Token": "",
+                               "Expiration": "2099-01-01T00:00:00Z"}).encode()
+            self.send_response(200 if self.path == "/v2/credentials/task-1" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("169.254.170.2", 80), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    env = {"PATH": os.environ["PATH"], "SAGEMAKER_BASE_DIR": mlroot, "SMHOST_CONFIG": os.environ["SMHOST_CONFIG"],
+           "SMHOST_PLUGIN_PATH": "", "S3_ENDPOINT_URL": srv.endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/task-1"}
+    if "ASAN_OPTIONS" in os.environ:
+        env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"]
+    r = subprocess.run([smhost, "train"], env=env, capture_output=True, text=True, timeout=60)
+    print(json.dumps({"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr, "hits": hits}))
+finally:
+    srv.stop()
+'''
+
+
+def test_relative_uri_credentials_from_169_254_170_2(mlroot, tmp_path):
+    """AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, what SageMaker training jobs get, is fetched from
+    http://169.254.170.2: a network namespace of the test's own has that address on its loopback, a credentials
+    server on it and its own Swift."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip to create a network namespace with 169.254.170.2")
+    tgz = make_code_tarball(tmp_path, CODE)
+    mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bkt/rel/code.tar.gz", "sagemaker_program": "run.sh"})
+    from conftest import SMHOST, merged_env
+    r = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-c", NETNS_SCRIPT, str(REPO / "tests" / "s3"),
+                        str(tmp_path), str(SMHOST), str(mlroot.path), str(tgz)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, SMHOST_CONFIG=merged_env()["SMHOST_CONFIG"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["rc"] == 0, res["stderr"]
+    assert "code ran" in res["stdout"]
+    assert res["hits"] == ["/v2/credentials/task-1"]

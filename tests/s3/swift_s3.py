@@ -93,13 +93,28 @@ class SwiftS3:
                     "[filter:dlo]\nuse = egg:swift#dlo\n" % (free_port(), REGION, users))
         for kind in ("account", "container", "object"):
             b = os.path.join(r, "%s.builder" % kind)
+            for old in (b, os.path.join(r, "%s.ring.gz" % kind)):  # an earlier attempt's, with other ports
+                if os.path.exists(old):
+                    os.unlink(old)
             for args in (["create", "4", "1", "1"], ["add", "r1z1-127.0.0.1:%d/d1" % self.ports[kind], "100"],
                          ["rebalance"]):
                 res = subprocess.run(["swift-ring-builder", b] + args, capture_output=True, text=True)
                 if res.returncode not in (0, 1):  # 1 = "warning" for rebalance
                     raise RuntimeError("swift-ring-builder %s: %s%s" % (" ".join(args), res.stdout, res.stderr))
 
-    def start(self, timeout=60):
+    def start(self, timeout=120, attempts=3):
+        """Start the servers; a server that exits at once (a free port taken by someone else meanwhile) gets
+        another try on fresh ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as e:
+                self.stop()
+                if attempt + 1 == attempts or "exited" not in str(e):
+                    raise
+                print("swift_s3: %s; starting again on other ports" % str(e)[:500], file=sys.stderr)
+
+    def _start_once(self, timeout):
         self.configure()
         launcher = os.path.join(self.root, "launch.py")
         self._write("launch.py", LAUNCHER)
@@ -129,7 +144,6 @@ class SwiftS3:
                 return
             last = res.stdout[-300:] + res.stderr[-300:]
             time.sleep(0.3)
-        self.stop()
         raise RuntimeError("Swift s3api did not answer a signed request within %ds: %r %s" % (timeout, last, self.logs()))
 
     def logs(self):
@@ -151,6 +165,8 @@ class SwiftS3:
         cmd = ["curl", "-sS", "-X", method, "--aws-sigv4", "aws:amz:%s:s3" % REGION, "--netrc-file", netrc,
                "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
         if data_file:
+            if not os.path.isfile(data_file):  # curl would send an empty body and say nothing
+                raise FileNotFoundError(data_file)
             cmd += ["--data-binary", "@" + data_file]
         if out_file:
             cmd += ["-o", out_file, "-w", "%{http_code}"]
