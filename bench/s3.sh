@@ -21,7 +21,7 @@ trap cleanup EXIT
 endpoint="$(/usr/bin/python3 "$here/../tests/s3/swift_s3.py" start "$tmp/swift")"
 netrc="$tmp/netrc"
 printf 'machine 127.0.0.1 login test:tester password testing\n' > "$netrc"
-s3curl() { curl -sS --fail --aws-sigv4 aws:amz:us-east-1:s3 --netrc-file "$netrc" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
+s3curl() { curl -sS --fail --retry 3 --aws-sigv4 aws:amz:us-east-1:s3 --netrc-file "$netrc" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"; }
 
 # The object is a tar of random bytes, so `smhost train` can unpack it as a submit directory.
 mkdir -p "$tmp/src"
