@@ -5,12 +5,13 @@
 # %{time_total}, smhost's "downloaded ... in S s" log line (both exclude process start-up; smhost's includes
 # fetching credentials).  Prints medians and the speed ratio smhost/curl.  Goal: >= 1.0x.
 #   bench/s3.sh [BUILD_DIR] [SIZE_MIB] [RUNS]     defaults: ./build, 1024, 3
-#   bench/s3.sh build 8 1                         the smoke run the tests use (seconds)
+#   SMHOST_BENCH_SMOKE=1 bench/s3.sh [BUILD_DIR]  the smoke run of `make bench-smoke` (8 MiB, one run: seconds)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build}"
-size_mib="${2:-1024}"
-runs="${3:-3}"
+if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then def_size=8 def_runs=1; else def_size=1024 def_runs=3; fi
+size_mib="${2:-$def_size}"
+runs="${3:-$def_runs}"
 smhost="$build/bin/smhost"
 [ -x "$smhost" ] || { echo "bench/s3.sh: $smhost not found: run make first" >&2; exit 66; }
 command -v swift-ring-builder >/dev/null || { echo "bench/s3.sh: Swift is not installed: run tools/deps.sh" >&2; exit 69; }

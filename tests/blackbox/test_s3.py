@@ -568,16 +568,6 @@ def test_s3_module_is_loaded_only_for_s3_jobs(s3srv, mlroot, tmp_path):
     assert "CURL-MAPPED" in r.stdout
 
 
-def test_bench_s3_smoke(tmp_path):
-    """bench/s3.sh in its seconds-long smoke mode (8 MiB, one run): it runs and prints the ratio line."""
-    build = os.environ.get("SMHOST_BUILD", str(REPO / "build"))
-    r = subprocess.run(["bash", str(REPO / "bench" / "s3.sh"), build, "8", "1"], capture_output=True, text=True,
-                       timeout=180, env=dict(os.environ, TMPDIR=str(tmp_path)))
-    assert r.returncode == 0, r.stdout + r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert lines[0].split()[:2] == ["object", "runs"] and lines[1].startswith("8 MiB") and "x" in lines[1]
-
-
 def test_wrong_region_names_the_region_s3_expects(s3srv, mlroot, tmp_path):
     put_object(s3srv, "region/code.tar.gz", make_code_tarball(tmp_path, CODE))
     url = "s3://bkt/region/code.tar.gz"
