@@ -110,9 +110,9 @@ class SwiftS3:
         for attempt in range(attempts):
             try:
                 return self._start_once(timeout)
-            except RuntimeError as e:
+            except BaseException as e:  # never leave servers behind
                 self.stop()
-                if attempt + 1 == attempts or "exited" not in str(e):
+                if attempt + 1 == attempts or not isinstance(e, RuntimeError) or "exited" not in str(e):
                     raise
                 print("swift_s3: %s; starting again on other ports" % str(e)[:500], file=sys.stderr)
 
