@@ -196,6 +196,7 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_DIR     := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' -g -O1 -Wall -Wno-unused-parameter \
+                -Werror=implicit-function-declaration -Werror=int-conversion \
                 -Isdk/include -Ihost $(FUZZ_SAN)
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
