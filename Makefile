@@ -30,7 +30,7 @@ CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' $(WARN) $(SANFLAGS) -Isdk/include $(CFLAGS)
 LDFLAGS  ?=
 BIN_LIBS  := -linih -lcjson -ldl -lpthread -lm
-HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -ldl -lpthread -lm
+HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -lcurl -ldl -lpthread -lm
 
 BIN      := $(BUILD)/bin
 PLUGDIR  := $(BUILD)/lib/smhost/plugins
@@ -39,7 +39,8 @@ OBJ      := $(BUILD)/obj
 # host/<module>/*.c, one folder per module (README "Layout"):
 #   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
-#   serve, unpack                  internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
+#   local                          `smhost local` (the simulated hosts): only in the smhost binary
+#   serve, unpack, http            internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
 HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
@@ -52,7 +53,8 @@ LIBSHX    := $(OBJ)/libshx.a
 INTDIR    := $(BUILD)/lib/smhost/internal
 SERVE_MOD_OBJ  := $(call objs_of,serve)
 UNPACK_MOD_OBJ := $(call objs_of,unpack)
-MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so
+HTTP_MOD_OBJ   := $(call objs_of,http)
+MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so $(INTDIR)/http.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
 # PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
@@ -92,6 +94,10 @@ $(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(LIBSHX)
 $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
+
+$(INTDIR)/http.so: $(HTTP_MOD_OBJ) $(LIBSHX)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl -lc
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)

@@ -8,6 +8,7 @@ pkgs=(
   libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
+  libcurl4-gnutls-dev               # the HTTP client of smhost local invoke/serve/transform (http.so)
   python3-dev                       # libpython3.11 for the embedded Python plugin
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests

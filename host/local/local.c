@@ -26,6 +26,7 @@ int shx_local_main(const shx_config *cfg, int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "train")) return shx_local_train_main(cfg, argc - 1, argv + 1);
     if (!strcmp(cmd, "cluster")) return shx_local_cluster_main(cfg, argc - 1, argv + 1);
     fprintf(stderr, "smhost local: unknown command '%s'\n\n", cmd);
     usage(stderr);

@@ -51,3 +51,15 @@ int shx_modules_unpack(const char *submit, const char *code_dir, char *err, size
     err[0] = 0;
     return call("unpack.so", "shx_module_unpack", &a, err, errlen);
 }
+
+int shx_modules_pack(struct shx_pack_spec *spec, char *err, size_t errlen) {
+    shx_module_args a = {.pack = spec, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("unpack.so", "shx_module_pack", &a, err, errlen);
+}
+
+int shx_modules_http(struct shx_http_req *req, char *err, size_t errlen) {
+    shx_module_args a = {.http = req, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("http.so", "shx_module_http", &a, err, errlen);
+}

@@ -1,0 +1,25 @@
+/* One HTTP request with libcurl (the internal module http.so, see plugin/modules.h): the client side of
+ * `smhost local serve/invoke/transform`. */
+#ifndef SHX_HTTP_H
+#define SHX_HTTP_H
+#include <stddef.h>
+
+#include "core/util.h"
+
+typedef struct shx_http_req {
+    const char *method;          /* "GET", "POST" */
+    const char *url;
+    const char *const *headers;  /* "Name: value" ..., NULL-terminated; may be NULL */
+    const char *body;            /* POST body */
+    size_t body_len;
+    long timeout_ms;             /* whole request; 0: none */
+    /* out */
+    long status;                 /* the HTTP status */
+    shx_buf resp;                /* the response body (caller frees with shx_buf_free) */
+    char content_type[256];      /* the response's Content-Type, or "" */
+} shx_http_req;
+
+/* 0 when a response came back (any status), SHX_EXIT_UNAVAILABLE when the server could not be reached or did not
+ * answer in time, SHX_EXIT_USAGE for a bad URL; err says which. */
+int shx_http(shx_http_req *r, char *err, size_t errlen);
+#endif
