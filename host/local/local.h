@@ -6,6 +6,9 @@
 /* argv[0] is "local".  Returns the exit code. */
 int shx_local_main(const shx_config *cfg, int argc, char **argv);
 int shx_local_train_main(const shx_config *cfg, int argc, char **argv);
+int shx_local_serve_main(const shx_config *cfg, int argc, char **argv);
+int shx_local_invoke_main(int argc, char **argv);
+int shx_local_transform_main(int argc, char **argv);
 /* `smhost local cluster`: a command on N simulated hosts (the machinery of local train, for tests). */
 int shx_local_cluster_main(const shx_config *cfg, int argc, char **argv);
 /* "{host}" in s replaced by host (a new string). */

@@ -364,6 +364,12 @@ static int check_job(job *j, char **program, char *err, size_t errlen) {
         return fail(err, errlen, SHX_EXIT_CANTCREAT, "--output-path %s: s3:// is not supported by this build; give "
                     "a directory", j->output_path);
     if (!strncmp(j->output_path, "file://", 7)) memmove(j->output_path, j->output_path + 7, strlen(j->output_path) - 6);
+    if (j->output_path[0] != '/') {
+        char cwd[PATH_MAX];
+        char *abs = shx_path_join(getcwd(cwd, sizeof cwd) ? cwd : ".", j->output_path);
+        free(j->output_path);
+        j->output_path = abs;
+    }
     return 0;
 }
 
