@@ -640,7 +640,7 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
     else
         fprintf(stderr, "smhost local train: job %s completed\n", j.job_name);
     shx_local_print_hosts(&c);
-    if (model_ok) fprintf(stderr, "  model:   %s (%zu entries)\n", model_tgz, ms.entries);
+    if (model_ok) fprintf(stderr, "  model:   %s (%zu entr%s)\n", model_tgz, ms.entries, ms.entries == 1 ? "y" : "ies");
     if (output_ok) fprintf(stderr, "  output:  %s\n", output_tgz);
     if (failure) {
         char *one = shx_xstrdup(failure);

@@ -119,7 +119,7 @@ int shx_pack_tgz(shx_pack_spec *spec, char *err, size_t errlen) {
             int dup = 0;
             for (size_t j = 0; j < seen.n && !dup; j++) dup = !strcmp(seen.v[j], names.v[i]);
             if (dup) {
-                shx_warn("artifacts: %s from %s is left out: an earlier host wrote the same name (the first host "
+                shx_info("artifacts: %s from %s is left out: an earlier host wrote the same name (the first host "
                          "that writes a name wins)", names.v[i], spec->labels ? spec->labels[d] : spec->dirs[d]);
                 continue;
             }
