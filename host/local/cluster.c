@@ -345,6 +345,10 @@ static void host_mounts(const shx_cluster *c, const shx_cluster_host *h) {
         if (b->ro && mount(NULL, b->dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(b->dst), NULL) < 0)
             host_fail("make read-only", b->dst, errno);
     }
+    /* its own /dev/shm, as a container has (POSIX shared memory of one host is not another's) */
+    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+        dprintf(2, "smhost local: note: this host shares the machine's /dev/shm (mounting its own: %s)\n",
+                strerror(errno));
     /* a /proc of this PID namespace, so that ps and /proc/<pid> show the host's own processes; where the
      * kernel refuses (a container that masks parts of /proc) the machine's /proc stays */
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)

@@ -385,6 +385,15 @@ static int write_json(const char *dir, const char *name, const pyj_value *v, cha
     return rc ? SHX_EXIT_CANTCREAT : 0;
 }
 
+/* Where channel k appears in a host: its directory, or for a single file <dir>/<file name>.  ml is the host's
+ * ML root as the host sees it. */
+static char *channel_target(const job *j, size_t k, const char *ml) {
+    const char *path = j->ch_paths.v[k];
+    if (shx_is_dir(path)) return shx_xasprintf("%s/input/data/%s", ml, j->ch_names.v[k]);
+    const char *base = strrchr(path, '/');
+    return shx_xasprintf("%s/input/data/%s/%s", ml, j->ch_names.v[k], base ? base + 1 : path);
+}
+
 static pyj_value *encoded(const pyj_value *v) {
     char *s = pyj_dumps_default(v);
     pyj_value *r = pyj_string(s);
@@ -404,8 +413,7 @@ static int layout_host(const job *j, const shx_cluster *c, int i, const char *ro
     }
     for (size_t k = 0; k < j->ch_names.n; k++) {
         char *p = shx_xasprintf("%s/input/data/%s", root, j->ch_names.v[k]);
-        if (shx_is_dir(j->ch_paths.v[k])) shx_mkdirs(p, 0755);
-        else close(open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)); /* a single file: bound onto a file */
+        shx_mkdirs(p, 0755);
         free(p);
     }
     /* hyperparameters.json: the user's values JSON-encoded, then the SDK's own */
@@ -518,7 +526,9 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
     /* hosts as namespaces where possible; one host runs without them when the kernel refuses */
     int namespaces = 1;
     char perr[1024];
-    int prc = shx_cluster_probe(perr, sizeof perr);
+    const char *want = getenv("SMHOST_LOCAL_NAMESPACES");
+    int prc = want && !strcmp(want, "0") ? SHX_EXIT_UNAVAILABLE : shx_cluster_probe(perr, sizeof perr);
+    if (want && !strcmp(want, "0")) snprintf(perr, sizeof perr, "SMHOST_LOCAL_NAMESPACES=0");
     if (prc) {
         if (j.instance_count > 1) {
             rc = fail(err, sizeof err, prc, "%d hosts cannot be simulated here: %s", j.instance_count, perr);
@@ -577,7 +587,7 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
             h->binds[h->nbinds++] = (shx_cluster_bind){shx_xstrdup(code), shx_xstrdup("/opt/ml/code"), 0};
             for (size_t k = 0; k < j.ch_names.n; k++)
                 h->binds[h->nbinds++] = (shx_cluster_bind){shx_xstrdup(j.ch_paths.v[k]),
-                                                           shx_xasprintf("/opt/ml/input/data/%s", j.ch_names.v[k]), 1};
+                                                           channel_target(&j, k, "/opt/ml"), 1};
         } else if (!rc) {
             /* links instead of mounts */
             char *cd = shx_path_join(root, "code");
@@ -586,8 +596,8 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
                                                  strerror(errno));
             free(cd);
             for (size_t k = 0; k < j.ch_names.n && !rc; k++) {
-                char *p = shx_xasprintf("%s/input/data/%s", root, j.ch_names.v[k]);
-                if (rmdir(p) < 0) unlink(p);
+                char *p = channel_target(&j, k, root);
+                if (shx_is_dir(j.ch_paths.v[k])) rmdir(p);
                 if (symlink(j.ch_paths.v[k], p) < 0)
                     rc = fail(err, sizeof err, SHX_EXIT_CANTCREAT, "symlink %s: %s", p, strerror(errno));
                 free(p);

@@ -419,3 +419,61 @@ def test_serve_and_transform_usage_errors(tmp_path):
     assert p.returncode == 64 and "unknown command" in p.stderr
     p = local("--help")
     assert p.returncode == 0 and all(c in p.stdout for c in ("train", "serve", "invoke", "transform", "cluster"))
+
+
+FALLBACK = textwrap.dedent(
+    """
+    import json, os
+    root = os.environ["SAGEMAKER_BASE_DIR"]
+    out = {"root": root, "host": os.environ["SM_CURRENT_HOST"], "module_dir": os.environ["SM_MODULE_DIR"],
+           "data": open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "data.csv")).read()}
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "fallback.json"), "w") as f:
+        json.dump(out, f)
+    """
+)
+
+
+def test_one_host_without_namespaces_runs_as_a_plain_process(job):
+    (job / "src" / "fb.py").write_text(FALLBACK)
+    p = local("train", "--entry-point", "fb.py", "--source-dir", job / "src", "--channel", f"train={job / 'data'}",
+              "--job-name", "plain", "--output-path", job / "out", env=dict(os.environ, SMHOST_LOCAL_NAMESPACES="0",
+                                                                            TMPDIR=str(job)))
+    assert p.returncode == 0, p.stderr
+    assert "runs as a plain process" in p.stderr
+    got = json.loads(read_member(job / "out" / "plain" / "model.tar.gz", "fallback.json"))
+    assert got["root"].startswith(str(job / "smhost-local-")) and got["root"].endswith("/algo-1")
+    assert got["host"] == "algo-1" and got["module_dir"] == got["root"] + "/code" and got["data"] == "1,2,3\n"
+    # the run directory is gone, the user's files are untouched
+    assert [d for d in os.listdir(job) if d.startswith("smhost-local-")] == []
+    assert sorted(os.listdir(job / "data")) == ["data.csv"] and sorted(os.listdir(job / "src")) == ["check.py", "fb.py"]
+    p = local("train", "--entry-point", "fb.py", "--source-dir", job / "src", "--instance-count", "2",
+              "--job-name", "plain2", "--output-path", job / "out", env=dict(os.environ, SMHOST_LOCAL_NAMESPACES="0"))
+    assert p.returncode == 69 and "2 hosts cannot be simulated here" in p.stderr
+
+
+@needs_ns
+def test_source_tarball_and_a_single_file_channel(job):
+    with tarfile.open(job / "src.tar.gz", "w:gz") as t:
+        t.add(job / "src" / "check.py", arcname="check.py")
+    p = local("train", "--entry-point", "check.py", "--source-dir", job / "src.tar.gz", "--channel",
+              f"train={job / 'data' / 'data.csv'}", "--job-name", "tgz", "--output-path", job / "out")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(read_member(job / "out" / "tgz" / "output.tar.gz", "data/report-algo-1.json"))
+    assert report["data_inode"] == os.stat(job / "data" / "data.csv").st_ino
+    assert report["cwd"] == "/opt/ml/code"
+    p = local("train", "--entry-point", "other.py", "--source-dir", job / "src.tar.gz", "--job-name", "tgz2",
+              "--output-path", job / "out")
+    assert p.returncode == 66 and "no such file in" in p.stderr
+
+
+@needs_ns
+def test_hosts_have_their_own_dev_shm_and_proc(tmp_path):
+    p = subprocess.run([str(SMHOST), "local", "cluster", "--hosts", "2", "--", "sh", "-c",
+                        'touch /dev/shm/smhost-test-$SMHOST_LOCAL_HOST; ls /dev/shm | grep -c smhost-test-; '
+                        'echo pid1=$(cat /proc/1/comm)'],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "algo-1 | 1" in p.stdout and "algo-2 | 1" in p.stdout
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith("smhost-test-")]
+    if "own: " not in p.stderr:  # /proc is the host's own where the kernel allows mounting it
+        assert "algo-1 | pid1=smhost" in p.stdout
