@@ -2,6 +2,7 @@
 #include "http/http.h"
 
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,20 @@
 static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     shx_buf_add((shx_buf *)ud, p, size * n);
     return size * n;
+}
+
+static int pending_stop(void) {
+    sigset_t p;
+    if (sigpending(&p) < 0) return 0;
+    if (sigismember(&p, SIGINT)) return SIGINT;
+    if (sigismember(&p, SIGTERM)) return SIGTERM;
+    return 0;
+}
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+    shx_http_req *r = ud;
+    r->stopped_by = pending_stop();
+    return r->stopped_by ? 1 : 0;
 }
 
 int shx_http(shx_http_req *r, char *err, size_t errlen) {
@@ -36,6 +51,12 @@ int shx_http(shx_http_req *r, char *err, size_t errlen) {
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->resp);
     if (r->timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    r->stopped_by = 0;
+    if (r->stop_on_signal) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     if (!strcmp(r->method, "POST")) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body ? r->body : "");
@@ -46,7 +67,10 @@ int shx_http(shx_http_req *r, char *err, size_t errlen) {
     CURLcode cc = curl_easy_perform(c);
     int rc = 0;
     r->content_type[0] = 0;
-    if (cc != CURLE_OK) {
+    if (cc == CURLE_ABORTED_BY_CALLBACK && r->stopped_by) {
+        snprintf(err, errlen, "%s %s: interrupted", r->method, r->url);
+        rc = 128 + r->stopped_by;
+    } else if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s %s: %s", r->method, r->url, ebuf[0] ? ebuf : curl_easy_strerror(cc));
         rc = cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ? SHX_EXIT_USAGE : SHX_EXIT_UNAVAILABLE;
     } else {

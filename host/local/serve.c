@@ -543,7 +543,7 @@ static int post(const tjob *t, const char *file, size_t first, size_t last, cons
     char *h_acc = t->accept ? shx_xasprintf("Accept: %s", t->accept) : NULL;
     const char *headers[3] = {h_ct, h_acc, NULL};
     shx_http_req r = {.method = "POST", .url = t->endpoint, .headers = headers, .body = body, .body_len = len,
-                      .timeout_ms = 3600L * 1000};
+                      .timeout_ms = 3600L * 1000, .stop_on_signal = 1};
     int rc = shx_modules_http(&r, err, errlen);
     char what[96];
     if (first == last) snprintf(what, sizeof what, "record %zu", first);

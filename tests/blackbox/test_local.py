@@ -477,3 +477,40 @@ def test_hosts_have_their_own_dev_shm_and_proc(tmp_path):
     assert not [f for f in os.listdir("/dev/shm") if f.startswith("smhost-test-")]
     if "own: " not in p.stderr:  # /proc is the host's own where the kernel allows mounting it
         assert "algo-1 | pid1=smhost" in p.stdout
+
+
+@pytest.mark.nosan
+def test_transform_ctrl_c_stops_the_request_and_its_server(tmp_path):
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.py").write_text(textwrap.dedent("""
+        import time
+        def model_fn(model_dir):
+            return None
+        def predict_fn(data, model):
+            time.sleep(60)
+            return data
+    """))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "a.csv").write_text("1,2\n")
+    proc = subprocess.Popen([str(SMHOST), "local", "transform", "--model", str(model), "--input", str(inp),
+                             "--output", str(tmp_path / "out"), "--content-type", "text/csv"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, SAGEMAKER_MODEL_SERVER_WORKERS="1", SMHOST_SERVE_GRACE_SECONDS="2"))
+    lines = []
+    while True:
+        line = proc.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        if "POST /invocations" in line or "file(s), split" in line:
+            break
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(lines) + err
+    assert time.monotonic() - t0 < 15  # the request is abandoned at once; the server's grace is 2 s
+    assert "interrupted" in err
+    assert not (tmp_path / "out" / "a.csv.out").exists()
+    assert not list((tmp_path / "out").glob("*.tmp"))
