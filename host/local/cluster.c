@@ -31,6 +31,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/exitcodes.h"
@@ -102,7 +103,8 @@ static void clean_stale(void) {
         char *dir = shx_path_join(t, e->d_name);
         char *lock = shx_path_join(dir, ".lock");
         struct stat st;
-        if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid()) {
+        /* a directory younger than 10 s may belong to a run that has not taken its lock yet */
+        if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && time(NULL) - st.st_mtime > 10) {
             int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
             if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
                 shx_info("removing %s, left by a local run that was killed", dir);
