@@ -514,3 +514,28 @@ def test_transform_ctrl_c_stops_the_request_and_its_server(tmp_path):
     assert "interrupted" in err
     assert not (tmp_path / "out" / "a.csv.out").exists()
     assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+@pytest.mark.nosan
+def test_serve_a_model_directory_with_the_code_from_source_dir(iris_model, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    with tarfile.open(iris_model) as t:
+        t.extract("model.joblib", model_dir)
+    before, code_before = snapshot(model_dir), snapshot(IRIS / "ml" / "code")
+    port = free_port()
+    proc = subprocess.Popen([str(SMHOST), "local", "serve", "--model", str(model_dir), "--source-dir",
+                             str(IRIS / "ml" / "code"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, SAGEMAKER_MODEL_SERVER_WORKERS="1"))
+    try:
+        assert proc.stdout.readline().strip() == f"http://127.0.0.1:{port}"
+        p = local("invoke", "--port", port, "--content-type", "text/csv", "--custom-attributes", "trace=1",
+                  IRIS / "request.csv")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout) == ["setosa", "virginica", "versicolor"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert snapshot(model_dir) == before and snapshot(IRIS / "ml" / "code") == code_before
