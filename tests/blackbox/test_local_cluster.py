@@ -2,6 +2,7 @@
 
 The same machinery runs `smhost local train`; the distributed-training tests use it through this command."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -213,3 +214,22 @@ def test_usage_errors():
     assert p.returncode == 127 and "cannot run /no/such/program" in p.stderr
     p = run(["--help"])
     assert p.returncode == 0 and "--hosts N" in p.stdout
+
+
+def test_opt_ml_missing_on_the_machine_is_made_inside_the_host_only(tmp_path):
+    """Where /opt/ml does not exist, the host's /opt is a tmpfs with the real /opt entries bound back, plus ml/.
+    The 'machine' here is a private mount namespace whose /opt holds only keep.txt."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and util-linux unshare to fake a machine without /opt/ml")
+    ml = tmp_path / "ml"
+    ml.mkdir()
+    (ml / "inside").write_text("ml root\n")
+    script = (f'mount -t tmpfs tmpfs /opt && echo kept > /opt/keep.txt && '
+              f'{SMHOST} local cluster --hosts 1 --bind {ml}:/opt/ml -- sh -c "cat /opt/keep.txt /opt/ml/inside; ls /opt" '
+              f'&& echo "after: $(ls /opt)"')
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "algo-1 | kept" in p.stdout and "algo-1 | ml root" in p.stdout
+    assert "algo-1 | keep.txt" in p.stdout and "algo-1 | ml" in p.stdout
+    assert "after: keep.txt" in p.stdout  # no ml/ was created on the 'machine'
