@@ -84,6 +84,20 @@ static int free_port(void) {
     return port;
 }
 
+/* 0 when nothing listens on addr:port (a plain bind, without the SO_REUSEPORT smhost serve uses, fails when
+ * anything does: otherwise /ping could reach that other server). */
+static int port_in_use(const char *addr, int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (fd < 0 || inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    int used = bind(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == EADDRINUSE;
+    close(fd);
+    return used;
+}
+
 /* model/ in the private ML root: a tarball is unpacked there; a directory's entries are linked (the user's
  * folder is only read); --source-dir becomes model/code. */
 static int prepare_model(const char *model, const char *source_dir, const char *model_dir, char *err, size_t errlen) {
@@ -164,6 +178,12 @@ static int server_start(server *s, const char *model, const char *source_dir, in
         return rc;
     }
     s->port = port ? port : 8080;
+    if (port_in_use(listen, s->port)) {
+        snprintf(err, errlen, "port %d on %s is in use (another server?): stop it, or choose another --port", s->port,
+                 listen);
+        free(root);
+        return SHX_EXIT_OSERR;
+    }
     snprintf(s->url, sizeof s->url, "http://%s:%d", strcmp(listen, "0.0.0.0") ? listen : "127.0.0.1", s->port);
     char *self = shx_self_dir();
     char *exe = shx_path_join(self, "smhost");

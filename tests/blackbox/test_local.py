@@ -539,3 +539,17 @@ def test_serve_a_model_directory_with_the_code_from_source_dir(iris_model, tmp_p
         proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert snapshot(model_dir) == before and snapshot(IRIS / "ml" / "code") == code_before
+
+
+def test_serve_refuses_a_port_in_use(tmp_path):
+    (tmp_path / "model").mkdir()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        p = local("serve", "--model", tmp_path / "model", "--port", port, timeout=60)
+    finally:
+        s.close()
+    assert p.returncode == 71
+    assert f"port {port} on 127.0.0.1 is in use" in p.stderr
