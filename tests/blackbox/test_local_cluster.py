@@ -233,3 +233,28 @@ def test_opt_ml_missing_on_the_machine_is_made_inside_the_host_only(tmp_path):
     assert "algo-1 | kept" in p.stdout and "algo-1 | ml root" in p.stdout
     assert "algo-1 | keep.txt" in p.stdout and "algo-1 | ml" in p.stdout
     assert "after: keep.txt" in p.stdout  # no ml/ was created on the 'machine'
+
+
+TORCH_ALLREDUCE = textwrap.dedent(
+    """
+    import os, torch, torch.distributed as dist
+    rank = int(os.environ["SMHOST_LOCAL_INDEX"]) - 1
+    dist.init_process_group("gloo", init_method="tcp://algo-1:29500", rank=rank, world_size=2)
+    t = torch.tensor([rank + 1.0])
+    dist.all_reduce(t)
+    print("rank", rank, "sum", t.item())
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.nosan
+def test_torch_gloo_all_reduce_across_two_hosts(tmp_path):
+    """The machinery is fit for distributed training: torch.distributed finds algo-1 by name over eth0."""
+    if subprocess.run([PY, "-c", "import torch"], capture_output=True).returncode:
+        pytest.skip("python3-torch is not installed")
+    script = tmp_path / "allreduce.py"
+    script.write_text(TORCH_ALLREDUCE)
+    p = run(["--hosts", "2", "--", PY, str(script)])
+    assert p.returncode == 0, p.stderr
+    assert "algo-1 | rank 0 sum 3.0" in p.stdout and "algo-2 | rank 1 sum 3.0" in p.stdout
