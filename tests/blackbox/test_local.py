@@ -553,3 +553,26 @@ def test_serve_refuses_a_port_in_use(tmp_path):
         s.close()
     assert p.returncode == 71
     assert f"port {port} on 127.0.0.1 is in use" in p.stderr
+
+
+def machine_ip():
+    """A non-loopback address of this machine (a UDP 'connect' sends nothing), or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("10.255.255.255", 1))
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") else ip
+
+
+@pytest.mark.nosan
+def test_serve_listens_on_loopback_only(server):
+    ip = machine_ip()
+    if not ip:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((ip, server), timeout=5).close()
+    socket.create_connection(("127.0.0.1", server), timeout=5).close()
