@@ -29,6 +29,8 @@ static void usage(FILE *f) {
             "  env [--json]   print the SM_* environment and command a training job would get\n"
             "  plugins [--json]  list the plugins found, their ABI versions, and why any was refused\n"
             "  devices [--json]  list the GPUs and accelerators the device backends see, with their health\n"
+            "  local COMMAND  SageMaker Local Mode without Docker: train on N simulated hosts, serve, invoke,\n"
+            "                 transform (smhost local --help)\n"
             "  --help, --version\n"
             "\n"
             "Installed as `train` or `serve`, smhost runs that command.\n"

@@ -11,6 +11,7 @@ static void usage(FILE *f) {
             "usage: smhost local COMMAND [OPTIONS]   (SageMaker Local Mode without Docker; see docs/local.md)\n"
             "\n"
             "commands:\n"
+            "  train      run a training job on N simulated hosts; artifacts model.tar.gz, output.tar.gz\n"
             "  serve      serve a model.tar.gz or model directory on 127.0.0.1:8080 until Ctrl-C\n"
             "  invoke     POST a request to /invocations; non-zero exit on a 4xx/5xx answer\n"
             "  transform  a batch transform job: every input file through /invocations into <file>.out\n"
