@@ -2,7 +2,6 @@
 #include "cmd/train.h"
 
 #include <errno.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +16,11 @@
 #include "plugin/runner.h"
 #include "job/requirements.h"
 #include "plugin/modules.h"
+#include "cmd/devices.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
-    static regex_t re;
-    static int ready;
-    if (!ready) {
-        regcomp(&re, "(secret|token|passw|credential|api[-_]?key|access[-_]?key|private[-_]?key)",
-                REG_EXTENDED | REG_ICASE | REG_NOSUB);
-        ready = 1;
-    }
-    return regexec(&re, name, 0, NULL, 0) == 0;
+    return shx_secret_name(name, strlen(name));
 }
 
 /* A copy of v with the values of secret-looking keys replaced by "****". */
@@ -96,7 +89,6 @@ void shx_train_log_startup(const shx_job *job) {
 
 /* ---- the job process ------------------------------------------------------------------------------------- */
 typedef struct train_ctx {
-    const shx_config *cfg;
     shx_job *job;
     shx_status_page *page;
 } train_ctx;
@@ -110,7 +102,7 @@ static int job_fail(shx_status_page *page, const char *kind, int code, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     shx_error("%s", msg);
-    shx_status_set_reason(page, kind, msg, code);
+    shx_status_set_reason(page, kind, msg);
     return code;
 }
 
@@ -129,13 +121,13 @@ static int job_main(void *arg) {
 
     char err[4096] = "";
     int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
-                                      ctx->cfg->pip_break_system_packages, err, sizeof err);
+                                      job->cfg->pip_break_system_packages, err, sizeof err);
     if (rc) return job_fail(page, "InstallRequirementsError", rc, "%s", err);
 
     shx_registry reg;
-    shx_registry_init(&reg, ctx->cfg);
+    shx_registry_init(&reg, job->cfg);
     int code = SHX_EXIT_CONFIG;
-    char *name = shx_runner_for(&reg, ctx->cfg, job, err, sizeof err, &code);
+    char *name = shx_runner_for(&reg, job, err, sizeof err, &code);
     if (!name) return job_fail(page, "UserError", code, "%s", err);
 
     snprintf(page->plugin, sizeof page->plugin, "%s", name);
@@ -177,7 +169,7 @@ static int job_main(void *arg) {
         shx_error("%s", err[0] ? err : "the runner failed");
         if (!page->reason_set)
             shx_status_set_reason(page, hj.exec_errno ? "ExecuteUserScriptError" : "PluginError",
-                                  err[0] ? err : "the runner failed without a message", exitc);
+                                  err[0] ? err : "the runner failed without a message");
         rc = exitc;
     } else if (rc > 255) {
         rc = 255;
@@ -194,9 +186,7 @@ static int host_failure(const shx_job *job, const char *kind, int code, const ch
     shx_error("%s", msg);
     const char *out = job->output_dir;
     if (out && shx_mkdirs(out, 0755) == 0) {
-        char *text = shx_xasprintf("%s:\n%s", kind, msg);
-        shx_write_failure(out, text);
-        free(text);
+        shx_write_failure_reason(out, kind, msg);
     }
     return code;
 }
@@ -212,12 +202,19 @@ int shx_train_main(const shx_config *cfg) {
     }
     if (pyj_dict_get(job.hyperparameters, "sagemaker_container_log_level")) shx_log_set_level(job.log_level_int);
 
-    const char *tm = getenv("SAGEMAKER_TRAINING_MODULE");
-    if (!job.program && !(tm && *tm)) {
+    if (!job.program && !job.training_module) {
         rc = host_failure(&job, "UserError", SHX_EXIT_NOINPUT,
                           "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
                           "image) or the sagemaker_program hyperparameter, and put the program under the code "
                           "directory.");
+        shx_job_free(&job);
+        return rc;
+    }
+    /* Devices: one log line each, then the health check, before anything slow or the user's program. */
+    char *devfail = NULL;
+    if ((rc = shx_devices_gate(cfg, &job.devices, "the training job", &devfail))) {
+        rc = host_failure(&job, "DeviceHealthError", rc, devfail);
+        free(devfail);
         shx_job_free(&job);
         return rc;
     }
@@ -258,14 +255,14 @@ int shx_train_main(const shx_config *cfg) {
     }
     /* The command until a runner records the real one (exec() and set_command() do). */
     shx_strvec cmd = {0};
-    shx_strvec_push(&cmd, job.program_path ? job.program_path : tm);
+    shx_strvec_push(&cmd, job.program_path ? job.program_path : job.training_module);
     for (size_t i = 0; i < job.user_args.n; i++) shx_strvec_push(&cmd, job.user_args.v[i]);
     char *line = shx_command_line((const char *const *)cmd.v);
     snprintf(page->command, sizeof page->command, "%s", line);
     free(line);
     shx_strvec_free(&cmd);
 
-    train_ctx ctx = {cfg, &job, page};
+    train_ctx ctx = {&job, page};
     shx_sup_opts opts = {
         .grace_seconds = cfg->stop_grace_seconds,
         .leftover_grace_ms = 2000,

@@ -1,4 +1,6 @@
 /* Small shared helpers (see util.h). */
+#include <stdio.h>
+#include <time.h>
 #include "core/util.h"
 
 #include <errno.h>
@@ -267,4 +269,23 @@ size_t shx_utf8_clean(char *s, size_t max) {
     if (i > max) i = max;
     s[i] = 0;
     return i;
+}
+
+int64_t shx_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t shx_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *shx_signal_name(int sig, char *buf, size_t cap) {
+    const char *a = sigabbrev_np(sig);
+    if (a) snprintf(buf, cap, "SIG%s", a);
+    else snprintf(buf, cap, "signal %d", sig);
+    return buf;
 }

@@ -3,6 +3,7 @@
 #define SHX_UTIL_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Out of memory is not recoverable for a 2 MiB host: print one line and exit 71 (EX_OSERR). */
@@ -52,4 +53,9 @@ char *shx_self_dir(void);
  * sequences with '?' first.  Returns the new length. */
 size_t shx_utf8_clean(char *s, size_t max);
 
+/* The one monotonic clock (CLOCK_MONOTONIC): milliseconds and microseconds. */
+int64_t shx_now_ms(void);
+int64_t shx_now_us(void);
+/* "SIGTERM" for 15, "signal 99" for a number without a name; the text lives in buf (cap >= 16). */
+const char *shx_signal_name(int sig, char *buf, size_t cap);
 #endif

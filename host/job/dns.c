@@ -5,6 +5,7 @@
 
 #include "core/exitcodes.h"
 #include "core/log.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -18,12 +19,6 @@
 #define MAX_WAIT_MS 5000
 #define PROGRESS_EVERY_S 30
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Sleep s seconds, or until SIGTERM/SIGINT arrives (the supervisor blocks them, so they wait for us).  Returns the
  * signal, or 0 after a full sleep: a StopTrainingJob during a long DNS wait must not wait for the wait. */
 static int sleep_s(double s) {
@@ -33,12 +28,12 @@ static int sleep_s(double s) {
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
-    double end = now_s() + s;
+    double end = ((double)shx_now_us() / 1e6) + s;
     for (;;) {
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig > 0) return sig;
         if (errno != EINTR) return 0;
-        double left = end - now_s();
+        double left = end - ((double)shx_now_us() / 1e6);
         if (left <= 0) return 0;
         ts.tv_sec = (time_t)left;
         ts.tv_nsec = (long)((left - (double)(time_t)left) * 1e9);
@@ -59,7 +54,7 @@ static const char *gai_text(int rc) {
 
 int shx_dns_wait(const char *const *hosts, size_t n, int timeout_seconds, char *err, size_t errlen) {
     if (timeout_seconds < 0) timeout_seconds = 0;
-    double start = now_s(), deadline = start + timeout_seconds, last_log = start;
+    double start = ((double)shx_now_us() / 1e6), deadline = start + timeout_seconds, last_log = start;
     for (size_t i = 0; i < n; i++) {
         const char *h = hosts[i];
         if (!h || !*h) continue;
@@ -68,11 +63,11 @@ int shx_dns_wait(const char *const *hosts, size_t n, int timeout_seconds, char *
             int rc = resolve(h);
             tries++;
             if (rc == 0) {
-                if (logged) shx_info("host %s resolves after %.0f s", h, now_s() - start);
+                if (logged) shx_info("host %s resolves after %.0f s", h, ((double)shx_now_us() / 1e6) - start);
                 else shx_debug("host %s resolves", h);
                 break;
             }
-            double t = now_s();
+            double t = ((double)shx_now_us() / 1e6);
             if (t >= deadline) {
                 snprintf(err, errlen,
                          "host name \"%s\" did not resolve within %d s (tried %d time%s; last error: %s); check the hosts "

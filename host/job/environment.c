@@ -6,7 +6,6 @@
 #include "job/hyperparameters.h"
 #include "job/job.h"
 
-extern char **environ;
 
 int shx_truthy(const pyj_value *v) {
     if (!v) return 0;
@@ -33,8 +32,8 @@ static pyj_value *str_or_null(const char *s) {
 }
 
 /* Is `prog` an executable on PATH? (the toolkit's shutil.which checks for smddprun / smddpmprun) */
-static int on_path(const char *prog) {
-    const char *path = getenv("PATH");
+static int on_path(const shx_job *job, const char *prog) {
+    const char *path = shx_job_inherited(job, "PATH");
     if (!path) return 0;
     char *copy = shx_xstrdup(path), *save = NULL;
     int found = 0;
@@ -64,7 +63,7 @@ static pyj_value *build_training_env(const shx_job *job) {
     pyj_dict_set(e, "current_instance_type", pyj_string(job->instance_type));
     pyj_dict_set(e, "distribution_hosts", strvec_list(&job->distribution_hosts));
     pyj_dict_set(e, "distribution_instance_groups", pyj_copy(job->distribution_groups));
-    pyj_dict_set(e, "framework_module", str_or_null(getenv("SAGEMAKER_TRAINING_MODULE")));
+    pyj_dict_set(e, "framework_module", str_or_null(shx_job_inherited(job, "SAGEMAKER_TRAINING_MODULE")));
     pyj_dict_set(e, "hosts", pyj_copy(pyj_dict_get(job->resource_config, "hosts")));
     pyj_dict_set(e, "hyperparameters", pyj_copy(job->user_hps));
     pyj_dict_set(e, "input_config_dir", pyj_string(job->input_config_dir));
@@ -75,11 +74,11 @@ static pyj_value *build_training_env(const shx_job *job) {
     pyj_dict_set(e, "is_hetero", pyj_bool(job->is_hetero));
     pyj_dict_set(e, "is_master", pyj_bool(job->is_master));
     /* mp_parameters and mp_parameters != "{}": None when unset, "" when empty, else a bool. */
-    const char *mp = getenv("SM_HP_MP_PARAMETERS");
+    const char *mp = shx_job_inherited(job, "SM_HP_MP_PARAMETERS");
     pyj_dict_set(e, "is_modelparallel_enabled", !mp ? pyj_null() : !*mp ? pyj_string("") : pyj_bool(strcmp(mp, "{}") != 0));
-    pyj_dict_set(e, "is_smddpmprun_installed", pyj_bool(on_path("smddpmprun")));
-    pyj_dict_set(e, "is_smddprun_installed", pyj_bool(on_path("smddprun")));
-    pyj_dict_set(e, "job_name", str_or_null(getenv("TRAINING_JOB_NAME")));
+    pyj_dict_set(e, "is_smddpmprun_installed", pyj_bool(on_path(job, "smddpmprun")));
+    pyj_dict_set(e, "is_smddprun_installed", pyj_bool(on_path(job, "smddprun")));
+    pyj_dict_set(e, "job_name", str_or_null(shx_job_inherited(job, "TRAINING_JOB_NAME")));
     pyj_dict_set(e, "log_level", pyj_copy(job->log_level));
     pyj_dict_set(e, "master_hostname", pyj_string(job->master));
     pyj_dict_set(e, "model_dir", pyj_string(job->model_dir));
@@ -179,17 +178,26 @@ void shx_env_build(shx_job *job) {
     env_set(&job->sm_env, "SAGEMAKER_JOB_NAME", s);
     free(s);
     const pyj_value *rg = pyj_dict_get(job->hyperparameters, "sagemaker_region");
-    const char *aws_region = getenv("AWS_REGION");
+    const char *aws_region = shx_job_inherited(job, "AWS_REGION");
     s = rg && rg->type != PYJ_NULL ? pyj_str_of(rg) : shx_xstrdup(aws_region ? aws_region : "");
     env_set(&job->sm_env, "SAGEMAKER_REGION", s);
     free(s);
-    const char *pp = getenv("PYTHONPATH");
+    const char *pp = shx_job_inherited(job, "PYTHONPATH");
     s = pp && *pp ? shx_xasprintf("%s:%s", job->code_dir, pp) : shx_xstrdup(job->code_dir);
     env_set(&job->sm_env, "PYTHONPATH", s);
     free(s);
 
+    /* Defaults the device backends asked for (CUDA_DEVICE_ORDER ...), only where the user and the platform set
+     * nothing: they go to sm_env so that `smhost env` shows them. */
+    for (size_t i = 0; i < job->devices.env_defaults.n; i++) {
+        const char *kv = job->devices.env_defaults.v[i], *eq = strchr(kv, '=');
+        char *name = shx_xstrndup(kv, (size_t)(eq - kv));
+        if (!shx_job_inherited(job, name)) env_set(&job->sm_env, name, eq + 1);
+        free(name);
+    }
+
     /* The program's environment: what smhost inherited, with smhost's variables on top. */
-    for (char **e = environ; e && *e; e++) shx_strvec_push(&job->env, *e);
+    for (size_t i = 0; i < job->inherited.n; i++) shx_strvec_push(&job->env, job->inherited.v[i]);
     for (size_t i = 0; i < job->sm_env.n; i++) {
         char *eq = strchr(job->sm_env.v[i], '=');
         char *name = shx_xstrndup(job->sm_env.v[i], (size_t)(eq - job->sm_env.v[i]));

@@ -2,10 +2,17 @@
 #ifndef SHX_JOB_H
 #define SHX_JOB_H
 #include "core/config.h"
+#include "job/devview.h"
 #include "core/pyjson.h"
 #include "core/util.h"
 
 typedef struct shx_job {
+    /* What the job was read from: the process environment (copied once, by shx_job_load) and smhost.ini.  Nothing
+     * else in the host reads the process environment for a job. */
+    shx_strvec inherited;           /* "K=V", as smhost was started */
+    const shx_config *cfg;          /* not owned */
+    char *training_module;          /* SAGEMAKER_TRAINING_MODULE ("pkg.mod:func"), NULL when unset or empty */
+
     /* paths (no trailing slash) */
     char *root, *input_dir, *input_config_dir, *input_data_dir, *code_dir, *model_dir, *output_dir,
         *output_data_dir, *intermediate_dir, *checkpoints_dir;
@@ -30,6 +37,7 @@ typedef struct shx_job {
     char *master;
     int is_master, is_hetero;
     int num_cpus, num_gpus, num_neurons;
+    shx_devview devices;            /* what the device backends reported (job/devview.h) */
     pyj_value *log_level;           /* sagemaker_container_log_level, default 20 */
     int log_level_int;
 
@@ -47,6 +55,14 @@ typedef struct shx_job {
  * what to do).  job must be zeroed. */
 int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen);
 void shx_job_free(shx_job *job);
+/* Processes per host for a launcher (contract section 6): sagemaker_mpi_num_of_processes_per_host, else the GPU
+ * count if > 0, else the NeuronCore count if > 0, else 1. */
+int shx_job_procs_per_host(const shx_job *job);
+/* A variable of the environment smhost was started with (job->inherited); NULL when unset. */
+const char *shx_job_inherited(const shx_job *job, const char *name);
+/* The ML root named by a SAGEMAKER_BASE_DIR value: "/opt/ml" when NULL or empty, trailing slashes dropped.
+ * `smhost train` and `smhost serve` both use this.  Caller frees. */
+char *shx_ml_root(const char *base_dir);
 
 /* environment.c: fill job->training_env, job->sm_env and job->env from the rest of the job. */
 void shx_env_build(shx_job *job);

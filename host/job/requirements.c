@@ -15,17 +15,17 @@
 #include "core/exitcodes.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "supervisor/failure.h"
 
 /* The python3 whose libpython the python plugin embeds (Debian's): requirements must land where the
  * program's interpreter looks. */
 #ifndef SHX_PYTHON3
 #define SHX_PYTHON3 "/usr/bin/python3"
 #endif
-#define TAIL_LINES 20
 #define TAIL_KEEP 16384 /* bytes of recent output kept to find the last lines in */
 
 /* The job's environment plus pip's settings for unattended container use; the job's own values win. */
-static const char **pip_environ(const char *const *envp, int break_system_packages) {
+const char **shx_pip_environ(const char *const *envp, int break_system_packages) {
     size_t n = 0;
     while (envp != NULL && envp[n] != NULL) n++;
     const char **v = shx_xcalloc(n + 3, sizeof(*v));
@@ -45,51 +45,6 @@ static void keep_tail(shx_buf *tail, const char *data, size_t n) {
         memmove(tail->p, tail->p + drop, tail->len - drop + 1);
         tail->len -= drop;
     }
-}
-
-/* The last TAIL_LINES non-blank lines of the tail, joined, in at most room bytes.  When they do not fit, the
- * oldest lines go first, lines that say "error" last (pip puts the reason above its notes and hints). */
-static char *last_lines(const shx_buf *tail, size_t room) {
-    struct {
-        size_t off, len;
-        int error;
-    } line[TAIL_LINES];
-    int n = 0;
-    size_t end = tail->len;
-    while (end > 0 && n < TAIL_LINES) {
-        size_t s = end;
-        while (s > 0 && tail->p[s - 1] != '\n') s--;
-        size_t e = end;
-        while (e > s && strchr(" \t\r\n", tail->p[e - 1]) != NULL) e--;
-        if (e > s) {
-            memmove(&line[1], &line[0], (size_t)n * sizeof(line[0])); /* keep them oldest first */
-            line[0].off = s;
-            line[0].len = e - s;
-            line[0].error = memmem(tail->p + s, e - s, "rror", 4) != NULL; /* error:, ERROR:, ...Error */
-            n++;
-        }
-        end = s > 0 ? s - 1 : 0;
-    }
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += line[i].len + 1;
-    for (int pass = 0; pass < 2 && total > room; pass++)
-        for (int i = 0; i < n && total > room; i++)
-            if (line[i].len != (size_t)-1 && (pass == 1 || !line[i].error)) {
-                total -= line[i].len + 1;
-                line[i].len = (size_t)-1;
-            }
-    shx_buf out = {0};
-    shx_buf_adds(&out, "");
-    for (int i = 0; i < n; i++) {
-        if (line[i].len == (size_t)-1) continue;
-        if (out.len > 0) shx_buf_addc(&out, '\n');
-        shx_buf_add(&out, tail->p + line[i].off, line[i].len);
-    }
-    if (out.len > room) { /* a single line longer than room: keep its end */
-        memmove(out.p, out.p + out.len - room, room + 1);
-        out.len = room;
-    }
-    return shx_buf_steal(&out);
 }
 
 int shx_requirements_install(const char *code_dir, const char *const *envp, int break_system_packages, char *err,
@@ -124,7 +79,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     const char *argv[] = {SHX_PYTHON3, "-m", "pip", "install", "-r", "requirements.txt", NULL};
-    const char **env = pip_environ(envp, break_system_packages);
+    const char **env = shx_pip_environ(envp, break_system_packages);
     pid_t pid;
     int rc = posix_spawn(&pid, SHX_PYTHON3, &fa, &attr, (char *const *)argv, (char *const *)env);
     posix_spawn_file_actions_destroy(&fa);
@@ -173,7 +128,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
                         SHX_PYTHON3, code_dir, code);
     if (head > 0 && (size_t)head < errlen) {
         size_t room = errlen - (size_t)head - 1;
-        char *lines = last_lines(&tail, room);
+        char *lines = shx_error_message_from_tail(tail.p, tail.len, room);
         snprintf(err + head, errlen - (size_t)head, "%s", lines);
         free(lines);
     }

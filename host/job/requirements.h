@@ -8,4 +8,7 @@
  * break_system_packages handles Debian's externally-managed marker (PIP_BREAK_SYSTEM_PACKAGES=1). */
 int shx_requirements_install(const char *code_dir, const char *const *envp, int break_system_packages, char *err,
                              size_t errlen);
+/* envp plus pip's settings for unattended use (the job's own values win); the strings stay envp's.  Free the
+ * array only.  Also behind the host API's pip_environ(). */
+const char **shx_pip_environ(const char *const *envp, int break_system_packages);
 #endif

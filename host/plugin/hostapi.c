@@ -1,7 +1,8 @@
-/* The host API table (smh_host_api v1.0).  Everything here runs in the job process (or a serving worker). */
+/* The host API table (smh_host_api v1.1).  Everything here runs in the job process (or a serving worker). */
 #include "plugin/hostapi.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -12,7 +13,9 @@
 #include <unistd.h>
 
 #include "job/hyperparameters.h"
+#include "plugin/backends.h"
 #include "core/log.h"
+#include "job/requirements.h"
 #include "supervisor/supervisor.h"
 
 #define J(job) ((struct smh_job *)(job))
@@ -126,7 +129,18 @@ static smh_status api_hp_bool(const smh_job *job, const char *name, int *out) {
     *out = v->u.b;
     return SMH_OK;
 }
+/* The cache is filled on first use, from any thread (plugin.h: host functions may be called from any thread). */
+static pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static smh_status framework_param_locked(const smh_job *job, const char *name, const char **out);
 static smh_status api_framework_param(const smh_job *job, const char *name, const char **out) {
+    pthread_mutex_lock(&fp_lock);
+    smh_status st = framework_param_locked(job, name, out);
+    pthread_mutex_unlock(&fp_lock);
+    return st;
+}
+
+static smh_status framework_param_locked(const smh_job *job, const char *name, const char **out) {
     struct smh_job *h = J(job);
     /* Rendered once per name and kept for the job's life ("name\0value" entries). */
     size_t nl = strlen(name);
@@ -217,7 +231,7 @@ static void api_program_starting(const smh_job *job) {
 }
 
 static void api_set_failure(const smh_job *job, const char *reason) {
-    if (J(job)->page) shx_status_set_reason(J(job)->page, "ExecuteUserScriptError", reason, -1);
+    if (J(job)->page) shx_status_set_reason(J(job)->page, "ExecuteUserScriptError", reason);
 }
 
 static smh_status api_exec(const smh_job *job, const char *const argv[], const char *const envp[], char *err,
@@ -293,6 +307,40 @@ static int api_cancel_requested(const smh_job *job) {
     return g_cancel != 0;
 }
 
+/* No response exists outside a handler's invoke(): the serve module's table replaces these (shx_host_api_copy). */
+static smh_status api_no_resp_write(smh_response *resp, const void *data, size_t len) {
+    (void)resp, (void)data, (void)len;
+    return SMH_E_UNSUPPORTED;
+}
+static smh_status api_no_resp_set_status(smh_response *resp, int http_status) {
+    (void)resp, (void)http_status;
+    return SMH_E_UNSUPPORTED;
+}
+static smh_status api_no_resp_set_str(smh_response *resp, const char *value) {
+    (void)resp, (void)value;
+    return SMH_E_UNSUPPORTED;
+}
+
+static const char *const *api_pip_environ(const smh_job *job) {
+    struct smh_job *h = J(job);
+    pthread_mutex_lock(&fp_lock);
+    if (!h->pip_env) {
+        const shx_config *cfg = h->job->cfg;
+        h->pip_env = shx_pip_environ((const char *const *)h->job->env.v, cfg ? cfg->pip_break_system_packages : 1);
+    }
+    pthread_mutex_unlock(&fp_lock);
+    return h->pip_env;
+}
+
+/* v1.1: the job's devices (job/devview.h); the backend-side calls live in plugin/backends.c. */
+static size_t api_device_count(const smh_job *job) {
+    return J(job)->job->devices.n;
+}
+static const smh_device *api_device_get(const smh_job *job, size_t i) {
+    const shx_devview *v = &J(job)->job->devices;
+    return i < v->n ? &v->devs[i] : NULL;
+}
+
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),
     .abi_major = SMH_ABI_MAJOR,
@@ -329,7 +377,18 @@ static const smh_host_api g_api = {
     .set_failure = api_set_failure,
     .watch_cancel = api_watch_cancel,
     .cancel_requested = api_cancel_requested,
+    .resp_write = api_no_resp_write,
+    .resp_set_status = api_no_resp_set_status,
+    .resp_set_content_type = api_no_resp_set_str,
+    .resp_set_custom_attributes = api_no_resp_set_str,
     .set_command = api_set_command,
+    /* v1.1 */
+    .pip_environ = api_pip_environ,
+    .device_count = api_device_count,
+    .device_get = api_device_get,
+    .device_add = shx_sink_device_add,
+    .device_set_info = shx_sink_set_info,
+    .device_set_env = shx_sink_set_env,
 };
 
 const smh_host_api *shx_host_api(void) {
@@ -354,15 +413,4 @@ void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *pag
         hj->hp_str[i] = v->type == PYJ_NULL ? shx_xstrdup("") : pyj_str_of(v);
         hj->hp_json[i] = pyj_dumps(v, 1);
     }
-}
-
-void shx_hostapi_job_free(struct smh_job *hj) {
-    for (size_t i = 0; i < hj->hp_names.n; i++) {
-        free(hj->hp_str[i]);
-        free(hj->hp_json[i]);
-    }
-    free(hj->hp_str);
-    free(hj->hp_json);
-    shx_strvec_free(&hj->hp_names);
-    shx_strvec_free(&hj->fp_cache);
 }

@@ -13,11 +13,12 @@ struct smh_job {
     char **hp_str, **hp_json;/* per sorted name */
     int exec_errno;          /* errno of the last failed exec(), 0 if none */
     shx_strvec fp_cache;     /* framework_param() answers, "name\0value" */
+    const char **pip_env;    /* pip_environ(), made on first use */
 };
 
 void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *page);
-void shx_hostapi_job_free(struct smh_job *hj);
-/* The table for training jobs and `smhost plugins`: the resp_* members are NULL, as no response exists there. */
+/* The table for training jobs and `smhost plugins`: the resp_* members return SMH_E_UNSUPPORTED, as no response
+ * exists there. */
 const smh_host_api *shx_host_api(void);
 /* A copy of that table, for the serve module to fill in resp_* with its own functions. */
 void shx_host_api_copy(smh_host_api *out);

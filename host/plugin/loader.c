@@ -9,21 +9,6 @@
 
 #include "core/util.h"
 
-const char *shx_load_status_str(shx_load_status s) {
-    switch (s) {
-    case SHX_LOAD_OK: return "ok";
-    case SHX_LOAD_DLOPEN: return "cannot be loaded";
-    case SHX_LOAD_NO_ENTRY: return "no entry symbol";
-    case SHX_LOAD_NULL: return "no descriptor";
-    case SHX_LOAD_WRONG_MAJOR: return "wrong ABI major";
-    case SHX_LOAD_NEWER_MINOR: return "newer ABI minor";
-    case SHX_LOAD_OVERSIZED: return "descriptor too large";
-    case SHX_LOAD_UNDERSIZED: return "descriptor too small";
-    case SHX_LOAD_INVALID: return "invalid descriptor";
-    }
-    return "?";
-}
-
 const char *shx_kind_str(uint32_t kind) {
     switch (kind) {
     case SMH_KIND_RUNNER: return "runner";
@@ -121,11 +106,21 @@ int shx_plugin_load(const char *path, shx_plugin *p) {
                           path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_handler_ops));
         p->has_handler = p->handler.invoke != NULL;
     }
+    if (p->desc.backend) { /* v1.1: a 1.0 descriptor has zero in this slot (it was reserved[0]) */
+        if (copy_sized(&p->backend, sizeof p->backend, p->desc.backend, sizeof(uint32_t), &size))
+            return refuse(p, SHX_LOAD_OVERSIZED, "%s: its backend ops table is %u bytes, larger than ABI %d.%d's %zu.",
+                          path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_backend_ops));
+        p->has_backend = p->backend.probe != NULL && p->backend.list != NULL;
+    }
     if (p->desc.kind == SMH_KIND_RUNNER && !p->has_runner)
         return refuse(p, SHX_LOAD_INVALID, "%s: plugin '%s' is a runner but has no runner->run().", path, p->desc.name);
     if (p->desc.kind == SMH_KIND_HANDLER && !p->has_handler)
         return refuse(p, SHX_LOAD_INVALID, "%s: plugin '%s' is a handler but has no handler->invoke().", path,
                       p->desc.name);
+    if (p->desc.kind == SMH_KIND_BACKEND && !p->has_backend)
+        return refuse(p, SHX_LOAD_INVALID,
+                      "%s: plugin '%s' is a backend but has no backend->probe() and backend->list() (they need "
+                      "plugin ABI 1.1: <smhost/device.h>).", path, p->desc.name);
     p->status = SHX_LOAD_OK;
     return 0;
 }

@@ -58,15 +58,34 @@ static const char *extension(const char *path) {
     return dot && dot != base ? dot : NULL;
 }
 
-char *shx_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job, char *why, size_t whylen,
+static int claims_executable(const shx_plugin *p) {
+    return p && p->status == SHX_LOAD_OK && p->has_runner && (p->desc.claims & SMH_CLAIM_EXECUTABLE);
+}
+
+/* Any other file goes to the runner claiming SMH_CLAIM_EXECUTABLE: the 'exec' plugin (found by name, so a job loads
+ * one plugin), else the first in the search path that claims it. */
+static char *last_resort(shx_registry *r, const char *path, char *why, size_t whylen, int *exit_code) {
+    const shx_plugin *p = shx_registry_find(r, "exec", NULL, 0);
+    if (claims_executable(p)) return shx_xstrdup(p->desc.name);
+    shx_registry_scan(r);
+    for (size_t i = 0; i < r->n; i++)
+        if (claims_executable(&r->items[i])) return shx_xstrdup(r->items[i].desc.name);
+    snprintf(why, whylen,
+             "the program %s is neither a .sh nor a .py file, and no runner plugin claims executables (the 'exec' "
+             "plugin does). Install it, or add its directory to SMHOST_PLUGIN_PATH.",
+             path);
+    *exit_code = SHX_EXIT_CONFIG;
+    return NULL;
+}
+
+char *shx_runner_for(shx_registry *r, const shx_job *job, char *why, size_t whylen,
                               int *exit_code) {
     /* A framework image's training module (SAGEMAKER_TRAINING_MODULE=pkg.mod:func) runs whatever the program is,
      * as the toolkit's `train` entry does. */
-    const char *tm = shx_env_lookup(job->env.v, "SAGEMAKER_TRAINING_MODULE");
-    if (tm && *tm) return shx_xstrdup("python");
+    if (job->training_module) return shx_xstrdup("python");
     const char *prog = job->program, *path = job->program_path;
     const char *ext = extension(prog);
-    const char *over = ext && cfg ? shx_config_runner_for(cfg, ext) : NULL;
+    const char *over = ext && job->cfg ? shx_config_runner_for(job->cfg, ext) : NULL;
     if (over) return shx_xstrdup(over);
     if (ext && !strcmp(ext, ".sh")) return shx_xstrdup("shell");
     char *setup = shx_path_join(job->code_dir, "setup.py"), *pyproject = shx_path_join(job->code_dir, "pyproject.toml");
@@ -114,5 +133,5 @@ char *shx_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job,
             return NULL;
         }
     }
-    return shx_xstrdup("exec");
+    return last_resort(r, path, why, whylen, exit_code);
 }

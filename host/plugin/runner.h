@@ -9,8 +9,8 @@
 /* The runner plugin's name for the job's program: python when SAGEMAKER_TRAINING_MODULE is set, config override by
  * extension, then the contract's kinds
  * (.sh -> shell; setup.py or pyproject.toml -> python; .py -> python; a module name -> python), then a plugin
- * claiming the extension or the ELF type, then exec.  Returns NULL (with `why`) when the program is missing.
+ * claiming the extension or the ELF type, then the runner claiming executables (exec).  Returns NULL (with `why`) when the program is missing.
  * Caller frees. */
-char *shx_runner_for(shx_registry *r, const shx_config *cfg, const shx_job *job, char *why, size_t whylen,
+char *shx_runner_for(shx_registry *r, const shx_job *job, char *why, size_t whylen,
                      int *exit_code);
 #endif

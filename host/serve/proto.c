@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/util.h"
 
 #define MAGIC 0x53484656u /* "SHFV" */
@@ -21,11 +23,6 @@ typedef struct wire_header {
     uint32_t body_len;
 } wire_header;
 
-int64_t shx_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int shx_frame_send(int fd, uint32_t type, int32_t a, int32_t b, int32_t c, const char *const s[SHX_FRAME_NSTR],
                    const void *body, size_t body_len) {
@@ -292,23 +289,16 @@ const char *shx_http_reason(int code) {
 }
 
 char *shx_json_error(int code, const char *message) {
-    shx_buf b = {0};
-    shx_buf_printf(&b, "{\"code\":%d,\"type\":\"%s\",\"message\":\"", code, shx_http_reason(code));
     char *m = shx_xstrdup(message ? message : "");
     shx_utf8_clean(m, 4096);
-    for (const unsigned char *p = (const unsigned char *)m; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            shx_buf_addc(&b, '\\');
-            shx_buf_addc(&b, (char)*p);
-        } else if (*p == '\n') {
-            shx_buf_adds(&b, "\\n");
-        } else if (*p < 0x20) {
-            shx_buf_printf(&b, "\\u%04x", *p);
-        } else {
-            shx_buf_addc(&b, (char)*p);
-        }
-    }
-    shx_buf_adds(&b, "\"}");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "type", shx_http_reason(code));
+    cJSON_AddStringToObject(o, "message", m);
     free(m);
-    return shx_buf_steal(&b);
+    char *p = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = shx_xstrdup(p ? p : "null"); /* NULL only when out of memory */
+    cJSON_free(p);
+    return out;
 }

@@ -61,7 +61,6 @@ void shx_frame_reader_free(shx_frame_reader *r);
 int shx_send_fd(int sock, int fd, int32_t slot, int32_t gen);
 int shx_recv_fd(int sock, int *fd, int32_t *slot, int32_t *gen);
 
-int64_t shx_now_ms(void); /* CLOCK_MONOTONIC */
 
 /* {"code":N,"type":"NotFound","message":"..."}: the JSON body of every error smhost serve answers.  Caller frees. */
 char *shx_json_error(int code, const char *message);

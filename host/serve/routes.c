@@ -100,17 +100,28 @@ static void mm_remove(const char *name) {
         }
 }
 
-static char *json_escape_dup(const char *s) {
-    /* a JSON string literal with its quotes */
-    shx_buf b = {0};
-    shx_buf_addc(&b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') shx_buf_addc(&b, '\\'), shx_buf_addc(&b, (char)*p);
-        else if (*p < 0x20) shx_buf_printf(&b, "\\u%04x", *p);
-        else shx_buf_addc(&b, (char)*p);
-    }
-    shx_buf_addc(&b, '"');
-    return shx_buf_steal(&b);
+/* Every JSON body the front writes goes through cJSON (the one JSON writer of the serving side). */
+static char *json_print(cJSON *o) {
+    char *p = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *out = shx_xstrdup(p ? p : "null"); /* NULL only when out of memory */ /* ours: freed with free(), whatever cJSON's allocator is */
+    cJSON_free(p);
+    return out;
+}
+
+static char *json_status(const char *fmt, const char *name) {
+    char *text = shx_xasprintf(fmt, name);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", text);
+    free(text);
+    return json_print(o);
+}
+
+static cJSON *mm_describe_one(const mm_model *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "modelName", m->name);
+    cJSON_AddStringToObject(o, "modelUrl", m->url);
+    return o;
 }
 
 /* POST /models finished (ok: its worker loaded the model): the registry entry becomes visible, or goes. */
@@ -120,33 +131,17 @@ void mm_load_done(req_ctx *r, int ok) {
     else if (!ok && m && m->gen == r->load_gen && m->loading) mm_remove(r->load_name);
     if (!ok) return;
     shx_info("model %s loaded from %s", r->load_name, r->load_url);
-    char *n = json_escape_dup(r->load_name);
-    char *body = shx_xasprintf("{\"status\":\"Model %.*s loaded\"}", (int)strlen(n) - 2, n + 1);
+    char *body = json_status("Model %s loaded", r->load_name);
     job_answer(r, 200, "application/json", NULL, body, strlen(body));
-    free(body), free(n);
+    free(body);
 }
 
 /* ---- request routing ---------------------------------------------------------------------------------------- */
-static char *mm_describe_one(const mm_model *m) {
-    char *n = json_escape_dup(m->name), *u = json_escape_dup(m->url);
-    char *out = shx_xasprintf("{\"modelName\":%s,\"modelUrl\":%s}", n, u);
-    free(n), free(u);
-    return out;
-}
-
 static enum MHD_Result mm_list(struct MHD_Connection *c) {
-    shx_buf b = {0};
-    shx_buf_adds(&b, "{\"models\":[");
-    int first = 1;
-    for (size_t k = 0; k < g.nmm; k++) {
-        if (g.mm[k].loading) continue;
-        char *d = mm_describe_one(&g.mm[k]);
-        shx_buf_printf(&b, "%s%s", first ? "" : ",", d);
-        free(d);
-        first = 0;
-    }
-    shx_buf_adds(&b, "]}");
-    return send_json(c, 200, shx_buf_steal(&b));
+    cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "models");
+    for (size_t k = 0; k < g.nmm; k++)
+        if (!g.mm[k].loading) cJSON_AddItemToArray(list, mm_describe_one(&g.mm[k]));
+    return send_json(c, 200, json_print(o));
 }
 
 static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
@@ -156,10 +151,9 @@ static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
         snprintf(msg, sizeof msg, "model %s is not loaded", name);
         return send_error(c, 404, msg);
     }
-    char *d = mm_describe_one(m);
-    char *out = shx_xasprintf("[%s]", d);
-    free(d);
-    return send_json(c, 200, out);
+    cJSON *list = cJSON_CreateArray();
+    cJSON_AddItemToArray(list, mm_describe_one(m));
+    return send_json(c, 200, json_print(list));
 }
 
 static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
@@ -168,9 +162,7 @@ static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {
     snprintf(msg, sizeof msg, "model %s is not loaded", name);
     if (!m || m->loading) return send_error(c, 404, msg);
     mm_remove(name); /* workers drop it the next time they are used (mm_next) */
-    char *n = json_escape_dup(name);
-    char *out = shx_xasprintf("{\"status\":\"Model %.*s unloaded\"}", (int)strlen(n) - 2, n + 1);
-    free(n);
+    char *out = json_status("Model %s unloaded", name);
     shx_info("model %s unloaded", name);
     return send_json(c, 200, out);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include "job/job.h"
 
 /* ---- environment ------------------------------------------------------------------------------------------ */
 static int env_int(const char *name, int def, int lo, int hi, int *out, char *err, size_t errlen) {
@@ -141,8 +142,7 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
     s->multi_model = env_true("SAGEMAKER_MULTI_MODEL");
     const char *pre = getenv("SMHOST_SERVE_PRELOAD");
     s->preload = !(pre && (!strcasecmp(pre, "false") || !strcmp(pre, "0") || !strcasecmp(pre, "no")));
-    const char *base = getenv("SAGEMAKER_BASE_DIR");
-    s->root = shx_xstrdup(base && *base ? base : "/opt/ml");
+    s->root = shx_ml_root(getenv("SAGEMAKER_BASE_DIR"));
     s->model_dir = shx_path_join(s->root, "model");
     s->code_dir = shx_path_join(s->model_dir, "code");
     s->models_dir = shx_path_join(s->root, "models");

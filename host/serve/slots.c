@@ -157,12 +157,6 @@ static void slot_note_loaded(int i, const char *name, uint64_t gen) {
     w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen};
 }
 
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int pipeline_depth(void) {
     if (g.cfg.multi_model || g.service_us <= 0) return 1;
     double d = 1 + PIPELINE_BUDGET_US / g.service_us;
@@ -171,7 +165,7 @@ static int pipeline_depth(void) {
 
 /* A reply from worker i for request r came now: its service time is since the worker could start it. */
 static void note_service(int i, req_ctx *r) {
-    int64_t now = now_us(), from = r->sent_us > g.slots[i].last_reply_us ? r->sent_us : g.slots[i].last_reply_us;
+    int64_t now = shx_now_us(), from = r->sent_us > g.slots[i].last_reply_us ? r->sent_us : g.slots[i].last_reply_us;
     g.slots[i].last_reply_us = now;
     double t = (double)(now - from);
     g.service_us = g.service_us <= 0 ? t : g.service_us + (t - g.service_us) / 8;
@@ -180,7 +174,7 @@ static void note_service(int i, req_ctx *r) {
 static void send_invoke(int i, req_ctx *r) {
     const char *s[SHX_FRAME_NSTR] = {r->ctype, r->accept, r->attrs, r->model ? r->model : ""};
     r->step = STEP_INVOKE;
-    r->sent_us = now_us();
+    r->sent_us = shx_now_us();
     slot_send(i, SHX_FR_INVOKE, s, r->body.p, r->body.len);
 }
 

@@ -206,11 +206,17 @@ char *shx_error_message_from_tail(const char *tail, size_t len, size_t budget) {
 
 /* ---- the failure file ------------------------------------------------------------------------------------- */
 
-static const char *sig_name(int sig, char *buf, size_t cap) {
-    const char *a = sigabbrev_np(sig);
-    if (a) snprintf(buf, cap, "SIG%s", a);
-    else snprintf(buf, cap, "signal %d", sig);
-    return buf;
+/* The layout's first lines, for every failure smhost reports: "<Kind>:" then the text. */
+static void failure_head(shx_buf *b, const char *kind, const char *text) {
+    shx_buf_printf(b, "%s:\n%s", kind, text ? text : "");
+}
+
+int shx_write_failure_reason(const char *output_dir, const char *kind, const char *msg) {
+    shx_buf b = {0};
+    failure_head(&b, kind, msg);
+    int rc = shx_write_failure(output_dir, b.p);
+    shx_buf_free(&b);
+    return rc;
 }
 
 /* kind:\n<pre>ErrorMessage "<message>"\nCommand "<command>"\n, the message cut so the whole fits in
@@ -218,7 +224,7 @@ static const char *sig_name(int sig, char *buf, size_t cap) {
 static char *compose(const char *kind, const char *pre, const char *msg_head, const char *src, size_t src_len,
                      const char *command, int with_message, int verbatim) {
     shx_buf head = {0}, tailpart = {0};
-    shx_buf_printf(&head, "%s:\n%s", kind, pre ? pre : "");
+    failure_head(&head, kind, pre);
     if (command && *command) {
         char *c = shx_xstrdup(command);
         shx_redact(c);
@@ -290,7 +296,7 @@ char *shx_failure_text(const shx_sup_result *r, const shx_status_page *page, int
         char what[160];
         if (why) snprintf(what, sizeof what, "%s", why);
         else snprintf(what, sizeof what, "Stopped by %s (StopTrainingJob, spot interruption or MaxRuntime)",
-                      sig_name(r->stop_signal, sn, sizeof sn));
+                      shx_signal_name(r->stop_signal, sn, sizeof sn));
         if (r->killed_after_grace)
             snprintf(pre, sizeof pre, "%s; the program did not exit within the %d s grace period and was killed "
                                       "with SIGKILL\nExitCode %d\n", what, grace_seconds, r->exit_code);
@@ -316,12 +322,12 @@ char *shx_failure_text(const shx_sup_result *r, const shx_status_page *page, int
         snprintf(pre, sizeof pre, "ExitCode %d\n", r->exit_code);
         if (phase >= SHX_PHASE_PLUGIN_LOAD && phase <= SHX_PHASE_RUNNER && page->plugin[0]) {
             snprintf(head, sizeof head, "plugin '%s' (%s) crashed with %s %s", page->plugin,
-                     page->plugin_path[0] ? page->plugin_path : "built in", sig_name(r->signo, sn, sizeof sn),
+                     page->plugin_path[0] ? page->plugin_path : "built in", shx_signal_name(r->signo, sn, sizeof sn),
                      phase_word(phase));
             return compose("PluginError", pre, head, tail, tl, cmd, 1, 0);
         }
         snprintf(head, sizeof head, "smhost's job process was killed by %s before the program started",
-                 sig_name(r->signo, sn, sizeof sn));
+                 shx_signal_name(r->signo, sn, sizeof sn));
         return compose("HostError", pre, head, tail, tl, cmd, 1, 0);
     }
     if (page && page->reason_set) {
@@ -332,7 +338,7 @@ char *shx_failure_text(const shx_sup_result *r, const shx_status_page *page, int
     if (r->signo) {
         const char *desc = sigdescr_np(r->signo);
         snprintf(pre, sizeof pre, "ExitCode %d\nSignal %s (%s) killed the program\n", r->exit_code,
-                 sig_name(r->signo, sn, sizeof sn), desc ? desc : "unknown signal");
+                 shx_signal_name(r->signo, sn, sizeof sn), desc ? desc : "unknown signal");
     } else {
         snprintf(pre, sizeof pre, "ExitCode %d\n", r->exit_code);
     }

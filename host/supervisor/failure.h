@@ -12,10 +12,14 @@ int shx_write_success(const char *output_dir);
 int shx_write_failure(const char *output_dir, const char *text);
 /* The failure text for a job that ran: ExecuteUserScriptError layout with a real ErrorMessage, or a stop or OOM
  * reason, or the job process's own reason (page->reason).  Caller frees. */
+/* A failure smhost itself reports (a bad ML root, a missing program ...): "<kind>:" and msg, written as above. */
+int shx_write_failure_reason(const char *output_dir, const char *kind, const char *msg);
 char *shx_failure_text(const shx_sup_result *r, const shx_status_page *page, int grace_seconds);
 /* The most useful part of a stderr tail: the exception line first, then the last lines, within budget bytes. */
 char *shx_error_message_from_tail(const char *tail, size_t len, size_t budget);
 /* Remove secrets in place: AWS access key ids and secret keys, credentials and tokens in URLs, Authorization
  * headers, X-Amz-Signature/Credential/Security-Token parameters. */
 void shx_redact(char *s);
+/* Does this name (of a variable, hyperparameter or label; len bytes) name a secret?  The one rule smhost uses. */
+int shx_secret_name(const char *name, size_t len);
 #endif

@@ -21,11 +21,54 @@
 static const char *const akid_prefixes[] = {"AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA",
                                             "ANPA", "ANVA", "ABIA", "ACCA", NULL};
 
-static const char *const labels[] = {
-    "aws_secret_access_key", "secret_access_key", "secretaccesskey", "aws_session_token", "session_token",
-    "sessiontoken", "aws_security_token", "security_token", "x-amz-security-token", "x-amz-signature",
-    "x-amz-credential", "password", "passwd", "api_key", "apikey", "api-key", "access_token", "auth_token",
-    "client_secret", "secret_key", "private_key", NULL};
+/* Is a name secret?  The name is split into lower-case words at '_', '-', '.', other punctuation and camelCase
+ * ("SecretAccessKey" -> secret access key).  It is secret when a word is secret/credential(s)/passw.../apikey/...,
+ * when two words make api key, access key, private key, secret key or amz signature, or when a word is "token"
+ * unless the word before it makes it a count or a tokenizer's special token (max_token, eos_token ...).  This is
+ * the one rule for hyperparameter and variable names in the startup log and for "label: value" in failure text. */
+#define MAX_WORDS 16
+static int word_is(const char *w, size_t n, const char *lit) {
+    return strlen(lit) == n && !strncmp(w, lit, n);
+}
+static int word_in(const char *w, size_t n, const char *const *list) {
+    for (size_t i = 0; list[i]; i++)
+        if (word_is(w, n, list[i])) return 1;
+    return 0;
+}
+
+int shx_secret_name(const char *name, size_t len) {
+    static const char *const secret[] = {"secret", "secrets", "credential", "credentials", "apikey", "accesskey",
+                                         "privatekey", "secretkey", "accesstoken", "authtoken", "sessiontoken",
+                                         "securitytoken", "password", "passwd", "passphrase", NULL};
+    static const char *const key_pairs[] = {"api", "access", "private", "secret", NULL};
+    static const char *const not_secret_token[] = {"max", "min", "num", "n", "eos", "bos", "pad", "unk", "sep",
+                                                   "cls", "mask", "start", "end", "stop", "special", NULL};
+    char low[256];
+    size_t ws[MAX_WORDS], wn[MAX_WORDS], nw = 0;
+    if (len >= sizeof low) len = sizeof low - 1;
+    for (size_t i = 0; i < len;) {
+        while (i < len && !isalnum((unsigned char)name[i])) i++;
+        if (i >= len || nw == MAX_WORDS) break;
+        size_t st = i;
+        i++;
+        while (i < len && isalnum((unsigned char)name[i]) &&
+               !(isupper((unsigned char)name[i]) && islower((unsigned char)name[i - 1])))
+            i++;
+        for (size_t k = st; k < i; k++) low[k] = (char)tolower((unsigned char)name[k]);
+        ws[nw] = st, wn[nw] = i - st, nw++;
+    }
+    for (size_t k = 0; k < nw; k++) {
+        const char *w = low + ws[k];
+        size_t n = wn[k];
+        if (word_in(w, n, secret) || (n >= 5 && !strncmp(w, "passw", 5))) return 1;
+        const char *p = k ? low + ws[k - 1] : NULL;
+        size_t pn = k ? wn[k - 1] : 0;
+        if (k && word_is(w, n, "key") && word_in(p, pn, key_pairs)) return 1;
+        if (k && word_is(w, n, "signature") && word_is(p, pn, "amz")) return 1;
+        if (word_is(w, n, "token") && !(k && word_in(p, pn, not_secret_token))) return 1;
+    }
+    return 0;
+}
 
 static const char *const query_names[] = {"token", "access_token", "id_token", "refresh_token", "x-amz-signature",
                                           "x-amz-credential", "x-amz-security-token", "signature", "sig",
@@ -148,8 +191,10 @@ void shx_redact(char *s) {
                 continue;
             }
             /* label [quote] [spaces] (':' | '=') [spaces] [quote] value */
-            size_t n = match_any(in, labels);
-            if (n && !isalnum((unsigned char)in[n])) {
+            size_t n = 0;
+            if (prev != '_' && prev != '-')
+                while (isalnum((unsigned char)in[n]) || in[n] == '_' || in[n] == '-') n++;
+            if (n && shx_secret_name(in, n)) {
                 const char *j = in + n;
                 if (*j == '"' || *j == '\'') j++;
                 while (*j == ' ' || *j == '\t') j++;

@@ -11,7 +11,6 @@ shx_status_page *shx_status_page_create(void) {
     if (m == MAP_FAILED) return NULL;
     shx_status_page *p = m; /* zero-filled */
     p->phase = SHX_PHASE_HOST;
-    p->exit_code = -1;
     return p;
 }
 
@@ -24,11 +23,10 @@ static void copy_field(char *dst, size_t cap, const char *src) {
     shx_utf8_clean(dst, cap - 1); /* never leave half a code point at the cut */
 }
 
-void shx_status_set_reason(shx_status_page *p, const char *kind, const char *reason, int exit_code) {
+void shx_status_set_reason(shx_status_page *p, const char *kind, const char *reason) {
     if (!p) return;
     copy_field(p->reason_kind, sizeof p->reason_kind, kind && *kind ? kind : "AlgorithmError");
     copy_field(p->reason, sizeof p->reason, reason);
-    p->exit_code = exit_code;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     p->reason_set = 1;
 }

@@ -21,10 +21,9 @@ typedef struct shx_status_page {
     volatile int reason_set;     /* 1 when `reason` holds a failure reason from the job process */
     char reason_kind[64];        /* first line of output/failure: "ExecuteUserScriptError", "PluginError", ... */
     char reason[4096];           /* the ErrorMessage: an exception, a trainer's message, a host error */
-    volatile int exit_code;      /* exit code the job process chose for a host-side error, or -1 */
     char command[2048];          /* the user command line, for the failure file ("/bin/sh train.sh --lr 0.1") */
 } shx_status_page;
 
 shx_status_page *shx_status_page_create(void);
-void shx_status_set_reason(shx_status_page *p, const char *kind, const char *reason, int exit_code);
+void shx_status_set_reason(shx_status_page *p, const char *kind, const char *reason);
 #endif

@@ -218,18 +218,6 @@ typedef struct sup {
     int64_t last_wake_us, rest_until_us; /* stderr read pacing (see the loop) */
 } sup;
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void write_all(sup *s, const char *p, size_t n) {
     while (n && s->out_ok) {
         ssize_t w = write(2, p, n);
@@ -287,20 +275,9 @@ static void forward(sup *s, int sig, pid_t pgid) {
     }
 }
 
-static const char *signame(int sig) {
-    static char buf[16];
-    const char *abbrev = sigabbrev_np(sig);
-    if (!abbrev) {
-        snprintf(buf, sizeof buf, "signal %d", sig);
-        return buf;
-    }
-    snprintf(buf, sizeof buf, "SIG%s", abbrev);
-    return buf;
-}
-
 static void start_stop(sup *s) {
     if (s->grace_deadline) return;
-    s->grace_deadline = now_ms() + (int64_t)(s->o->grace_seconds > 0 ? s->o->grace_seconds : 0) * 1000;
+    s->grace_deadline = shx_now_ms() + (int64_t)(s->o->grace_seconds > 0 ? s->o->grace_seconds : 0) * 1000;
 }
 
 /* Reap every child that has exited.  Returns -1 when no child is left (ECHILD). */
@@ -330,7 +307,7 @@ static int reap(sup *s, pid_t pgid) {
         kill(-pgid, SIGTERM);
         kill(-pgid, SIGCONT);
         int n = signal_descendants(SIGTERM);
-        int64_t dl = now_ms() + (s->o->leftover_grace_ms > 0 ? s->o->leftover_grace_ms : 0);
+        int64_t dl = shx_now_ms() + (s->o->leftover_grace_ms > 0 ? s->o->leftover_grace_ms : 0);
         if (s->grace_deadline && s->grace_deadline < dl) dl = s->grace_deadline;
         s->leftover_deadline = dl;
         if (n) shx_debug("the program left %d process(es) behind: sent SIGTERM", n);
@@ -404,11 +381,11 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         s.errfd = pfd[0];
         fcntl(s.errfd, F_SETFL, O_NONBLOCK);
     }
-    if (o->max_run_seconds > 0) s.run_deadline = now_ms() + (int64_t)o->max_run_seconds * 1000;
+    if (o->max_run_seconds > 0) s.run_deadline = shx_now_ms() + (int64_t)o->max_run_seconds * 1000;
 
     int children = 1;
     while (children || s.errfd >= 0) {
-        int64_t now = now_ms();
+        int64_t now = shx_now_ms();
         /* Deadlines first. */
         if (s.run_deadline && now >= s.run_deadline && s.pid && !res->timed_out) {
             res->timed_out = 1;
@@ -459,7 +436,7 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
             if (dls[i] && (next < 0 || dls[i] < next)) next = dls[i];
         /* A chatty program: while stderr keeps coming (woken again within REST_US), let the big pipe gather
          * data for REST_US between reads instead of waking for every write.  Signals are still taken at once. */
-        int64_t now_us = now_usec();
+        int64_t now_us = shx_now_us();
         int resting = s.errfd >= 0 && now_us < s.rest_until_us;
         int64_t wait_us = next < 0 ? -1 : (next > now ? next - now : 0) * 1000;
         if (resting && (wait_us < 0 || s.rest_until_us - now_us < wait_us)) wait_us = s.rest_until_us - now_us;
@@ -472,7 +449,7 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
             break;
         }
         if (np == 2 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            int64_t t = now_usec();
+            int64_t t = shx_now_us();
             pump_stderr(&s, 0);
             if (t - s.last_wake_us < REST_US) s.rest_until_us = t + REST_US;
             s.last_wake_us = t;
@@ -484,7 +461,9 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
                 if (sig == SIGCHLD || sig == SIGPIPE) continue;
                 if (is_stop_signal(sig) && !res->stop_signal && s.pid) {
                     res->stop_signal = sig;
-                    shx_info("received %s: passing it to the program, which has %d s to exit", signame(sig),
+                    char sigbuf[32];
+                    shx_info("received %s: passing it to the program, which has %d s to exit",
+                             shx_signal_name(sig, sigbuf, sizeof sigbuf),
                              o->grace_seconds);
                     start_stop(&s);
                 }
@@ -544,14 +523,14 @@ int shx_sup_end_leftovers(int term_grace_ms, const char *whose) {
     int n = signal_descendants(SIGTERM);
     if (n) shx_info("%s left %d process(es) behind: sent SIGTERM, SIGKILL in %d ms", whose, n,
                     term_grace_ms > 0 ? term_grace_ms : 0);
-    int64_t now = now_ms();
+    int64_t now = shx_now_ms();
     int64_t kill_at = now + (term_grace_ms > 0 ? term_grace_ms : 0), kill_again = 0, give_up = 0;
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, NULL);
     while (shx_sup_reap(NULL, NULL) >= 0) {
-        now = now_ms();
+        now = shx_now_ms();
         if (!give_up && now >= kill_at) {
             int k = signal_descendants(SIGKILL);
             if (k) shx_info("killed %d leftover process(es) of %s with SIGKILL", k, whose);

@@ -41,30 +41,15 @@ static int is_file(const char *dir, const char *name) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int has_name(const char *const *envp, const char *name) {
-    size_t n = strlen(name);
-    for (; envp != NULL && *envp != NULL; envp++)
-        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return 1;
-    return 0;
-}
-
 /* A code dir with setup.py or pyproject.toml is a package: `python3 -m pip install .` there, as the toolkit
  * does, then `python3 -m <module>`.  Returns 0, or the exit code with the failure reported. */
 static int install_package(const smh_host_api *host, const smh_job *job, const char *code_dir) {
-    const char *const *env = host->job_environ(job);
-    size_t n = 0;
-    while (env != NULL && env[n] != NULL) n++;
-    const char **envp = calloc(n + 3, sizeof(*envp));
-    if (envp == NULL) {
-        host->set_failure(job, "InstallModuleError: out of memory");
-        return 71;
+    if (!SMH_HOST_HAS(host, pip_environ)) {
+        host->set_failure(job, "InstallModuleError: this smhost is older than the python plugin (no pip_environ); "
+                               "install matching versions");
+        return 70;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) envp[k++] = env[i];
-    if (!has_name(env, "PIP_DISABLE_PIP_VERSION_CHECK")) envp[k++] = "PIP_DISABLE_PIP_VERSION_CHECK=1";
-    /* The [python] break_system_packages default; the job's own PIP_BREAK_SYSTEM_PACKAGES wins. */
-    if (!has_name(env, "PIP_BREAK_SYSTEM_PACKAGES")) envp[k++] = "PIP_BREAK_SYSTEM_PACKAGES=1";
-    envp[k] = NULL;
+    const char *const *envp = host->pip_environ(job);
 
     const char *argv[] = {SMHPY_PYTHON3, "-m", "pip", "install", ".", NULL};
     host->log(SMHPY_NAME, SMH_LOG_INFO, "Installing the package in %s: %s -m pip install .", code_dir,
@@ -72,7 +57,6 @@ static int install_package(const smh_host_api *host, const smh_job *job, const c
     char err[512] = "";
     int code = 0;
     smh_status st = host->spawn_wait(job, argv, envp, code_dir, &code, err, sizeof(err));
-    free(envp);
     char msg[1024];
     if (st != SMH_OK) {
         snprintf(msg, sizeof(msg), "InstallModuleError: cannot run %s -m pip install . in %s: %s", SMHPY_PYTHON3,

@@ -5,6 +5,8 @@
 
 #include "pyplugin.h"
 
+#include <smhost/device.h>
+
 static const smh_host_api *g_host;
 static const smh_job *g_job;
 
@@ -15,7 +17,10 @@ PyDoc_STRVAR(smhost_doc,
              "model_dir, output_data_dir, output_dir, input_dir, input_data_dir, input_config_dir,\n"
              "code_dir, checkpoint_dir, output_intermediate_dir   str paths\n"
              "hosts (list), current_host, master_host (str), is_master (bool),\n"
-             "num_cpus, num_gpus, num_neurons (int)");
+             "num_cpus, num_gpus, num_neurons (int)\n"
+             "devices          list of dicts, one per GPU or accelerator the device backends found (also hidden\n"
+             "                 and unhealthy ones): backend, index, uuid, name, memory_total (bytes or None),\n"
+             "                 pci_bus_id, health ('ok', 'degraded', 'failed'), reason, visible, parent (MIG), cores");
 
 static struct PyModuleDef smhost_def = {
     PyModuleDef_HEAD_INIT, "smhost", smhost_doc, -1, NULL, NULL, NULL, NULL, NULL,
@@ -97,6 +102,34 @@ static PyObject *hosts(void) {
     return l;
 }
 
+/* The job's devices (host API v1.1).  An older host has no device calls: the list is empty. */
+static PyObject *devices(void) {
+    PyObject *list = PyList_New(0);
+    if (!list || !SMH_HOST_HAS(g_host, device_count) || !SMH_HOST_HAS(g_host, device_get)) return list;
+    static const char *const health[] = {"ok", "degraded", "failed"};
+    size_t n = g_host->device_count(g_job);
+    for (size_t i = 0; i < n; i++) {
+        const smh_device *d = g_host->device_get(g_job, i);
+        if (!d) break;
+        PyObject *o = Py_BuildValue(
+            "{s:s,s:i,s:N,s:N,s:N,s:N,s:s,s:N,s:O,s:N,s:I,s:I}", "backend", d->backend, "index", (int)d->index, "uuid",
+            text_str(d->uuid[0] ? d->uuid : NULL), "name", text_str(d->name[0] ? d->name : NULL), "memory_total",
+            d->memory_total ? PyLong_FromUnsignedLongLong((unsigned long long)d->memory_total) : Py_NewRef(Py_None),
+            "pci_bus_id", text_str(d->pci_bus_id[0] ? d->pci_bus_id : NULL), "health",
+            health[d->health <= SMH_HEALTH_FAILED ? d->health : SMH_HEALTH_FAILED], "reason",
+            text_str(d->reason[0] ? d->reason : NULL), "visible", (d->flags & SMH_DEVICE_VISIBLE) ? Py_True : Py_False,
+            "parent", (d->flags & SMH_DEVICE_MIG_CHILD) ? PyLong_FromLong(d->parent) : Py_NewRef(Py_None), "cores",
+            (unsigned)d->cores, "visible_cores", (unsigned)d->visible_cores);
+        if (!o || PyList_Append(list, o) < 0) {
+            Py_XDECREF(o);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(o);
+    }
+    return list;
+}
+
 static PyObject *smhost_init(void) {
     if (g_host == NULL || g_job == NULL) {
         PyErr_SetString(PyExc_ImportError, "smhost: no job (this module exists only inside `smhost train`)");
@@ -130,6 +163,7 @@ static PyObject *smhost_init(void) {
     bad = bad || add(m, "num_cpus", PyLong_FromLong(g_host->num_cpus(g_job)));
     bad = bad || add(m, "num_gpus", PyLong_FromLong(g_host->num_gpus(g_job)));
     bad = bad || add(m, "num_neurons", PyLong_FromLong(g_host->num_neurons(g_job)));
+    bad = bad || add(m, "devices", devices());
     if (bad) {
         Py_DECREF(m);
         return NULL;

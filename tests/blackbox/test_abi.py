@@ -71,7 +71,11 @@ def test_plugins_lists_loadable(listing, name):
         assert "refused" not in s.lower(), s
     assert f"{name}.so" in s, s  # the path
     assert "runner" in s.lower(), s  # the kind
-    assert re.search(r"1\.0", s), s  # the plugin's ABI (all of these are 1.0)
+    major, minor = header_abi()
+    # the plugin's ABI: v1_0_frozen is built against the frozen 1.0 header, older_minor claims the minor before the
+    # header's, the others the header's own
+    want = "1.0" if name == "v1_0_frozen" else f"{major}.{max(minor - 1, 0)}" if name == "older_minor" else f"{major}.{minor}"
+    assert f"ABI {want}" in s, s
 
 
 def test_plugins_shows_versions(listing):
@@ -82,7 +86,7 @@ def test_plugins_shows_versions(listing):
 
 @pytest.mark.parametrize(
     "name,plugin_abi",
-    [("wrong_major", lambda ma, mi: f"{ma + 1}.0"), ("newer_minor", lambda ma, mi: f"{ma}.{mi + 1}")],
+    [("wrong_major", lambda ma, mi: f"{ma + 1}.{mi}"), ("newer_minor", lambda ma, mi: f"{ma}.{mi + 1}")],
 )
 def test_plugins_refuses_other_versions(listing, name, plugin_abi):
     _, text, sec = listing
@@ -172,9 +176,22 @@ def test_v1_0_frozen_plugin_runs(mlroot, run, plugdir):
         f"channel test {data / 'test'}", f"channel train {data / 'train'}", "channel_dir(nope)=(null)",
         "host algo-1", "current_host=algo-1", "master_host=algo-1", "is_master=1", "cpus_positive=1",
         "cancel_requested=0", "spawn_wait(true)=0 0", "spawn_wait(false)=0 1",
+        "resp_write=-5", "resp_set_status=-5", "resp_set_content_type=-5",  # SMH_E_UNSUPPORTED: no response
+        "resp_set_custom_attributes=-5",
     ]
     missing = [e for e in expect if e not in lines]
     assert not missing, "\n".join(lines)
+
+
+def test_v1_0_frozen_reporting_calls(mlroot, run, plugdir):
+    """set_failure(), set_command() and program_starting() at their v1.0 places: the plugin sets a reason, then its
+    exec() fails, so the job fails with that reason as a user program's failure (127: not found)."""
+    mlroot.resourceconfig()
+    r, _ = job(mlroot, run, plugdir, "v1_0_frozen", ".v10frozen", env={"V10_EXEC_MISSING": "/nonexistent/v10-prog"})
+    assert r.returncode == 127, r.stderr
+    text = mlroot.failure_text()
+    assert "v1_0_frozen set_failure reason" in text, text
+    assert "ExecuteUserScriptError" in text, text
 
 
 def test_init_failure_is_reported(mlroot, run, plugdir):
@@ -200,3 +217,20 @@ def test_refused_plugin_never_runs(mlroot, run, plugdir, plugin, ext):
     assert r.returncode != 0
     assert marker(mlroot, plugin) is None
     assert not mlroot.success.exists()
+
+
+# ---- ABI 1.1: device backends -------------------------------------------------------------------------------------
+
+def test_v1_1_backend_loads_beside_v1_0_plugins(plugdir, run):
+    """A backend built against the 1.1 header (it uses the slot that was reserved[0] in 1.0) loads; a runner built
+    against the frozen 1.0 header still loads; a 1.0 descriptor that claims the backend kind, which had no ops table
+    in 1.0, is refused with a message naming 1.1."""
+    major, minor = header_abi()
+    assert (major, minor) >= (1, 1)
+    names = ["testdev_backend", "v1_0_frozen", "v1_0_backend"]
+    r = run("plugins", env={"SMHOST_PLUGIN_PATH": plugdir(*names)})
+    sec = sections(r.stdout + r.stderr, ["testdev", "v1_0_frozen", "v1_0_backend"])
+    assert "backend" in sec["testdev"] and f"ABI {major}.{minor}" in sec["testdev"], sec["testdev"]
+    assert "refused" not in sec["testdev"].lower(), sec["testdev"]
+    assert "ABI 1.0" in sec["v1_0_frozen"] and "refused" not in sec["v1_0_frozen"].lower()
+    assert "refused" in sec["v1_0_backend"].lower() and "1.1" in sec["v1_0_backend"], sec["v1_0_backend"]

@@ -339,6 +339,23 @@ def test_failed_package_install_is_a_clear_failure(mlroot, run, tmp_path):
     assert "InstallModuleError" in mlroot.failure_text()
 
 
+def test_package_install_honours_break_system_packages(mlroot, run, tmp_path):
+    """The python plugin's `pip install .` uses the host's pip environment (host API pip_environ), so
+    [python] break_system_packages = false reaches it as it reaches requirements.txt installs."""
+    if not os.path.exists("/usr/lib/python3.11/EXTERNALLY-MANAGED"):
+        pytest.skip("this Python is not marked externally managed")
+    code = mlroot.path / "code"
+    (code / "setup.py").write_text("from setuptools import setup\nsetup(name='smhpkgoff', version='1.0', py_modules=[])\n")
+    mlroot.script("train.py", "print('never runs')\n")
+    ini = tmp_path / "smhost.ini"
+    ini.write_text("[python]\nbreak_system_packages = false\n")
+    r = run("train", env=py_env("train.py", PIP_NO_INDEX="1", SMHOST_CONFIG=str(ini)), timeout=120)
+    assert r.returncode != 0
+    assert "never runs" not in r.stdout
+    assert "externally-managed-environment" in r.stderr + r.stdout, r.stderr
+    assert "InstallModuleError" in mlroot.failure_text()
+
+
 @pytest.mark.parametrize("prog", ["mypkg.entry", "module:mypkg.entry"])
 def test_module_given_as_the_program(mlroot, run, prog):
     code = mlroot.path / "code"

@@ -16,7 +16,7 @@ SMH_EXPORT const smh_plugin *smh_plugin_entry(void);
 SMH_EXPORT const smh_plugin *smh_plugin_entry(void) {
     static const smh_plugin d = {.struct_size = (uint32_t)offsetof(smh_plugin, handler),
                                  .abi_major = SMH_ABI_MAJOR,
-                                 .abi_minor = SMH_ABI_MINOR,
+                                 .abi_minor = SMH_ABI_MINOR > 0 ? SMH_ABI_MINOR - 1 : 0,
                                  .name = "older_minor",
                                  .version = "0.1-test",
                                  .description = "test: a short descriptor (older minor)",
@@ -25,6 +25,7 @@ SMH_EXPORT const smh_plugin *smh_plugin_entry(void) {
                                  .init = marker_init,
                                  .runner = &old_ops,
                                  .handler = &junk_handler,
+                                 .backend = (const smh_backend_ops *)(const void *)&junk_handler,
                                  .reserved = {(void *)&junk_handler}};
     return &d;
 }

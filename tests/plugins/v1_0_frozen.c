@@ -1,6 +1,6 @@
 /*
  * Test plugin built against the frozen v1.0 header (tests/plugins/abi-v1.0/smhost/plugin.h), never the current one.
- * It calls nearly every v1.0 host function and writes what it got to <model>/v1_0_frozen.txt, then ends in
+ * It calls every v1.0 host function and writes what it got to <model>/v1_0_frozen.txt, then ends in
  * host->exec() like a real runner.  If the current header moves, removes or changes a v1.0 member, this plugin
  * calls the wrong function or reads the wrong field and tests/blackbox/test_abi.py fails.  Claims ".v10frozen".
  */
@@ -101,10 +101,23 @@ static int frozen_run(void *state, const smh_job *job, char *err, size_t errlen)
     const char *const false_argv[] = {"false", NULL};
     st = H->spawn_wait(job, false_argv, NULL, NULL, &code, err, errlen);
     fprintf(f, "spawn_wait(false)=%d %d\n", st, code);
+    /* No response exists in a training job: the resp_* members answer SMH_E_UNSUPPORTED (-5). */
+    fprintf(f, "resp_write=%d\n", H->resp_write(NULL, "x", 1));
+    fprintf(f, "resp_set_status=%d\n", H->resp_set_status(NULL, 200));
+    fprintf(f, "resp_set_content_type=%d\n", H->resp_set_content_type(NULL, "text/plain"));
+    fprintf(f, "resp_set_custom_attributes=%d\n", H->resp_set_custom_attributes(NULL, "a=b"));
     fclose(f);
 
+    /* Reporting: a failure reason and a command line (replaced by exec()'s own below when exec succeeds; the test
+     * makes exec fail on request to see them in output/failure), then user code starts. */
+    const char *const cmd_argv[] = {"frozen-command", "--probe", NULL};
+    H->set_command(job, cmd_argv);
+    H->set_failure(job, "v1_0_frozen set_failure reason");
+    H->program_starting(job);
+    const char *bad = H->job_getenv(job, "V10_EXEC_MISSING");
     const char *const echo_argv[] = {"echo", "v1_0_frozen exec ok", NULL};
-    H->exec(job, echo_argv, NULL, err, errlen);
+    const char *const missing_argv[] = {bad ? bad : "", NULL};
+    H->exec(job, bad ? missing_argv : echo_argv, NULL, err, errlen);
     return SMH_E_EXEC; /* exec() returned: it failed, err says why */
 }
 

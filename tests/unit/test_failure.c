@@ -175,6 +175,31 @@ static void check_redact(const char *in, const char *want) {
     free(s);
 }
 
+/* One rule for secret names: what the startup log masks is what failure text redacts after "name=". */
+static void test_secret_names_one_rule(void **st) {
+    (void)st;
+    static const char *const secret[] = {"AWS_SECRET_ACCESS_KEY", "SecretAccessKey", "aws_session_token", "HF_TOKEN",
+                                         "SLACK_TOKEN", "token", "db_password", "MYSQL_PASSWD", "WANDB_API_KEY",
+                                         "apiKey", "client_secret", "private_key", "x-amz-signature",
+                                         "x-amz-credential", "GOOGLE_APPLICATION_CREDENTIALS", "access_token", NULL};
+    static const char *const plain[] = {"tokenizer", "max_token", "num_tokens", "eos_token", "pad_token", "lr",
+                                        "keyboard", "monkey", "access_log", "SM_HPS", "secretary_count", NULL};
+    for (size_t i = 0; secret[i]; i++) {
+        if (!shx_secret_name(secret[i], strlen(secret[i]))) fail_msg("%s should be secret", secret[i]);
+        char *t = shx_xasprintf("%s=hunter2xyz", secret[i]);
+        shx_redact(t);
+        if (strstr(t, "hunter2xyz")) fail_msg("failure text keeps the value of %s: %s", secret[i], t);
+        free(t);
+    }
+    for (size_t i = 0; plain[i]; i++) {
+        if (shx_secret_name(plain[i], strlen(plain[i]))) fail_msg("%s should not be secret", plain[i]);
+        char *t = shx_xasprintf("%s=value42", plain[i]);
+        shx_redact(t);
+        if (!strstr(t, "value42")) fail_msg("failure text redacts the value of %s: %s", plain[i], t);
+        free(t);
+    }
+}
+
 static void test_redaction_vectors(void **st) {
     (void)st;
     check_redact("key AKIAIOSFODNN7EXAMPLE used", "key AKIA*** used");
@@ -310,7 +335,7 @@ static void test_failure_text_plugin_crash_and_reason(void **st) {
     free(t);
 
     p->phase = SHX_PHASE_RUNNER;
-    shx_status_set_reason(p, "ExecuteUserScriptError", "program 'train.sh' not found in /opt/ml/code\nnext line", 127);
+    shx_status_set_reason(p, "ExecuteUserScriptError", "program 'train.sh' not found in /opt/ml/code\nnext line");
     shx_sup_result q = {.exit_code = 127};
     t = shx_failure_text(&q, p, 110);
     assert_string_equal(t, "ExecuteUserScriptError:\nExitCode 127\nErrorMessage \"program 'train.sh' not found in "
@@ -365,6 +390,7 @@ int main(void) {
         cmocka_unit_test(test_ansi_and_progress),
         cmocka_unit_test(test_host_info_lines_skipped),
         cmocka_unit_test(test_redaction_vectors),
+        cmocka_unit_test(test_secret_names_one_rule),
         cmocka_unit_test(test_message_is_redacted),
         cmocka_unit_test(test_failure_text_exit),
         cmocka_unit_test(test_failure_text_budget),

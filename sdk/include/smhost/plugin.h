@@ -35,7 +35,8 @@
  * Errors.  Functions return SMH_OK (0) or a negative smh_status below.  The values are stable forever.
  *
  * Threads.  Host functions may be called from any thread of the job process, except exec() and spawn_wait(),
- * which belong to the thread that called run().
+ * which belong to the thread that called run(), and the resp_* functions, which belong to the thread running
+ * invoke() for that response.
  */
 #ifndef SMHOST_PLUGIN_H
 #define SMHOST_PLUGIN_H
@@ -48,7 +49,7 @@ extern "C" {
 #endif
 
 #define SMH_ABI_MAJOR 1
-#define SMH_ABI_MINOR 0
+#define SMH_ABI_MINOR 1
 
 /* The one symbol every plugin exports (see SMH_PLUGIN_DEFINE). */
 #define SMH_ENTRY_SYMBOL "smh_plugin_entry"
@@ -78,7 +79,7 @@ typedef int smh_status;
 typedef enum smh_plugin_kind {
     SMH_KIND_RUNNER = 1,  /* runs a training program: shell, exec, python, native ... */
     SMH_KIND_HANDLER = 2, /* answers inference requests for smhost serve */
-    SMH_KIND_BACKEND = 3  /* provides devices or launchers (GPU, MPI); no program of its own */
+    SMH_KIND_BACKEND = 3  /* provides devices (GPUs, Neuron): <smhost/device.h>, ABI 1.1; no program of its own */
 } smh_plugin_kind;
 
 /* How a runner claims programs, besides its extension list.  The host checks these itself: no plugin code
@@ -120,6 +121,10 @@ typedef enum smh_type {
 } smh_type;
 
 typedef struct smh_job smh_job;           /* opaque: the training job, owned by the host */
+/* v1.1, defined in <smhost/device.h>: */
+typedef struct smh_device smh_device;           /* one accelerator as a backend reports it */
+typedef struct smh_device_sink smh_device_sink; /* opaque: where a backend reports its devices (host-owned) */
+typedef struct smh_backend_ops smh_backend_ops; /* what a SMH_KIND_BACKEND plugin provides */
 typedef struct smh_response smh_response; /* opaque: an inference response being built */
 
 /* One inference request, owned by the host for the duration of invoke(). */
@@ -206,7 +211,8 @@ typedef struct smh_host_api {
     void (*watch_cancel)(const smh_job *job);
     int (*cancel_requested)(const smh_job *job);
 
-    /* Serving responses (smhost serve).  Data is copied. */
+    /* Serving responses (smhost serve).  Data is copied.  Outside a handler's invoke() (a training job, `smhost
+     * plugins`) no response exists and every resp_* function returns SMH_E_UNSUPPORTED. */
     smh_status (*resp_write)(smh_response *resp, const void *data, size_t len);
     smh_status (*resp_set_status)(smh_response *resp, int http_status);
     smh_status (*resp_set_content_type)(smh_response *resp, const char *content_type);
@@ -215,6 +221,25 @@ typedef struct smh_host_api {
     /* The command line output/failure shows ("Command ..."), for runners that run the program in-process
      * (exec() records its own argv).  Copied. */
     void (*set_command)(const smh_job *job, const char *const argv[]);
+
+    /* ---- v1.1 (check with SMH_HOST_HAS) ---- */
+    /* The environment for running pip unattended: the job's environment plus PIP_DISABLE_PIP_VERSION_CHECK=1 and,
+     * unless smhost.ini says [python] break_system_packages = false, PIP_BREAK_SYSTEM_PACKAGES=1; the job's own
+     * values win.  The same environment smhost's requirements.txt install uses.  NULL-terminated, owned by the
+     * host, valid for the job. */
+    const char *const *(*pip_environ)(const smh_job *job);
+    /* The job's devices (<smhost/device.h>), as the device backends reported them before the job started: every
+     * device, visible or not, healthy or not, in backend order then index order.  device_get returns NULL past
+     * the end; the struct is owned by the host and lives as long as the job.  Read fields added after v1.1 only
+     * when dev->struct_size covers them. */
+    size_t (*device_count)(const smh_job *job);
+    const smh_device *(*device_get)(const smh_job *job, size_t i);
+    /* For backends, inside smh_backend_ops.list(): report one device (copied, up to dev->struct_size); a
+     * fact about the backend such as "driver_version" or "cuda_version" (copied); and a job environment
+     * variable that the host sets only when neither the user nor the platform set it (copied). */
+    smh_status (*device_add)(smh_device_sink *sink, const smh_device *dev);
+    smh_status (*device_set_info)(smh_device_sink *sink, const char *key, const char *value);
+    smh_status (*device_set_env)(smh_device_sink *sink, const char *name, const char *value);
 } smh_host_api;
 
 /* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
@@ -233,11 +258,9 @@ typedef struct smh_runner_ops {
     int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
 } smh_runner_ops;
 
-#define SMH_HANDLER_THREAD_SAFE (1u << 0) /* invoke() may run on several threads at once */
-
 typedef struct smh_handler_ops {
     uint32_t struct_size;
-    uint32_t flags;
+    uint32_t flags; /* none are defined in v1: set 0.  (A worker process runs one invoke() at a time.) */
     /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload(). */
     smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
     /* Answer one request: write the body with host->resp_write(); the status is 200 unless set.  A negative
@@ -261,10 +284,109 @@ typedef struct smh_plugin {
     void (*fini)(void *state);
     const smh_runner_ops *runner;   /* SMH_KIND_RUNNER */
     const smh_handler_ops *handler; /* SMH_KIND_HANDLER */
-    void *reserved[8];              /* zero; room for v1.x without changing the size rule */
+    /* v1.1 took the first of the eight reserved pointers of v1.0, so sizeof(smh_plugin) and every v1.0 offset
+     * stay the same; a v1.0 descriptor has zero there (SMH_PLUGIN_DEFINE zero-fills), which reads as "no
+     * backend".  Later minors take the next slot the same way, in order, and document it here. */
+    const smh_backend_ops *backend; /* SMH_KIND_BACKEND (v1.1, <smhost/device.h>) */
+    void *reserved[7];              /* zero; room for v1.x without changing the size rule */
 } smh_plugin;
 
 typedef const smh_plugin *(*smh_plugin_entry_fn)(void);
+
+/* ---- layout checks ------------------------------------------------------------------------------------------ */
+/* The ABI is the order and size of these members.  Each check says a member directly follows the one before it,
+ * so a reordered, removed or resized member breaks the build of smhost and of every plugin, not a plugin at run
+ * time.  Appending a member needs one new line here. */
+#if defined(__cplusplus)
+#define SMH__ASSERT(c, m) static_assert(c, m)
+#else
+#define SMH__ASSERT(c, m) _Static_assert(c, m)
+#endif
+#define SMH__FOLLOWS(T, a, b)                                                                               \
+    SMH__ASSERT(offsetof(T, b) == offsetof(T, a) + sizeof(((T *)0)->a), #T "." #b " must follow " #a)
+#define SMH__FIRST(T, a) SMH__ASSERT(offsetof(T, a) == 0, #T "." #a " must be first")
+
+SMH__FIRST(smh_request, struct_size);
+SMH__ASSERT(offsetof(smh_request, body) >= sizeof(uint32_t), "smh_request.body follows struct_size");
+SMH__FOLLOWS(smh_request, body, body_len);
+SMH__FOLLOWS(smh_request, body_len, content_type);
+SMH__FOLLOWS(smh_request, content_type, accept);
+SMH__FOLLOWS(smh_request, accept, custom_attributes);
+SMH__FOLLOWS(smh_request, custom_attributes, model_name);
+
+SMH__FIRST(smh_host_api, struct_size);
+SMH__FOLLOWS(smh_host_api, struct_size, abi_major);
+SMH__FOLLOWS(smh_host_api, abi_major, abi_minor);
+SMH__ASSERT(offsetof(smh_host_api, log) >= offsetof(smh_host_api, abi_minor) + sizeof(uint16_t), "smh_host_api.log follows the ABI numbers");
+SMH__FOLLOWS(smh_host_api, log, job_path);
+SMH__FOLLOWS(smh_host_api, job_path, job_program);
+SMH__FOLLOWS(smh_host_api, job_program, job_args);
+SMH__FOLLOWS(smh_host_api, job_args, job_environ);
+SMH__FOLLOWS(smh_host_api, job_environ, job_getenv);
+SMH__FOLLOWS(smh_host_api, job_getenv, hp_count);
+SMH__FOLLOWS(smh_host_api, hp_count, hp_name);
+SMH__FOLLOWS(smh_host_api, hp_name, hp_type);
+SMH__FOLLOWS(smh_host_api, hp_type, hp_str);
+SMH__FOLLOWS(smh_host_api, hp_str, hp_json);
+SMH__FOLLOWS(smh_host_api, hp_json, hp_int64);
+SMH__FOLLOWS(smh_host_api, hp_int64, hp_double);
+SMH__FOLLOWS(smh_host_api, hp_double, hp_bool);
+SMH__FOLLOWS(smh_host_api, hp_bool, framework_param);
+SMH__FOLLOWS(smh_host_api, framework_param, channel_count);
+SMH__FOLLOWS(smh_host_api, channel_count, channel_name);
+SMH__FOLLOWS(smh_host_api, channel_name, channel_dir);
+SMH__FOLLOWS(smh_host_api, channel_dir, host_count);
+SMH__FOLLOWS(smh_host_api, host_count, host_name);
+SMH__FOLLOWS(smh_host_api, host_name, current_host);
+SMH__FOLLOWS(smh_host_api, current_host, master_host);
+SMH__FOLLOWS(smh_host_api, master_host, is_master);
+SMH__FOLLOWS(smh_host_api, is_master, num_cpus);
+SMH__FOLLOWS(smh_host_api, num_cpus, num_gpus);
+SMH__FOLLOWS(smh_host_api, num_gpus, num_neurons);
+SMH__FOLLOWS(smh_host_api, num_neurons, exec);
+SMH__FOLLOWS(smh_host_api, exec, spawn_wait);
+SMH__FOLLOWS(smh_host_api, spawn_wait, program_starting);
+SMH__FOLLOWS(smh_host_api, program_starting, set_failure);
+SMH__FOLLOWS(smh_host_api, set_failure, watch_cancel);
+SMH__FOLLOWS(smh_host_api, watch_cancel, cancel_requested);
+SMH__FOLLOWS(smh_host_api, cancel_requested, resp_write);
+SMH__FOLLOWS(smh_host_api, resp_write, resp_set_status);
+SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
+SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
+SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
+SMH__FOLLOWS(smh_host_api, set_command, pip_environ); /* v1.1 */
+SMH__FOLLOWS(smh_host_api, pip_environ, device_count);
+SMH__FOLLOWS(smh_host_api, device_count, device_get);
+SMH__FOLLOWS(smh_host_api, device_get, device_add);
+SMH__FOLLOWS(smh_host_api, device_add, device_set_info);
+SMH__FOLLOWS(smh_host_api, device_set_info, device_set_env);
+
+SMH__FIRST(smh_runner_ops, struct_size);
+SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
+SMH__FIRST(smh_handler_ops, struct_size);
+SMH__FOLLOWS(smh_handler_ops, struct_size, flags);
+SMH__FOLLOWS(smh_handler_ops, flags, load);
+SMH__FOLLOWS(smh_handler_ops, load, invoke);
+SMH__FOLLOWS(smh_handler_ops, invoke, unload);
+
+SMH__FIRST(smh_plugin, struct_size);
+SMH__FOLLOWS(smh_plugin, struct_size, abi_major);
+SMH__FOLLOWS(smh_plugin, abi_major, abi_minor);
+SMH__ASSERT(offsetof(smh_plugin, name) >= offsetof(smh_plugin, abi_minor) + sizeof(uint16_t), "smh_plugin.name follows the ABI numbers");
+SMH__FOLLOWS(smh_plugin, name, version);
+SMH__FOLLOWS(smh_plugin, version, description);
+SMH__FOLLOWS(smh_plugin, description, kind);
+SMH__FOLLOWS(smh_plugin, kind, claims);
+SMH__ASSERT(offsetof(smh_plugin, extensions) >= offsetof(smh_plugin, claims) + sizeof(uint32_t), "smh_plugin.extensions follows claims");
+SMH__FOLLOWS(smh_plugin, extensions, init);
+SMH__FOLLOWS(smh_plugin, init, fini);
+SMH__FOLLOWS(smh_plugin, fini, runner);
+SMH__FOLLOWS(smh_plugin, runner, handler);
+SMH__FOLLOWS(smh_plugin, handler, backend); /* v1.1: was reserved[0] */
+SMH__FOLLOWS(smh_plugin, backend, reserved);
+SMH__ASSERT(sizeof(((smh_plugin *)0)->backend) + sizeof(((smh_plugin *)0)->reserved) == 8 * sizeof(void *),
+            "smh_plugin keeps the v1.0 size: each new member takes one of the eight reserved slots");
+
 
 /* Define the plugin: SMH_PLUGIN_DEFINE(.name = "shell", .version = "1.0", .kind = SMH_KIND_RUNNER, ...) */
 #define SMH_PLUGIN_DEFINE(...)                                                                      \
