@@ -6,7 +6,7 @@
  *   status=<n>   answer status n        whoami       body is the model's text
  *   signals      body is the SigBlk: and SigIgn: lines of the worker's /proc/self/status
  *   procs        body is "pid state ppid comm" for every process this worker's /proc shows, one a line
- *   orphans      double-fork 5 processes that exit after 0.5 s: orphans of smhost, which must reap them; body: pids
+ *   orphans      double-fork 5 processes that exit after 2 s: orphans of smhost, which must reap them; body: pids
  *   daemon       start a daemon (setsid, double fork, exec sleep 1000): body is its pid
  *   daemon-noterm  the same, ignoring SIGTERM
  * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
@@ -126,9 +126,16 @@ static smh_status procs_reply(smh_response *resp, char *err, size_t errlen) {
     return SMH_OK;
 }
 
-/* Fork a child that starts what `grandchild` does in a process of its own and exits at once, and reap it: the
- * grandchild is left an orphan, which smhost (PID 1 or subreaper) inherits.  Returns the grandchild's pid. */
-static pid_t double_fork(void (*grandchild)(void)) {
+/* Fork a child that starts `grandchild` in a process of its own and exits at once, and reap it: the grandchild is
+ * left an orphan, which smhost (PID 1 or subreaper) inherits.  The grandchild calls ready() once it is set up, so
+ * that what a test does next finds it so.  Returns the grandchild's pid. */
+static void ready(int fd) {
+    pid_t self = getpid();
+    if (write(fd, &self, sizeof self) != (ssize_t)sizeof self) _exit(1);
+    close(fd);
+}
+
+static pid_t double_fork(void (*grandchild)(int ready_fd)) {
     int p[2];
     if (pipe(p)) return -1;
     pid_t child = fork();
@@ -136,13 +143,10 @@ static pid_t double_fork(void (*grandchild)(void)) {
     if (child == 0) {
         close(p[0]);
         setsid();
-        pid_t gc = fork();
-        if (gc == 0) {
-            close(p[1]);
-            grandchild();
+        if (fork() == 0) {
+            grandchild(p[1]);
             _exit(0);
         }
-        if (write(p[1], &gc, sizeof gc) != (ssize_t)sizeof gc) _exit(1);
         _exit(0);
     }
     close(p[1]);
@@ -153,25 +157,27 @@ static pid_t double_fork(void (*grandchild)(void)) {
     return gc;
 }
 
-static void exit_soon(void) {
-    struct timespec ts = {0, 500 * 1000000L};
+static void exit_soon(int fd) {
+    ready(fd);
+    struct timespec ts = {2, 0};
     nanosleep(&ts, NULL);
     _exit(0);
 }
 
-static void run_sleep(void) {
+static void run_sleep(int fd) {
+    ready(fd);
     /* a daemon keeps none of its parent's descriptors */
-    for (int fd = 3; fd < 1024; fd++) close(fd);
+    for (int i = 3; i < 1024; i++) close(i);
     int null = open("/dev/null", O_RDWR);
-    for (int fd = 0; fd <= 2; fd++) dup2(null, fd);
+    for (int i = 0; i <= 2; i++) dup2(null, i);
     if (null > 2) close(null);
     execl("/bin/sleep", "sleep", "1000", (char *)NULL);
     _exit(127);
 }
 
-static void run_sleep_noterm(void) {
-    signal(SIGTERM, SIG_IGN);
-    run_sleep();
+static void run_sleep_noterm(int fd) {
+    signal(SIGTERM, SIG_IGN); /* before ready(): a SIGTERM that follows the answer finds it ignored */
+    run_sleep(fd);
 }
 
 static const double W[3][4] = {{0.4, 1.4, -2.2, -1.0}, {0.5, -1.6, 0.6, -1.3}, {-1.6, -1.4, 2.4, 2.4}};
@@ -214,7 +220,7 @@ static smh_status invoke(void *state, void *mp, const smh_request *req, smh_resp
         return procs_reply(resp, err, errlen);
     } else if (!strcmp(a, "orphans") || !strcmp(a, "daemon") || !strcmp(a, "daemon-noterm")) {
         int n = !strcmp(a, "orphans") ? 5 : 1;
-        void (*what)(void) = !strcmp(a, "orphans") ? exit_soon : !strcmp(a, "daemon") ? run_sleep : run_sleep_noterm;
+        void (*what)(int) = !strcmp(a, "orphans") ? exit_soon : !strcmp(a, "daemon") ? run_sleep : run_sleep_noterm;
         char out[128];
         size_t o = 0;
         for (int i = 0; i < n; i++) {
