@@ -374,6 +374,7 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         _exit(rc & 0xff);
     }
     setpgid(pid, pid); /* also here: no signal may miss the group because the child has not run yet */
+    if (o->on_started) o->on_started(o->on_started_arg);
     pid_t pgid = pid;
     s.pid = pid;
     if (pfd[1] >= 0) {

@@ -16,6 +16,8 @@ typedef struct shx_sup_opts {
     int leftover_grace_ms;   /* main program gone: leftovers in its group get SIGTERM, then SIGKILL after this */
     int max_run_seconds;     /* 0: no limit; else the job is stopped like a StopTrainingJob when it runs out */
     size_t stderr_tail_bytes;/* how much of stderr to keep for the failure reason (0: don't capture) */
+    void (*on_started)(void *arg); /* if set: called in the supervisor right after the job process was forked */
+    void *on_started_arg;
 } shx_sup_opts;
 
 typedef struct shx_sup_result {
