@@ -40,7 +40,7 @@ static void job_free(job *j) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: smhost local train [--job FILE.json] --entry-point FILE [--source-dir DIR|FILE.tar.gz]\n"
+            "usage: smhost local train [--job FILE.json] --entry-point FILE [--source-dir DIR|FILE.tar.gz|s3://...]\n"
             "                          [--hyperparameter K=V]... [--channel NAME=PATH]... [--instance-count N]\n"
             "                          [--instance-type local|local_gpu|ml.*] [--env K=V]... [--output-path DIR]\n"
             "                          [--job-name NAME] [--region R] [--log-level N] [--grace-seconds S]\n"
@@ -282,11 +282,14 @@ static int ends_with(const char *s, const char *suffix) {
 static int check_job(job *j, char **program, char *err, size_t errlen) {
     if (!j->entry_point || !*j->entry_point)
         return fail(err, errlen, SHX_EXIT_USAGE, "--entry-point is required (the script to run, e.g. train.py)");
-    if (j->source_dir && !strncmp(j->source_dir, "s3://", 5))
-        return fail(err, errlen, SHX_EXIT_NOINPUT,
-                    "--source-dir %s: s3:// sources are not supported by this build; download it (aws s3 cp) and "
-                    "pass the directory or .tar.gz", j->source_dir);
-    if (j->source_dir) {
+    if (j->source_dir && !strncmp(j->source_dir, "s3://", 5)) {
+        /* downloaded (and checked) once the run directory exists */
+        if (j->entry_point[0] == '/' || strstr(j->entry_point, ".."))
+            return fail(err, errlen, SHX_EXIT_USAGE,
+                        "--entry-point %s: with --source-dir, give the program's path inside the source directory",
+                        j->entry_point);
+        *program = shx_xstrdup(j->entry_point);
+    } else if (j->source_dir) {
         char *src = absolute(j->source_dir);
         if (!src)
             return fail(err, errlen, SHX_EXIT_NOINPUT, "--source-dir %s: %s: give a directory or a .tar.gz",
@@ -338,7 +341,7 @@ static int check_job(job *j, char **program, char *err, size_t errlen) {
             return fail(err, errlen, SHX_EXIT_USAGE,
                         "channel name '%s': use letters, digits, '-', '_' and '.' (at most 64)", j->ch_names.v[i]);
         if (!strncmp(j->ch_paths.v[i], "s3://", 5))
-            return fail(err, errlen, SHX_EXIT_NOINPUT, "channel %s: s3:// data is not supported by this build; "
+            return fail(err, errlen, SHX_EXIT_NOINPUT, "channel %s: s3:// data is not supported by smhost local; "
                         "download it and give the directory", j->ch_names.v[i]);
         char *p = absolute(j->ch_paths.v[i]);
         if (!p)
@@ -361,7 +364,7 @@ static int check_job(job *j, char **program, char *err, size_t errlen) {
         j->output_path = shx_xstrdup(getcwd(cwd, sizeof cwd) ? cwd : ".");
     }
     if (!strncmp(j->output_path, "s3://", 5))
-        return fail(err, errlen, SHX_EXIT_CANTCREAT, "--output-path %s: s3:// is not supported by this build; give "
+        return fail(err, errlen, SHX_EXIT_CANTCREAT, "--output-path %s: s3:// is not supported by smhost local; give "
                     "a directory", j->output_path);
     if (!strncmp(j->output_path, "file://", 7)) memmove(j->output_path, j->output_path + 7, strlen(j->output_path) - 6);
     if (j->output_path[0] != '/') {
@@ -538,12 +541,25 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
                  "not /opt/ml, and channel data is linked, not mounted read-only", perr, rundir);
         namespaces = 0;
     }
-    /* a source .tar.gz is unpacked once, safely, and shared */
-    if (shx_is_dir(j.source_dir)) {
+    /* a source .tar.gz (local, or downloaded from S3 here: the hosts have no network) is unpacked once, safely,
+     * and shared; a host's smhost train then finds /opt/ml/code filled and uses it as is */
+    int from_s3 = !strncmp(j.source_dir, "s3://", 5);
+    if (!from_s3 && shx_is_dir(j.source_dir)) {
         code = shx_xstrdup(j.source_dir);
     } else {
         code = shx_path_join(rundir, "code");
-        rc = shx_modules_unpack(j.source_dir, code, err, sizeof err);
+        char *tgz = from_s3 ? shx_path_join(rundir, "sourcedir.tar.gz") : NULL;
+        if (from_s3) {
+            shx_strvec dl_env = {0};
+            for (char **e = environ; *e; e++) shx_strvec_push(&dl_env, *e);
+            for (size_t k = 0; k < j.env.n; k++) shx_strvec_push(&dl_env, j.env.v[k]);
+            fprintf(stderr, "smhost local train: downloading --source-dir %s\n", j.source_dir);
+            rc = shx_modules_s3_download(j.source_dir, dl_env.v, j.region, tgz, err, sizeof err);
+            shx_strvec_free(&dl_env);
+        }
+        if (!rc) rc = shx_modules_unpack(tgz ? tgz : j.source_dir, code, err, sizeof err);
+        if (tgz) unlink(tgz);
+        free(tgz);
         if (rc) goto done;
         char *p = shx_path_join(code, program);
         int ok = shx_is_file(p);
@@ -566,7 +582,7 @@ int shx_local_train_main(const shx_config *cfg, int argc, char **argv) {
         shx_cluster_host *h = &c.hosts[i];
         char *root = shx_path_join(rundir, h->name);
         char *ml = namespaces ? shx_xstrdup("/opt/ml") : shx_xstrdup(root);
-        char *submit = shx_path_join(ml, "code");
+        char *submit = from_s3 ? shx_xstrdup(j.source_dir) : shx_path_join(ml, "code");
         rc = layout_host(&j, &c, i, root, program, submit, err, sizeof err);
         h->argv = shx_xcalloc(3, sizeof *h->argv);
         h->argv[0] = self;

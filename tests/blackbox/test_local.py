@@ -580,3 +580,45 @@ def test_serve_listens_on_loopback_only(server):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((ip, server), timeout=5).close()
     socket.create_connection(("127.0.0.1", server), timeout=5).close()
+
+
+@pytest.fixture(scope="module")
+def s3srv():
+    """A real S3 server (OpenStack Swift with s3api; tests/s3/swift_s3.py) on loopback, as test_s3.py uses."""
+    import shutil
+    import sys
+    if not shutil.which("swift-ring-builder"):
+        pytest.fail("OpenStack Swift is not installed: run tools/deps.sh")
+    sys.path.insert(0, str(REPO / "tests" / "s3"))
+    import swift_s3
+    root = tempfile.mkdtemp(prefix="smhost-swift-")
+    srv = swift_s3.SwiftS3(root)
+    try:
+        srv.start()
+        srv.curl("PUT", "/bkt")
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@needs_ns
+def test_source_dir_from_s3_is_downloaded_outside_the_hosts(job, s3srv):
+    with tarfile.open(job / "src.tar.gz", "w:gz") as t:
+        t.add(job / "src" / "check.py", arcname="check.py")
+    s3srv.curl("PUT", "/bkt/jobs/src.tar.gz", data_file=str(job / "src.tar.gz"))
+    env = dict(os.environ, S3_ENDPOINT_URL=s3srv.endpoint, AWS_ACCESS_KEY_ID=s3srv.access_key,
+               AWS_SECRET_ACCESS_KEY=s3srv.secret_key, AWS_EC2_METADATA_DISABLED="true")
+    p = local("train", "--entry-point", "check.py", "--source-dir", "s3://bkt/jobs/src.tar.gz", "--channel",
+              f"train={job / 'data'}", "--instance-count", "2", "--job-name", "froms3", "--region", "us-east-1",
+              "--output-path", job / "out", env=env)
+    assert p.returncode == 0, p.stderr
+    assert s3srv.secret_key not in p.stdout + p.stderr
+    report = json.loads(read_member(job / "out" / "froms3" / "output.tar.gz", "data/report-algo-2.json"))
+    # hyperparameters.json names the S3 code as Local Mode writes it; the hosts (no network) find it in /opt/ml/code
+    hps = json.loads(report["files"]["hyperparameters.json"])
+    assert hps["sagemaker_submit_directory"] == json.dumps("s3://bkt/jobs/src.tar.gz")
+    assert report["cwd"] == "/opt/ml/code"
+    p = local("train", "--entry-point", "check.py", "--source-dir", "s3://bkt/jobs/missing.tar.gz", "--job-name",
+              "nos3", "--region", "us-east-1", "--output-path", job / "out", env=env)
+    assert p.returncode != 0 and "missing.tar.gz" in p.stderr
