@@ -25,7 +25,8 @@ RUN make clean \
 FROM ${BASE_IMAGE}
 ARG WITH_TORCH=0
 # libinih1 .. libpython3.11: what smhost, its internal modules and its plugins link against (libcurl3-gnutls: s3.so,
-# with ca-certificates for https to S3).  python3-pip: requirements.txt installs.
+# with ca-certificates for https to S3, and http.so, the client of `smhost local`).  python3-pip: requirements.txt
+# installs.
 # openmpi-bin brings mpirun and openssh-client (its remote launcher).
 # Debian's python3-scipy (under scikit-learn) depends on python3-pythran, an ahead-of-time compiler that
 # drags in g++, Boost and the BLAS and Python headers; scipy never imports it at run time.  A local empty

@@ -39,13 +39,14 @@ OBJ      := $(BUILD)/obj
 # host/<module>/*.c, one folder per module (README "Layout"):
 #   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
-#   serve, unpack, s3              internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
+#   local                          `smhost local` (the simulated hosts): only in the smhost binary
+#   serve, unpack, s3, http        internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
 HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
 LIB_OBJ   := $(call objs_of,core job plugin supervisor)
-CMD_OBJ   := $(call objs_of,cmd)
+CMD_OBJ   := $(call objs_of,cmd local)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
 # The host library as an archive: the binary and each module pull in only the objects they reference.
 LIBSHX    := $(OBJ)/libshx.a
@@ -53,7 +54,8 @@ INTDIR    := $(BUILD)/lib/smhost/internal
 SERVE_MOD_OBJ  := $(call objs_of,serve)
 UNPACK_MOD_OBJ := $(call objs_of,unpack)
 S3_MOD_OBJ     := $(call objs_of,s3)
-MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so $(INTDIR)/s3.so
+HTTP_MOD_OBJ   := $(call objs_of,http)
+MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so $(INTDIR)/s3.so $(INTDIR)/http.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
 # PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
@@ -98,6 +100,10 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 $(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl $(BIN_LIBS)
+
+$(INTDIR)/http.so: $(HTTP_MOD_OBJ) $(LIBSHX)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl -lc
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)

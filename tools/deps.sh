@@ -8,7 +8,7 @@ pkgs=(
   libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
-  libcurl4-gnutls-dev               # s3.so: S3 downloads/uploads with SigV4 (GnuTLS, the TLS stack libmicrohttpd uses)
+  libcurl4-gnutls-dev               # s3.so (S3 with SigV4) and http.so (the client of smhost local); GnuTLS, as libmicrohttpd
   python3-dev                       # libpython3.11 for the embedded Python plugin
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests

@@ -52,6 +52,18 @@ int shx_modules_unpack(const char *submit, const char *code_dir, char *err, size
     return call("unpack.so", "shx_module_unpack", &a, err, errlen);
 }
 
+int shx_modules_pack(struct shx_pack_spec *spec, char *err, size_t errlen) {
+    shx_module_args a = {.pack = spec, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("unpack.so", "shx_module_pack", &a, err, errlen);
+}
+
+int shx_modules_http(struct shx_http_req *req, char *err, size_t errlen) {
+    shx_module_args a = {.http = req, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("http.so", "shx_module_http", &a, err, errlen);
+}
+
 int shx_modules_s3_download(const char *url, char *const *env, const char *region, const char *dest, char *err,
                             size_t errlen) {
     shx_module_args a = {.url = url, .env = env, .region = region, .dest = dest, .err = err, .errlen = errlen};

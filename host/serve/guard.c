@@ -308,5 +308,6 @@ struct MHD_Daemon *front_daemon(unsigned extra_flags) {
         (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_SOCK_ADDR,
+        g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL, MHD_OPTION_END);
 }

@@ -2,6 +2,7 @@
  * of handler (a handler plugin, a native handler .so, or pyhandler).  Pure: no sockets, no processes; unit-tested. */
 #ifndef SHX_SERVE_SETTINGS_H
 #define SHX_SERVE_SETTINGS_H
+#include <netinet/in.h>
 #include <stddef.h>
 
 #include "core/config.h"
@@ -34,6 +35,8 @@ typedef struct shx_serve_settings {
     int mm_memory_mb;      /* SMHOST_SERVE_MM_MEMORY_MB: a worker over it evicts models before loading one (0: none) */
     int max_requests;      /* SMHOST_SERVE_MAX_REQUESTS: a worker is replaced after this many (0: never) */
     int access_log;        /* SMHOST_SERVE_ACCESS_LOG: every request at INFO (else DEBUG; 5xx always WARNING) */
+    int listen_set;               /* SMHOST_SERVE_LISTEN: listen on this IPv4 address only */
+    struct sockaddr_in listen_addr;
 } shx_serve_settings;
 
 
