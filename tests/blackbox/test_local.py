@@ -333,7 +333,11 @@ def test_invoke_4xx_and_5xx_exit_codes(server):
     assert p.stdout == ""
     assert p.stderr.startswith("smhost local invoke: HTTP 415 Unsupported Media Type: ")
     assert "application/x-unknown" in p.stderr
+    # a body the codec cannot read is the client's mistake: 400 (issue 13), so exit 4
     p = local("invoke", "--port", server, "--content-type", "application/json", input='{"broken')
+    assert p.returncode == 4 and "HTTP 400" in p.stderr
+    # valid JSON the model cannot use (2 features instead of 4): the handler fails, 500, exit 5
+    p = local("invoke", "--port", server, "--content-type", "application/json", input="[[1, 2]]")
     assert p.returncode == 5 and "HTTP 500" in p.stderr
 
 
