@@ -37,14 +37,14 @@ PLUGDIR  := $(BUILD)/lib/smhost/plugins
 OBJ      := $(BUILD)/obj
 
 # host/<module>/*.c, one folder per module (README "Layout"):
-#   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
+#   core, job, plugin, supervisor, dist  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
 #   serve, unpack                  internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
 HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
-LIB_OBJ   := $(call objs_of,core job plugin supervisor)
+LIB_OBJ   := $(call objs_of,core job plugin supervisor dist)
 CMD_OBJ   := $(call objs_of,cmd)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
 # The host library as an archive: the binary and each module pull in only the objects they reference.
@@ -67,7 +67,8 @@ TPLUG_SRC := $(sort $(wildcard tests/plugins/*.c))
 TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: all plugins install uninstall test test-unit test-blackbox test-san demo deps bench clean test-image samples
-all: $(BIN)/smhost $(MODULES) plugins samples
+PRELOAD   := $(BUILD)/lib/smhost/gethostname.so
+all: $(BIN)/smhost $(MODULES) $(PRELOAD) plugins samples
 .SECONDEXPANSION:
 
 $(OBJ)/host/%.o: host/%.c $(HOST_HDR) $(wildcard sdk/include/smhost/*.h)
@@ -92,6 +93,11 @@ $(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(LIBSHX)
 $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
+
+# The gethostname() library of distributed jobs (preload/gethostname.c): no sanitizers, it is preloaded into ranks.
+$(PRELOAD): preload/gethostname.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -O2 -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
@@ -174,6 +180,7 @@ install: all
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
 	install -m 644 $(MODULES) $(DESTDIR)$(PREFIX)/lib/smhost/internal/
+	install -m 644 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/smhost/
 	install -m 644 sdk/include/smhost/*.h $(DESTDIR)$(PREFIX)/include/smhost/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/smhost.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi

@@ -1,5 +1,6 @@
 /* The host API table (smh_host_api v1.1).  Everything here runs in the job process (or a serving worker). */
 #include "plugin/hostapi.h"
+#include "dist/launch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -389,6 +390,11 @@ static const smh_host_api g_api = {
     .device_add = shx_sink_device_add,
     .device_set_info = shx_sink_set_info,
     .device_set_env = shx_sink_set_env,
+    .launch_add = shx_launch_add,
+    .launch_setenv = shx_launch_setenv,
+    .launch_error_file = shx_launch_error_file,
+    .launch_wait_port = shx_launch_wait_port,
+    .launch_rank_host = shx_launch_rank_host,
 };
 
 const smh_host_api *shx_host_api(void) {
