@@ -45,7 +45,7 @@ HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
 LIB_OBJ   := $(call objs_of,core job plugin supervisor dist)
-CMD_OBJ   := $(call objs_of,cmd)
+CMD_OBJ   := $(call objs_of,cmd local)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
 # The host library as an archive: the binary and each module pull in only the objects they reference.
 LIBSHX    := $(OBJ)/libshx.a
