@@ -247,14 +247,12 @@ int shx_dist_plan(shx_launch *l, const shx_job *job, const shx_config *cfg, int 
     shx_strvec_push(&l->rank_argv, "rank");
     free(self);
     const char *tmp = shx_job_inherited(job, "TMPDIR");
-    l->run_dir = shx_xasprintf("%s/smhost-launch-%d", tmp && *tmp == '/' ? tmp : "/tmp", (int)getpid());
-    if (create_run_dir) {
-        int e = shx_mkdirs(l->run_dir, 0700);
-        if (e) {
-            snprintf(err, errlen, "cannot create %s for the launch: %s. Make /tmp (or TMPDIR) writable.", l->run_dir,
-                     strerror(-e));
-            return SHX_EXIT_CANTCREAT;
-        }
+    /* mkdtemp: hosts simulated on one machine (smhost local) share /tmp and may share PIDs too. */
+    l->run_dir = shx_xasprintf("%s/smhost-launch-XXXXXX", tmp && *tmp == '/' ? tmp : "/tmp");
+    if (create_run_dir && !mkdtemp(l->run_dir)) {
+        snprintf(err, errlen, "cannot create %s for the launch: %s. Make /tmp (or TMPDIR) writable.", l->run_dir,
+                 strerror(errno));
+        return SHX_EXIT_CANTCREAT;
     }
     l->info = (smh_launch_info){
         .struct_size = sizeof(smh_launch_info),
