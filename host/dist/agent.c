@@ -860,7 +860,7 @@ static void stop_services(agent *a) {
 
 static void set_reason_from_failure(agent *a) {
     char buf[4096];
-    if (a->fail_local && !strcmp(a->fail_host, a->me)) {
+    if (!strcmp(a->fail_host, a->me)) { /* this host's process (an MPI rank under orted counts too) */
         if (a->fail_rank >= 0)
             snprintf(buf, sizeof buf, "host %s, rank %d failed (exit code %d): %s", a->fail_host, a->fail_rank,
                      a->fail_code, a->fail_msg);
@@ -884,7 +884,7 @@ static int outcome(agent *a) {
         if (!(a->p[i].lp->kind & SMH_PROC_SERVICE) && a->p[i].code && !worst) worst = a->p[i].code;
     if (a->failed) {
         set_reason_from_failure(a);
-        if (a->fail_local && !strcmp(a->fail_host, a->me)) return a->fail_code ? a->fail_code : 1;
+        if (!strcmp(a->fail_host, a->me)) return a->fail_code ? a->fail_code : 1;
         return SHX_EXIT_PEER;
     }
     if (a->term) {
