@@ -142,6 +142,7 @@ test: deps
 	$(MAKE) test-blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
 	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
+	BENCH_QUICK=1 bash bench/distributed.sh $(abspath $(BUILD))
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -168,8 +169,11 @@ bench-serve: all test-programs
 # bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
 bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
-bench-all: bench bench-python bench-serve bench-devices
-.PHONY: bench-python bench-serve bench-all bench-devices
+# bench-distributed: the launcher against torchrun (start to all ranks running, a gloo job, peak memory; 1x2, 2x2).
+bench-distributed: all
+	bash bench/distributed.sh $(abspath $(BUILD))
+bench-all: bench bench-python bench-serve bench-devices bench-distributed
+.PHONY: bench-python bench-serve bench-all bench-devices bench-distributed
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
