@@ -17,7 +17,7 @@
 #include "dist/launch.h"
 
 /* The launch plan as JSON (`smhost env --json`): what each process of a distributed job would get. */
-static cJSON *launch_json(const shx_launch *l) {
+static cJSON *launch_json(const shx_launch *l, const shx_job *job) {
     cJSON *o = cJSON_CreateObject(), *procs = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "launcher", l->launcher);
     cJSON_AddStringToObject(o, "flag", l->flag);
@@ -40,10 +40,12 @@ static cJSON *launch_json(const shx_launch *l) {
             for (size_t k = 0; k < p->argv.n; k++) cJSON_AddItemToArray(argv, cJSON_CreateString(p->argv.v[k]));
             cJSON_AddItemToObject(po, "argv", argv);
         }
+        /* what the process really gets: the job's own values win (LD_PRELOAD was composed with the user's) */
         for (size_t k = 0; k < p->env.n; k++) {
             const char *eq = strchr(p->env.v[k], '=');
             char *name = shx_xstrndup(p->env.v[k], (size_t)(eq - p->env.v[k]));
-            cJSON_AddStringToObject(env, name, eq + 1);
+            if (!shx_env_lookup(job->env.v, name) || !strcmp(name, "LD_PRELOAD"))
+                cJSON_AddStringToObject(env, name, eq + 1);
             free(name);
         }
         cJSON_AddItemToObject(po, "env", env);
@@ -87,7 +89,7 @@ int shx_env_main(const shx_config *cfg, int json) {
         cJSON_AddItemToObject(o, "argv", args);
         if (job.program) cJSON_AddStringToObject(o, "program", job.program_path);
         else cJSON_AddNullToObject(o, "program");
-        if (have_launch && !launch_rc) cJSON_AddItemToObject(o, "launch", launch_json(&l));
+        if (have_launch && !launch_rc) cJSON_AddItemToObject(o, "launch", launch_json(&l, &job));
         else if (have_launch) cJSON_AddStringToObject(o, "launch_error", lerr);
         else cJSON_AddNullToObject(o, "launch");
         char *s = cJSON_PrintUnformatted(o);

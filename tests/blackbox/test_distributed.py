@@ -305,6 +305,7 @@ MPI_PROGRAM = """
 @needs_cluster
 @needs_mpi
 def test_mpi4py_allreduce_2x2_over_sshd(tmp_path, ssh_setup):
+    etc_environment = Path("/etc/environment").read_bytes() if Path("/etc/environment").exists() else None
     c = Cluster(tmp_path, hps={"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2,
                                "sagemaker_mpi_custom_mpi_options": ssh_setup["options"], "lr": 0.5})
     c.code("train.py", MPI_PROGRAM)
@@ -320,7 +321,9 @@ def test_mpi4py_allreduce_2x2_over_sshd(tmp_path, ssh_setup):
         assert "SM_TRAINING_ENV" in d["sm"]
     for h in c.hosts:
         assert c.roots[h].success.exists(), (h, p.stderr[-3000:])
-    assert "[1,3]<stdout>" in p.stdout + p.stderr or "mpirun" in p.stdout + p.stderr
+    assert "[algo-1 mpirun]" in p.stdout + p.stderr
+    # nothing written to /etc/environment (the simulated hosts share the machine's /etc)
+    assert (Path("/etc/environment").read_bytes() if Path("/etc/environment").exists() else None) == etc_environment
 
 
 @needs_cluster
@@ -433,3 +436,41 @@ def test_user_ld_preload_is_kept(mlroot, tmp_path):
                                                           "LD_PRELOAD": "/usr/lib/libmine.so"})
     env = json.loads(r.stdout)["launch"]["processes"][0]["env"]
     assert env["LD_PRELOAD"].endswith("/gethostname.so:/usr/lib/libmine.so"), env["LD_PRELOAD"]
+
+
+def test_efa_and_nccl_variables_only_where_they_apply(mlroot, tmp_path):
+    sysroot = tmp_path / "sysroot"
+    (sysroot / "dev" / "infiniband").mkdir(parents=True)
+    (sysroot / "dev" / "infiniband" / "uverbs0").write_text("")  # a test double for EFA hardware
+    mlroot.resourceconfig("algo-1", ["algo-1"], network_interface_name="lo")
+    mlroot.hyperparameters({"sagemaker_torch_distributed_enabled": True})
+
+    def plan(**env):
+        r = run_smhost(["env", "--json"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train.py", **env})
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["launch"]["processes"][0]["env"]
+
+    e = plan()
+    assert e["NCCL_SOCKET_IFNAME"] == "lo" and "FI_PROVIDER" not in e and "NCCL_PROTO" not in e
+    e = plan(SMHOST_TEST_SYSROOT=str(sysroot))
+    assert (e["FI_PROVIDER"], e["FI_EFA_USE_DEVICE_RDMA"], e["RDMAV_FORK_SAFE"], e["NCCL_PROTO"]) == \
+        ("efa", "1", "1", "simple")
+    e = plan(SMHOST_TEST_SYSROOT=str(sysroot), FI_PROVIDER="tcp", NCCL_SOCKET_IFNAME="eth9")
+    assert "FI_PROVIDER" not in e and "NCCL_SOCKET_IFNAME" not in e  # the user's values stay
+    assert e["NCCL_PROTO"] == "simple"
+    mlroot.resourceconfig("algo-1", ["algo-1"], network_interface_name="smhost-no-such-if0")
+    e = plan()
+    assert "NCCL_SOCKET_IFNAME" not in e  # the interface does not exist here
+
+
+@needs_cluster
+def test_a_host_that_never_joins_is_named_within_the_bound(tmp_path):
+    c = Cluster(tmp_path, hps={"sagemaker_torch_distributed_enabled": True})
+    c.ini.write_text("[distributed]\nstart_timeout_seconds = 3\n")
+    c.code("train.sh", "touch /opt/ml/output/data/ran\n")
+    launch = f'if [ "$SMHOST_LOCAL_INDEX" = 1 ]; then exec {SMHOST} train; else sleep 6; fi'
+    p = c.run("train.sh", command=["/bin/sh", "-c", launch], timeout=60)
+    assert host_codes(p.stderr).get("algo-1") == 69, p.stderr[-2000:]
+    text = c.failure("algo-1")
+    assert "algo-2" in text and "never joined within 3 s" in text and "start_timeout_seconds" in text, text
+    assert not c.data("algo-1", "ran").exists()
