@@ -7,7 +7,8 @@ For each shape (hosts x processes per host) and each side, one run per repetitio
   * trivial gloo job: from the same start to the moment the last host's launcher exits, for a program that calls
     init_process_group("gloo"), one all_reduce and destroy_process_group;
   * peak memory of the launcher itself: the high-water RSS (VmHWM) of smhost's processes on a host (supervisor and
-    job process; the ranks are not counted) against torchrun's agent process, sampled while the ranks run.
+    job process; the ranks are not counted) against torchrun's agent process, read by local rank 0 from its
+    ancestors after the ranks have run for a second.
 Both sides run the same program with the same Python; the cluster (smhost local cluster: namespaces, bridge,
 per-host /opt/ml) is set up before the clock starts.  Medians over the repetitions; ratios are smhost / torchrun
 (below 1 means smhost is faster or smaller).
@@ -41,31 +42,31 @@ dist.all_reduce(t)
 dist.destroy_process_group()
 """
 SLEEP = START + """
-time.sleep(float(os.environ.get("HOLD", "1.5")))
+# After a while, the launcher's own high-water RSS (VmHWM): its processes are this rank's ancestors whose command
+# line is `smhost train` (supervisor and job process) or torchrun's agent.  The rank itself is not counted.
+time.sleep(float(os.environ.get("HOLD", "1.0")))
+if os.environ["LOCAL_RANK"] == "0":
+    kb, pid = 0, os.getppid()
+    while pid > 1:
+        try:
+            cmd = open("/proc/%d/cmdline" % pid, "rb").read().replace(b"\\0", b" ").decode()
+            status = open("/proc/%d/status" % pid).read()
+        except OSError:
+            break
+        if "smhost train" in cmd or "torchrun" in cmd:
+            kb += int(status.split("VmHWM:")[1].split()[0])
+        pid = int(status.split("PPid:")[1].split()[0])
+    with open("/opt/ml/output/data/peak_kb", "w") as f:
+        f.write(str(kb))
 """
 
-# Per host: note the start, exec the launcher in the background, sample its processes' VmHWM, note the end.
+# Per host: note the start, run the launcher, note the end.
 WRAPPER = r"""#!/bin/sh
 d=/opt/ml/output/data
 date +%s%N > $d/t0
-"$@" &
-pid=$!
-peak=0
-while kill -0 $pid 2>/dev/null; do
-    sum=0
-    for p in $pid $(cat /proc/$pid/task/*/children 2>/dev/null); do
-        cmd=$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)
-        case "$cmd" in *"smhost train"*|*torchrun*) ;; *) continue ;; esac
-        kb=$(awk '/^VmHWM/ {print $2}' /proc/$p/status 2>/dev/null)
-        sum=$((sum + ${kb:-0}))
-    done
-    [ $sum -gt $peak ] && peak=$sum
-    sleep 0.05
-done
-wait $pid
+"$@"
 rc=$?
 date +%s%N > $d/t1
-echo $peak > $d/peak_kb
 exit $rc
 """
 
@@ -134,7 +135,7 @@ def main():
             res = {"smhost": {"start": [], "gloo": [], "peak": []}, "torchrun": {"start": [], "gloo": [], "peak": []}}
             for _ in range(REPS):
                 for side in ("smhost", "torchrun"):
-                    s, _, peak = run(work, side, hosts, procs, SLEEP, hold=1.5)
+                    s, _, peak = run(work, side, hosts, procs, SLEEP, hold=1.0)
                     res[side]["start"].append(s)
                     res[side]["peak"].append(peak)
                     if not QUICK:

@@ -24,13 +24,18 @@ from conftest import BUILD, REPO, SMHOST, MLRoot, merged_env, run_smhost
 from local_util import cluster_unavailable
 
 REASON = cluster_unavailable()
-needs_cluster = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+_no_cluster = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+
+
+def needs_cluster(fn):
+    """A case that runs ranks on simulated hosts.  Not against the sanitizer build: ranks get LD_PRELOAD (the
+    gethostname library) ahead of the ASan runtime, which ASan refuses; `smhost env` cases run there too."""
+    return pytest.mark.nosan(_no_cluster(fn))
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="python3-torch is not installed (tools/deps.sh installs it)")
 needs_mpi = pytest.mark.skipif(not (HAVE_MPI4PY and shutil.which("mpirun") and os.path.exists("/usr/sbin/sshd")),
                                reason="python3-mpi4py, openmpi-bin and openssh-server are needed (tools/deps.sh)")
-pytestmark = [pytest.mark.nosan]  # ranks are separate smhost processes; the sanitizer build is covered elsewhere
 
 TORCHRUN_VARS = ["GROUP_RANK", "GROUP_WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                  "NCCL_ASYNC_ERROR_HANDLING", "OMP_NUM_THREADS", "RANK", "ROLE_NAME", "ROLE_RANK", "ROLE_WORLD_SIZE",
