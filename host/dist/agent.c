@@ -586,7 +586,7 @@ static int barrier(agent *a) {
             size_t joined = 0;
             for (size_t i = 0; i < a->npeers; i++) joined += a->peers[i].hello;
             if (joined == a->npeers) break;
-            if (a->failed) return SHX_EXIT_PEER;
+            if (a->failed) return -1;
             if (shx_now_ms() >= deadline) {
                 shx_buf b = {0};
                 for (size_t i = 0; i < a->npeers; i++)
@@ -684,7 +684,7 @@ static int barrier(agent *a) {
             shx_status_set_reason(a->page, "JobStopped", err);
             return 128 + s;
         }
-        if (a->failed) return a->fail_code;
+        if (a->failed) return -1;
         if (shx_now_ms() >= deadline) {
             snprintf(err, sizeof err,
                      "the distributed job could not start: the master host %s did not accept the control connection "
@@ -721,7 +721,8 @@ static int barrier(agent *a) {
             handle_master_line(a, line);
             free(line);
         }
-        if (a->term || a->failed || a->end_received) {
+        if (a->failed) return -1;
+        if (a->term || a->end_received) {
             char msg[600];
             snprintf(msg, sizeof msg, "the job ended on the master host %s before it started here%s%s",
                      a->l->info.master_addr, a->fail_line ? ": " : "", a->fail_line ? a->fail_line : "");
@@ -966,6 +967,7 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
     /* 2. the barrier, 3. the port wait */
     if (!rc && a.multi) rc = barrier(&a);
     if (!rc && l->wait_port && a.is_master) rc = wait_ports(&a, l->wait_port);
+    if (rc < 0) rc = outcome(&a); /* a failure (a service died, another host failed) before the start */
     if (rc) {
         stop_services(&a);
         goto done;
@@ -984,9 +986,23 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
         }
     }
     /* 5. supervise */
+    int64_t outputs_deadline = 0;
     for (;;) {
         reap_children(&a);
         int running = ranks_running(&a);
+        if (!running && outputs_open(&a)) {
+            /* A rank's leftover child (a data loader, `cmd &`) may hold its pipes: wait a little, then stop
+             * reading them; the supervisor ends such leftovers when the job ends. */
+            if (!outputs_deadline) outputs_deadline = shx_now_ms() + 2000;
+            else if (shx_now_ms() >= outputs_deadline)
+                for (size_t i = 0; i < a.n; i++) {
+                    if (a.p[i].lp->kind & SMH_PROC_SERVICE) continue;
+                    if (a.p[i].so.fd >= 0) pump(&a, &a.p[i], &a.p[i].so);
+                    if (a.p[i].se.fd >= 0) pump(&a, &a.p[i], &a.p[i].se);
+                    if (a.p[i].so.fd >= 0) close(a.p[i].so.fd), a.p[i].so.fd = -1;
+                    if (a.p[i].se.fd >= 0) close(a.p[i].se.fd), a.p[i].se.fd = -1;
+                }
+        }
         if (!running && !outputs_open(&a)) {
             if (!a.multi) break;
             if (a.is_master) {
@@ -1026,7 +1042,7 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
         for (size_t i = 0; i < a.npeers && np < 510; i++)
             if (a.peers[i].fd >= 0) pf[np] = (struct pollfd){.fd = a.peers[i].fd, .events = POLLIN}, who[np] = &a.peers[i], what[np++] = 3;
         if (a.mfd >= 0 && np < 511) pf[np] = (struct pollfd){.fd = a.mfd, .events = POLLIN}, who[np] = NULL, what[np++] = 4;
-        int timeout = 500;
+        int timeout = outputs_deadline ? 100 : 500;
         if (a.kill_at) {
             int64_t d = a.kill_at - now;
             if (d < timeout) timeout = d > 0 ? (int)d : 0;

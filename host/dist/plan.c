@@ -296,6 +296,7 @@ int shx_dist_plan(shx_launch *l, const shx_job *job, const shx_config *cfg, int 
             snprintf(e2, sizeof e2, "%s", err[0] ? err : "no message");
             snprintf(err, errlen, "launcher plugin '%s' (%s) failed to initialize (status %d): %s", l->launcher,
                      l->launcher_path, s, e2);
+            shx_hostapi_job_free(&hj);
             shx_registry_free(&reg);
             return SHX_EXIT_CONFIG;
         }
@@ -322,6 +323,7 @@ int shx_dist_plan(shx_launch *l, const shx_job *job, const shx_config *cfg, int 
             host_additions(l, job);
         }
     }
+    shx_hostapi_job_free(&hj);
     shx_registry_free(&reg);
     return rc;
 }

@@ -420,3 +420,16 @@ void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *pag
         hj->hp_json[i] = pyj_dumps(v, 1);
     }
 }
+
+void shx_hostapi_job_free(struct smh_job *hj) {
+    for (size_t i = 0; i < hj->hp_names.n; i++) {
+        free(hj->hp_str[i]);
+        free(hj->hp_json[i]);
+    }
+    free(hj->hp_str);
+    free(hj->hp_json);
+    shx_strvec_free(&hj->hp_names);
+    shx_strvec_free(&hj->fp_cache);
+    free((void *)hj->pip_env);
+    memset(hj, 0, sizeof *hj);
+}

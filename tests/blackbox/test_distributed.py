@@ -479,3 +479,42 @@ def test_a_host_that_never_joins_is_named_within_the_bound(tmp_path):
     text = c.failure("algo-1")
     assert "algo-2" in text and "never joined within 3 s" in text and "start_timeout_seconds" in text, text
     assert not c.data("algo-1", "ran").exists()
+
+
+@pytest.mark.nosan
+def test_leftover_child_holding_a_rank_pipe_does_not_hang_the_job(mlroot):
+    """Rank processes that exit while a child of theirs keeps stdout open (a data loader, `cmd &`): the job ends."""
+    mlroot.resourceconfig("algo-1", ["algo-1"])
+    mlroot.hyperparameters({"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
+    mlroot.script("train.sh", 'sleep 120 &\necho "rank $RANK done"\n')
+    t0 = time.monotonic()
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train.sh"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 20
+    assert "[algo-1 rank 1] rank 1 done" in r.stdout
+    assert mlroot.success.exists()
+
+
+@pytest.mark.nosan
+def test_single_host_failure_stops_the_sibling_after_the_failure_grace(mlroot, tmp_path):
+    ini = tmp_path / "smhost.ini"
+    ini.write_text("[distributed]\nfailure_grace_seconds = 2\n")
+    mlroot.resourceconfig("algo-1", ["algo-1"])
+    mlroot.hyperparameters({"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
+    # rank 0 ignores SIGTERM (it must be killed after the grace); rank 1 fails with an error line
+    mlroot.script("train.sh", """
+        if [ "$RANK" = 0 ]; then trap '' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi
+        sleep 0.3
+        echo "KeyError: 'missing column'" >&2
+        exit 7
+    """)
+    t0 = time.monotonic()
+    r = run_smhost(["train"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train.sh", "SMHOST_CONFIG": str(ini)},
+                   timeout=60)
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 7, r.stderr
+    assert 2 <= elapsed < 15, elapsed
+    text = mlroot.failure_text()
+    assert text.startswith("ExecuteUserScriptError:\nExitCode 7\n"), text
+    assert "host algo-1, rank 1" in text and "KeyError: 'missing column'" in text, text
+    assert "SIGKILL" in r.stderr
