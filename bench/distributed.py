@@ -111,7 +111,8 @@ def run(work, side, hosts, procs, program, hold=None):
     for h in names:
         starts += [int(f.read_text()) for f in (work / h / "output/data").glob("start-*")]
     assert len(starts) == hosts * procs, (side, starts)
-    peak = max(int((work / h / "output/data/peak_kb").read_text()) for h in names)
+    peaks = [work / h / "output/data/peak_kb" for h in names]
+    peak = max(int(p.read_text()) for p in peaks) if all(p.exists() for p in peaks) else None
     return (max(starts) - t0) / 1e6, (t1 - t0) / 1e6, peak
 
 
