@@ -26,7 +26,8 @@ from pathlib import Path
 
 BUILD = Path(sys.argv[1]).resolve()
 SMHOST = BUILD / "bin" / "smhost"
-QUICK = os.environ.get("BENCH_QUICK") == "1"
+# SMHOST_BENCH_SMOKE=1 (make bench-smoke, part of make test) or BENCH_QUICK=1: one repetition of 1x2, seconds long
+QUICK = os.environ.get("SMHOST_BENCH_SMOKE") == "1" or os.environ.get("BENCH_QUICK") == "1"
 REPS = 1 if QUICK else int(os.environ.get("BENCH_REPS", "5"))
 
 START = """

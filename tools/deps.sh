@@ -17,7 +17,10 @@ pkgs=(
   openssh-server                    # sshd -D on every host of an MPI job, and its tests
   python3-torch python3-mpi4py      # distributed tests (torch gloo, mpi4py), the torch-ddp sample, bench/distributed
   iproute2                          # `ip` for inspecting the simulated hosts of smhost local / distributed tests
-  procps curl                       # ps in tests, curl in the demo
+  procps curl                       # ps in tests, curl in the demo and bench/serve.sh
+  nginx gunicorn python3-flask      # bench/serve.sh's bring-your-own stack (nginx -> gunicorn -> Flask), whose
+                                    # smoke run `make test` does (make bench-smoke)
+  wrk                               # bench/serve.sh's HTTP load generator
 )
 missing=()
 for p in "${pkgs[@]}"; do
