@@ -145,8 +145,9 @@ static const shx_plugin *find_launcher(shx_registry *reg, const char *flag, cons
     return NULL;
 }
 
-static int efa_present(void) {
-    const char *root = getenv("SMHOST_TEST_SYSROOT"); /* the device tests' fake tree (job/devices.h) */
+static int efa_present(const shx_job *job) {
+    /* SMHOST_TEST_SYSROOT: the device tests' fake tree (job/devices.h), a test double for hardware */
+    const char *root = shx_job_inherited(job, "SMHOST_TEST_SYSROOT");
     char *dir = shx_xasprintf("%s/dev/infiniband", root && *root ? root : "");
     DIR *d = opendir(dir);
     free(dir);
@@ -262,7 +263,7 @@ int shx_dist_plan(shx_launch *l, const shx_job *job, const shx_config *cfg, int 
         .nodes = (const char *const *)l->nodes.v,
         .master_addr = l->nodes.v[0],
         .master_port = cfg->dist_master_port,
-        .efa = efa_present(),
+        .efa = efa_present(job),
         .interface = job->network_interface_name,
         .preload = l->preload,
         .rank_argv = (const char *const *)l->rank_argv.v,
