@@ -363,15 +363,24 @@ static void local_failure(agent *a, rproc *r) {
     }
     if (!msg) msg = error_file_message(r->lp->error_file);
     if (!msg && r->tail.len) msg = shx_error_message_from_tail(r->tail.p, r->tail.len, 700);
-    if (!msg || !*msg) {
+    if (msg && !*msg) {
         free(msg);
-        if (r->signo) msg = shx_xasprintf("killed by %s", sig_word(r->signo, sn, sizeof sn));
-        else msg = shx_xasprintf("exited with code %d", r->code);
+        msg = NULL;
     }
-    if (r->signo == SIGKILL && a->oom_before >= 0 && shx_oom_kill_count() > a->oom_before) {
-        char *m2 = shx_xasprintf("killed by the kernel's out-of-memory killer: %s", msg);
+    if (r->signo) {
+        /* A signal is the news; the stderr tail (if any) follows it. */
+        int oom = r->signo == SIGKILL && a->oom_before >= 0 && shx_oom_kill_count() > a->oom_before;
+        char *m2 = shx_xasprintf("%s%s%s", oom ? "killed by the kernel's out-of-memory killer (SIGKILL)"
+                                                : sig_word(r->signo, sn, sizeof sn),
+                                 msg ? ": " : "", msg ? msg : "");
+        if (!oom) {
+            free(m2);
+            m2 = shx_xasprintf("killed by %s%s%s", sig_word(r->signo, sn, sizeof sn), msg ? ": " : "", msg ? msg : "");
+        }
         free(msg);
         msg = m2;
+    } else if (!msg) {
+        msg = shx_xasprintf("exited with code %d", r->code);
     }
     const char *host = a->me;
     if ((r->lp->kind & SMH_PROC_MPI_TAGS) && rank >= 0 && (size_t)rank < a->l->rank_hosts.n &&

@@ -3,8 +3,8 @@
  * plan.c   which launcher a host uses, and the launch plan it describes through the v1.1 launch_* host functions
  *          (smh_launch below), plus what the host adds to every process (LD_PRELOAD, NCCL/EFA variables).
  * agent.c  runs the plan in the job process: the ranks (each through the ordinary runner), their output with
- *          per-rank prefixes and tails, a failure stopping every sibling, the control link between hosts.
- * control.c the control link's wire format: one line per message. */
+ *          per-rank prefixes and tails, a failure stopping every sibling, and the control link between hosts (one
+ *          text line per message; agent.c's head comment lists them). */
 #ifndef SHX_DIST_LAUNCH_H
 #define SHX_DIST_LAUNCH_H
 #include <smhost/launcher.h>

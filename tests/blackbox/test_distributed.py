@@ -202,13 +202,17 @@ def test_rank_failure_stops_every_host(tmp_path, mode):
 
 
 @needs_cluster
-def test_sigterm_on_a_worker_stops_every_rank_with_grace(tmp_path):
+@pytest.mark.parametrize("victim", ["algo-2", "algo-1"])
+def test_sigterm_on_one_host_stops_every_rank_with_grace(tmp_path, victim):
     c = Cluster(tmp_path, hps={"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
-    # Rank 2 plays the platform: SIGTERM to smhost (the supervisor) on algo-2 only.  Every rank checkpoints on TERM.
-    c.code("train.sh", """
+    # A rank plays the platform: SIGTERM to smhost (the supervisor) on one host only (a worker, or the master).
+    # Every rank checkpoints on TERM.
+    killer = 2 if victim == "algo-2" else 0
+    other = "algo-1" if victim == "algo-2" else "algo-2"
+    c.code("train.sh", f"""
         trap 'echo "$RANK" > /opt/ml/output/data/checkpoint-$RANK; exit 0' TERM
         echo "rank $RANK up"
-        if [ "$RANK" = 2 ]; then
+        if [ "$RANK" = {killer} ]; then
             sleep 1
             agent=$PPID
             sup=$(cut -d' ' -f4 /proc/$agent/stat)
@@ -222,10 +226,10 @@ def test_sigterm_on_a_worker_stops_every_rank_with_grace(tmp_path):
     for r in range(4):
         host = "algo-1" if r < 2 else "algo-2"
         assert c.data(host, f"checkpoint-{r}").exists(), (r, p.stdout[-2000:], p.stderr[-2000:])
-    text1 = c.failure("algo-1")
-    assert text1 and text1.startswith("JobStopped:") and "SIGTERM on host algo-2" in text1, text1
-    assert c.failure("algo-2") and c.failure("algo-2").startswith("JobStopped:"), c.failure("algo-2")
-    assert not c.roots["algo-1"].success.exists()
+    text = c.failure(other)
+    assert text and text.startswith("JobStopped:") and f"SIGTERM on host {victim}" in text, text
+    assert c.failure(victim) and c.failure(victim).startswith("JobStopped:"), c.failure(victim)
+    assert not c.roots[other].success.exists()
 
 
 NATIVE = r"""
@@ -518,3 +522,32 @@ def test_single_host_failure_stops_the_sibling_after_the_failure_grace(mlroot, t
     assert text.startswith("ExecuteUserScriptError:\nExitCode 7\n"), text
     assert "host algo-1, rank 1" in text and "KeyError: 'missing column'" in text, text
     assert "SIGKILL" in r.stderr
+
+
+@pytest.mark.nosan
+@pytest.mark.parametrize("how,expect_code,expect", [
+    ("error_file", 1, "ZeroDivisionError: from the error file"),
+    ("signal", 137, "killed by SIGKILL"),
+])
+def test_failure_report_of_a_rank(mlroot, tmp_path, how, expect_code, expect):
+    """The failure names the rank's error: TORCHELASTIC_ERROR_FILE when the rank wrote one (what torch's @record
+    does), and the signal when one killed it."""
+    ini = tmp_path / "smhost.ini"
+    ini.write_text("[distributed]\nfailure_grace_seconds = 2\n")
+    mlroot.resourceconfig("algo-1", ["algo-1"])
+    mlroot.hyperparameters({"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
+    mlroot.script("train.sh", """
+        if [ "$RANK" = 0 ]; then sleep 30; exit 0; fi
+        echo "a misleading last line" >&2
+        if [ "$HOW" = error_file ]; then
+            printf '{"message": {"message": "ZeroDivisionError: from the error file", "extraInfo": {}}}' \\
+                > "$TORCHELASTIC_ERROR_FILE"
+            exit 1
+        fi
+        kill -KILL $$
+    """)
+    r = run_smhost(["train"], mlroot=mlroot, timeout=60,
+                   env={"SAGEMAKER_PROGRAM": "train.sh", "SMHOST_CONFIG": str(ini), "HOW": how})
+    assert r.returncode == expect_code, r.stderr
+    text = mlroot.failure_text()
+    assert "rank 1" in text and expect in text, text
