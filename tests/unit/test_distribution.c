@@ -168,6 +168,70 @@ static void test_distributed_config_defaults_and_errors(void **state) {
     free(ini);
 }
 
+/* The launch_* host functions: only inside plan(), only valid arguments, setenv for one process or all. */
+static void test_launch_calls_validate_their_arguments(void **state) {
+    (void)state;
+    shx_launch l;
+    memset(&l, 0, sizeof l);
+    const char *const argv[] = {"/usr/sbin/sshd", "-D", NULL};
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 0, NULL), SMH_E_UNSUPPORTED); /* not planning */
+    l.planning = 1;
+    assert_int_equal(shx_launch_add(&l, 77, 0, NULL), SMH_E_INVAL);
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 0, argv), SMH_E_INVAL);  /* a program takes no argv */
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_COMMAND, -1, NULL), SMH_E_INVAL); /* a command needs one */
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, -2, NULL), SMH_E_INVAL);
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_COMMAND | SMH_PROC_SERVICE, -1, argv), 0);
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 4, NULL), 1);
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 5, NULL), 2);
+    assert_int_equal(l.procs[0].local_rank, -1);
+    assert_int_equal(l.procs[1].local_rank, 0);
+    assert_int_equal(l.procs[2].local_rank, 1);
+    assert_int_equal(shx_launch_setenv(&l, 1, "A=B", "x"), SMH_E_INVAL);
+    assert_int_equal(shx_launch_setenv(&l, 9, "A", "x"), SMH_E_INVAL);
+    assert_int_equal(shx_launch_setenv(&l, -1, "ALL", "1"), SMH_OK);
+    assert_int_equal(shx_launch_setenv(&l, 2, "RANK", "5"), SMH_OK);
+    assert_int_equal(shx_launch_setenv(&l, 2, "RANK", "6"), SMH_OK); /* the later call wins */
+    assert_string_equal(shx_env_lookup(l.procs[2].env.v, "RANK"), "6");
+    assert_string_equal(shx_env_lookup(l.procs[0].env.v, "ALL"), "1");
+    assert_null(shx_env_lookup(l.procs[1].env.v, "RANK"));
+    assert_int_equal(shx_launch_error_file(&l, 1, "relative/error.json"), SMH_E_INVAL);
+    assert_int_equal(shx_launch_error_file(&l, 1, "/tmp/e.json"), SMH_OK);
+    assert_int_equal(shx_launch_wait_port(&l, 0), SMH_E_INVAL);
+    assert_int_equal(shx_launch_wait_port(&l, 22), SMH_OK);
+    assert_int_equal(shx_launch_rank_host(&l, 3, "algo-2"), SMH_OK);
+    assert_int_equal(l.rank_hosts.n, 4);
+    assert_string_equal(l.rank_hosts.v[0], "");
+    assert_string_equal(l.rank_hosts.v[3], "algo-2");
+    l.planning = 0;
+    assert_int_equal(shx_launch_setenv(&l, 1, "LATE", "1"), SMH_E_UNSUPPORTED);
+    shx_dist_launch_free(&l);
+}
+
+/* What a process gets: the job's environment, the launcher's additions only where the job has none (LD_PRELOAD was
+ * composed with the user's value already). */
+static void test_process_environment_never_overwrites_the_job(void **state) {
+    (void)state;
+    shx_job job;
+    memset(&job, 0, sizeof job);
+    shx_strvec_push(&job.env, "OMP_NUM_THREADS=8");
+    shx_strvec_push(&job.env, "LD_PRELOAD=/mine.so");
+    shx_launch l;
+    memset(&l, 0, sizeof l);
+    l.planning = 1;
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 0, NULL), 0);
+    shx_launch_setenv(&l, 0, "OMP_NUM_THREADS", "1");
+    shx_launch_setenv(&l, 0, "RANK", "0");
+    shx_launch_setenv(&l, 0, "LD_PRELOAD", "/lib/gethostname.so:/mine.so");
+    shx_strvec env = {0};
+    shx_dist_proc_env(&l, 0, &job, &env);
+    assert_string_equal(shx_env_lookup(env.v, "OMP_NUM_THREADS"), "8");
+    assert_string_equal(shx_env_lookup(env.v, "RANK"), "0");
+    assert_string_equal(shx_env_lookup(env.v, "LD_PRELOAD"), "/lib/gethostname.so:/mine.so");
+    shx_strvec_free(&env);
+    shx_strvec_free(&job.env);
+    shx_dist_launch_free(&l);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/smhost-unit-dist-XXXXXX");
@@ -196,6 +260,8 @@ int main(void) {
         cmocka_unit_test(test_launcher_flag_follows_the_pytorch_toolkit_order),
         cmocka_unit_test(test_hosts_outside_the_distribution_groups_launch_nothing),
         cmocka_unit_test(test_distributed_config_defaults_and_errors),
+        cmocka_unit_test(test_launch_calls_validate_their_arguments),
+        cmocka_unit_test(test_process_environment_never_overwrites_the_job),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
