@@ -551,3 +551,28 @@ def test_failure_report_of_a_rank(mlroot, tmp_path, how, expect_code, expect):
     assert r.returncode == expect_code, r.stderr
     text = mlroot.failure_text()
     assert "rank 1" in text and expect in text, text
+
+
+def test_processes_per_host_from_the_gpus_and_per_rank_isolation(mlroot, tmp_path):
+    """Without sagemaker_mpi_num_of_processes_per_host one rank per GPU (here two made-up GPUs of the 'testdev'
+    test backend); with [devices] isolate each rank gets its own device's visibility variable."""
+    from conftest import TEST_PLUGIN_DIR
+    d = tmp_path / "plugins"
+    d.mkdir()
+    shutil.copy(TEST_PLUGIN_DIR / "testdev_backend.so", d / "testdev.so")
+    ini = tmp_path / "smhost.ini"
+    mlroot.resourceconfig("algo-1", ["algo-1"])
+    mlroot.hyperparameters({"sagemaker_torch_distributed_enabled": True})
+
+    def plan(isolate):
+        ini.write_text("[devices]\nbackends = testdev\n" + ("isolate = true\n" if isolate else ""))
+        r = run_smhost(["env", "--json"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train.py", "SMHOST_CONFIG": str(ini),
+                                                              "SMHOST_PLUGIN_PATH": str(d)})
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["launch"]
+
+    launch = plan(False)
+    assert launch["procs_per_host"] == 2 and [p["rank"] for p in launch["processes"]] == [0, 1]
+    assert all("TESTDEV_VISIBLE" not in p["env"] for p in launch["processes"])
+    launch = plan(True)
+    assert [p["env"]["TESTDEV_VISIBLE"] for p in launch["processes"]] == ["testdev-0", "testdev-1"]
