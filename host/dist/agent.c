@@ -515,7 +515,8 @@ static int listen_on(int port, char *err, size_t errlen) {
     int rc;
     if (v6) {
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
+        struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                                  .sin6_addr = in6addr_any};
         rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     } else {
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -612,13 +613,14 @@ static int barrier(agent *a) {
                 broadcast(a, "END %s", "1", 0, 0, NULL);
                 return SHX_EXIT_UNAVAILABLE;
             }
-            struct pollfd pf[66];
+            struct pollfd *pf = shx_xcalloc(2 + a->npeers, sizeof *pf);
             nfds_t np = 0;
             pf[np++] = (struct pollfd){.fd = a->sfd, .events = POLLIN};
             pf[np++] = (struct pollfd){.fd = a->lfd, .events = POLLIN};
-            for (size_t i = 0; i < a->npeers && np < 66; i++)
+            for (size_t i = 0; i < a->npeers; i++)
                 if (a->peers[i].fd >= 0) pf[np++] = (struct pollfd){.fd = a->peers[i].fd, .events = POLLIN};
             poll(pf, np, 200);
+            free(pf);
             int s = take_signal(a, 0);
             if (s) {
                 char sn[32];
@@ -819,8 +821,8 @@ static int wait_ports(agent *a, int port) {
             char sn[32], err[600];
             int s = take_signal(a, 200);
             if (s) {
-                snprintf(err, sizeof err, "received %s while waiting for %s:%d: nothing started", sig_word(s, sn, sizeof sn),
-                         h, port);
+                snprintf(err, sizeof err, "received %s while waiting for %s:%d: nothing started",
+                         sig_word(s, sn, sizeof sn), h, port);
                 shx_status_set_reason(a->page, "JobStopped", err);
                 broadcast(a, "TERM %s", a->me, 0, 0, NULL);
                 return 128 + s;
@@ -1038,25 +1040,31 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
             if (any) shx_warn("processes still running after the grace period: sent SIGKILL");
             a.kill_at = 0;
         }
-        struct pollfd pf[512];
-        void *who[512];
-        int what[512];
+        /* the poll set: signals, every rank's two pipes, every worker's link (master) or the master's (worker) */
+        size_t cap = 2 + 2 * a.n + a.npeers;
+        struct pollfd *pf = shx_xcalloc(cap, sizeof *pf);
+        void **who = shx_xcalloc(cap, sizeof *who);
+        int *what = shx_xcalloc(cap, sizeof *what);
         nfds_t np = 0;
-        pf[np] = (struct pollfd){.fd = a.sfd, .events = POLLIN};
-        who[np] = NULL, what[np++] = 0;
-        for (size_t i = 0; i < a.n && np < 500; i++) {
-            if (a.p[i].so.fd >= 0) pf[np] = (struct pollfd){.fd = a.p[i].so.fd, .events = POLLIN}, who[np] = &a.p[i], what[np++] = 1;
-            if (a.p[i].se.fd >= 0) pf[np] = (struct pollfd){.fd = a.p[i].se.fd, .events = POLLIN}, who[np] = &a.p[i], what[np++] = 2;
+#define ADD_FD(f, w, k) (pf[np] = (struct pollfd){.fd = (f), .events = POLLIN}, who[np] = (w), what[np++] = (k))
+        ADD_FD(a.sfd, NULL, 0);
+        for (size_t i = 0; i < a.n; i++) {
+            if (a.p[i].so.fd >= 0) ADD_FD(a.p[i].so.fd, &a.p[i], 1);
+            if (a.p[i].se.fd >= 0) ADD_FD(a.p[i].se.fd, &a.p[i], 2);
         }
-        for (size_t i = 0; i < a.npeers && np < 510; i++)
-            if (a.peers[i].fd >= 0) pf[np] = (struct pollfd){.fd = a.peers[i].fd, .events = POLLIN}, who[np] = &a.peers[i], what[np++] = 3;
-        if (a.mfd >= 0 && np < 511) pf[np] = (struct pollfd){.fd = a.mfd, .events = POLLIN}, who[np] = NULL, what[np++] = 4;
+        for (size_t i = 0; i < a.npeers; i++)
+            if (a.peers[i].fd >= 0) ADD_FD(a.peers[i].fd, &a.peers[i], 3);
+        if (a.mfd >= 0) ADD_FD(a.mfd, NULL, 4);
+#undef ADD_FD
         int timeout = outputs_deadline ? 100 : 500;
         if (a.kill_at) {
             int64_t d = a.kill_at - now;
             if (d < timeout) timeout = d > 0 ? (int)d : 0;
         }
-        if (poll(pf, np, timeout) < 0 && errno != EINTR) break;
+        if (poll(pf, np, timeout) < 0 && errno != EINTR) {
+            free(pf), free(who), free(what);
+            break;
+        }
         for (nfds_t k = 0; k < np; k++) {
             if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (what[k] == 0) {
@@ -1115,6 +1123,7 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
                 }
             }
         }
+        free(pf), free(who), free(what);
     }
     rc = outcome(&a);
     if (a.multi && a.is_master) {

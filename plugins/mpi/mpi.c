@@ -169,5 +169,6 @@ static const char *const mpi_flags[] = {"sagemaker_mpi_enabled", NULL};
 static const smh_launcher_ops mpi_ops = {.struct_size = sizeof(smh_launcher_ops), .flags = mpi_flags, .plan = mpi_plan};
 
 SMH_PLUGIN_DEFINE(.name = "mpi", .version = SMHOST_VERSION,
-                  .description = "launcher for sagemaker_mpi_enabled: OpenMPI's mpirun over sshd, as the toolkit runs it",
+                  .description =
+                      "launcher for sagemaker_mpi_enabled: OpenMPI's mpirun over sshd, as the toolkit runs it",
                   .kind = SMH_KIND_LAUNCHER, .init = mpi_init, .launcher = &mpi_ops)

@@ -101,7 +101,8 @@ static void test_launcher_flag_follows_the_pytorch_toolkit_order(void **state) {
         const char *hps, *flag;
     } v[] = {
         {"{\"sagemaker_torch_distributed_enabled\":\"true\"}", "sagemaker_torch_distributed_enabled"},
-        {"{\"sagemaker_torch_distributed_enabled\":\"true\",\"sagemaker_mpi_enabled\":\"true\"}", "sagemaker_mpi_enabled"},
+        {"{\"sagemaker_torch_distributed_enabled\":\"true\",\"sagemaker_mpi_enabled\":\"true\"}",
+         "sagemaker_mpi_enabled"},
         {"{\"sagemaker_torch_distributed_enabled\":\"true\",\"sagemaker_pytorch_ddp_enabled\":\"true\"}",
          "sagemaker_pytorch_ddp_enabled"},
         {"{\"sagemaker_pytorch_xla_multi_worker_enabled\":\"true\",\"sagemaker_torch_distributed_enabled\":\"true\"}",
@@ -135,7 +136,8 @@ static void test_hosts_outside_the_distribution_groups_launch_nothing(void **sta
         "{\"instance_group_name\":\"gpu\",\"hosts\":[\"algo-2\"]}]}";
     shx_job job;
     load(&job, &cfg,
-         "{\"sagemaker_torch_distributed_enabled\":\"true\",\"sagemaker_distribution_instance_groups\":\"[\\\"gpu\\\"]\"}",
+         "{\"sagemaker_torch_distributed_enabled\":\"true\","
+         "\"sagemaker_distribution_instance_groups\":\"[\\\"gpu\\\"]\"}",
          hetero);
     assert_int_equal(job.distribution_hosts.n, 1);
     assert_string_equal(job.master, "algo-2");
