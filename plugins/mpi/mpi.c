@@ -61,7 +61,9 @@ static smh_status mpi_plan(void *state, const smh_job *job, const smh_launch_inf
                  SSHD, strerror(errno));
         return SMH_E_NOTFOUND;
     }
-    mkdir("/run/sshd", 0755); /* sshd's privilege separation directory; Debian creates it at boot only */
+    /* sshd's privilege separation directory (Debian's service unit makes it; a container has none).  Only for a
+     * real run: the host creates run_dir then, and `smhost env`, which plans without running, writes nothing. */
+    if (access(info->run_dir, F_OK) == 0) mkdir("/run/sshd", 0755);
     const char *const sshd[] = {SSHD, "-D", NULL};
     int svc = g_host->launch_add(launch, SMH_PROC_COMMAND | SMH_PROC_SERVICE, -1, sshd);
     if (svc < 0) {
