@@ -437,6 +437,12 @@ def test_env_shows_the_contract_mpirun_command(mlroot):
     assert "SM_HP_EPOCHS" in exported and "SM_TRAINING_ENV" in exported and "PYTHONPATH" in exported
     assert all("=" not in x for x in exported)  # names only: values (and secrets) never go on argv
 
+    # one process per host: --host without slots; sagemaker_mpi_num_processes overrides the total
+    mlroot.hyperparameters({"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_processes": 3})
+    r = run_smhost(["env", "--json"], mlroot=mlroot, env={"SAGEMAKER_PROGRAM": "train.py"})
+    argv = next(p["argv"] for p in json.loads(r.stdout)["launch"]["processes"] if not p["service"])
+    assert argv[1:5] == ["--host", "algo-1,algo-2", "-np", "3"], argv[:6]
+
 
 def test_user_ld_preload_is_kept(mlroot, tmp_path):
     mlroot.resourceconfig("algo-1", ["algo-1"])
