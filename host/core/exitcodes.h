@@ -5,7 +5,7 @@
 #define SHX_EXIT_USAGE 64       /* bad command line (sysexits EX_USAGE) */
 #define SHX_EXIT_DATAERR 65     /* a malformed input file: hyperparameters.json, resourceconfig.json ... */
 #define SHX_EXIT_NOINPUT 66     /* no program given, program or submit directory missing */
-#define SHX_EXIT_UNAVAILABLE 69 /* a host name never resolved (multi-host jobs) */
+#define SHX_EXIT_UNAVAILABLE 69 /* a host name never resolved (multi-host jobs), a distributed job's host never joined */
 #define SHX_EXIT_SOFTWARE 70    /* an internal error, or a plugin that crashed */
 #define SHX_EXIT_OSERR 71       /* fork, pipe, out of memory ... */
 #define SHX_EXIT_CANTCREAT 73   /* cannot write under the ML root */
