@@ -30,7 +30,7 @@ CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' $(WARN) $(SANFLAGS) -Isdk/include $(CFLAGS)
 LDFLAGS  ?=
 BIN_LIBS  := -linih -lcjson -ldl -lpthread -lm
-HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -ldl -lpthread -lm
+HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -lcurl -ldl -lpthread -lm
 
 BIN      := $(BUILD)/bin
 PLUGDIR  := $(BUILD)/lib/smhost/plugins
@@ -39,7 +39,7 @@ OBJ      := $(BUILD)/obj
 # host/<module>/*.c, one folder per module (README "Layout"):
 #   core, job, plugin, supervisor, dist  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
-#   serve, unpack                  internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
+#   serve, unpack, s3              internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
 HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
@@ -52,7 +52,8 @@ LIBSHX    := $(OBJ)/libshx.a
 INTDIR    := $(BUILD)/lib/smhost/internal
 SERVE_MOD_OBJ  := $(call objs_of,serve)
 UNPACK_MOD_OBJ := $(call objs_of,unpack)
-MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so
+S3_MOD_OBJ     := $(call objs_of,s3)
+MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so $(INTDIR)/s3.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
 # PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
@@ -98,6 +99,10 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 $(PRELOAD): preload/gethostname.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 $(WARN) -O2 -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
+# libcurl (Debian's libcurl4-gnutls-dev: the GnuTLS stack libmicrohttpd already uses) for S3 with SigV4.
+$(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl $(BIN_LIBS)
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
@@ -157,8 +162,8 @@ demo: deps
 	$(MAKE) all
 	bash samples/demo.sh $(abspath $(BIN)/smhost)
 
-# `make bench`: the supervisor (start-up, signals, memory, output); bench-python and bench-serve compare the
-# Python runner with python3 and the server with nginx+gunicorn+flask.  bench-all runs the three.
+# `make bench`: the supervisor (start-up, signals, memory, output); bench-python, bench-serve and bench-s3 compare the
+# Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs them all.
 bench: all
 	bash bench/run.sh $(abspath $(BUILD))
 bench-python: all
@@ -171,16 +176,18 @@ bench-devices: all test-programs
 # bench-distributed: the launcher against torchrun (start to all ranks running, a gloo job, peak memory; 1x2, 2x2).
 bench-distributed: all
 	bash bench/distributed.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve bench-devices bench-distributed
+bench-s3: all
+	bash bench/s3.sh $(abspath $(BUILD))
+bench-all: bench bench-python bench-serve bench-devices bench-s3 bench-distributed
 # `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
 # command fails CI; no timing is asserted.  Add each new bench script here.
-BENCH_SMOKE := run.sh python.sh serve.sh devices.sh distributed.sh
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh s3.sh distributed.sh
 bench-smoke: all test-programs
 	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
 	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
 	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
 	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
-.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-distributed
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-s3 bench-distributed
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

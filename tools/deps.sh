@@ -8,6 +8,7 @@ pkgs=(
   libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
+  libcurl4-gnutls-dev               # s3.so: S3 downloads/uploads with SigV4 (GnuTLS, the TLS stack libmicrohttpd uses)
   python3-dev                       # libpython3.11 for the embedded Python plugin
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests
@@ -17,10 +18,12 @@ pkgs=(
   openssh-server                    # sshd -D on every host of an MPI job, and its tests
   python3-torch python3-mpi4py      # distributed tests (torch gloo, mpi4py), the torch-ddp sample, bench/distributed
   iproute2                          # `ip` for inspecting the simulated hosts of smhost local / distributed tests
-  procps curl                       # ps in tests, curl in the demo and bench/serve.sh
+  procps curl                       # ps in tests, curl in the demo, bench/serve.sh and the S3 tests (an
+                                    # independent SigV4 client)
   nginx gunicorn python3-flask      # bench/serve.sh's bring-your-own stack (nginx -> gunicorn -> Flask), whose
                                     # smoke run `make test` does (make bench-smoke)
   wrk                               # bench/serve.sh's HTTP load generator
+  swift swift-proxy swift-account swift-container swift-object python3-swift  # the real S3 server (s3api) of tests/s3
 )
 missing=()
 for p in "${pkgs[@]}"; do
