@@ -209,11 +209,16 @@ def test_sigterm_on_one_host_stops_every_rank_with_grace(tmp_path, victim):
     # Every rank checkpoints on TERM.
     killer = 2 if victim == "algo-2" else 0
     other = "algo-1" if victim == "algo-2" else "algo-2"
+    ready = tmp_path / "ready"  # shared by the simulated hosts (only /opt/ml and /etc/hosts are per host)
+    ready.mkdir()
     c.code("train.sh", f"""
         trap 'echo "$RANK" > /opt/ml/output/data/checkpoint-$RANK; exit 0' TERM
         echo "rank $RANK up"
+        touch {ready}/$RANK
         if [ "$RANK" = {killer} ]; then
-            sleep 1
+            # every rank has its handler in place (a loaded machine may start them seconds apart)
+            i=0
+            while [ $(ls {ready} | wc -l) -lt 4 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
             agent=$PPID
             sup=$(cut -d' ' -f4 /proc/$agent/stat)
             kill -TERM "$sup"
