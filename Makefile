@@ -223,6 +223,7 @@ $(FUZZ_DIR)/obj/host/%.o: host/%.c $(HOST_HDR) $(wildcard sdk/include/smhost/*.h
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_HOST_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(FUZZ_HOST_OBJ) $(HOST_LIBS)
 
+.SECONDARY: $(FUZZ_HOST_OBJ) # kept between runs, not removed as intermediates
 fuzz-programs: $(FUZZ_BIN)
 fuzz: fuzz-programs
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_BIN)
