@@ -331,6 +331,11 @@ static const char *const *api_pip_environ(const smh_job *job) {
     return h->pip_env;
 }
 
+static int api_status_fd(const smh_job *job) {
+    shx_status_page *p = J(job)->page;
+    return p ? p->fd : -1;
+}
+
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),
     .abi_major = SMH_ABI_MAJOR,
@@ -374,6 +379,7 @@ static const smh_host_api g_api = {
     .set_command = api_set_command,
     /* v1.1 */
     .pip_environ = api_pip_environ,
+    .status_fd = api_status_fd,
 };
 
 const smh_host_api *shx_host_api(void) {

@@ -224,6 +224,11 @@ typedef struct smh_host_api {
      * values win.  The same environment smhost's requirements.txt install uses.  NULL-terminated, owned by the
      * host, valid for the job. */
     const char *const *(*pip_environ)(const smh_job *job);
+    /* The job's status page (the phase, the command and the failure reason the supervisor reports) as a file
+     * descriptor with FD_CLOEXEC set, for smhost's own programs that a runner exec()s and that keep reporting
+     * after exec: the python runner passes it to smhost-python.  The page's layout is private to smhost, so other
+     * plugins have no use for it.  -1 when there is none (outside a supervised job). */
+    int (*status_fd)(const smh_job *job);
 } smh_host_api;
 
 /* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
@@ -335,6 +340,7 @@ SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
 SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
 SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
 SMH__FOLLOWS(smh_host_api, set_command, pip_environ); /* v1.1 */
+SMH__FOLLOWS(smh_host_api, pip_environ, status_fd);   /* v1.1 */
 
 SMH__FIRST(smh_runner_ops, struct_size);
 SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
