@@ -1,7 +1,9 @@
 /* smhost-python: the python runner's interpreter (handoff.h for the command line, docs/python.md for why it is a
  * separate executable).  It reads the hand-off, closes its descriptors and runs the program as
  * `/usr/bin/python3 script.py args` (or `-m module`, or the training module's entry) would. */
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include "core/exitcodes.h"
 #include "core/log.h"
+#include "plugin/modules.h"
 #include "python/smhpy.h"
 #include "supervisor/status.h"
 
@@ -62,7 +65,33 @@ static char *read_job(int fd, size_t *len) {
     return buf;
 }
 
+/* smhost serve's zygote for a Python handler (host/serve/pyzygote.h): serve.so, loaded from beside smhost as smhost
+ * itself loads it, runs the zygote in this process, whose exported interpreter the handler plugin binds to. */
+static int serve_zygote(int argc, char **argv) {
+    char self[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
+    if (!slash) {
+        fprintf(stderr, "smhost-python: cannot find its own directory: %s\n", strerror(errno));
+        return SHX_EXIT_SOFTWARE;
+    }
+    *slash = 0;
+    snprintf(path, sizeof path, "%s/../lib/smhost/internal/serve.so", self);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *sym = h ? dlsym(h, "shx_module_serve_zygote") : NULL;
+    if (!sym) {
+        fprintf(stderr, "smhost-python: smhost's serve module %s cannot be used (%s): reinstall smhost\n", path,
+                dlerror());
+        return SHX_EXIT_SOFTWARE;
+    }
+    shx_module_fn fn;
+    memcpy(&fn, &sym, sizeof fn);
+    shx_module_args a = {.log_level = SHX_INFO, .argc = argc, .argv = argv};
+    return fn(&a);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--serve-zygote")) return serve_zygote(argc, argv);
     smhpy_target t = {0};
     int status_fd = -1, job_fd = -1, i = 1;
     for (; i < argc; i++) {

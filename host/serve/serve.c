@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "serve/front.h"
 #include "serve/worker.h"
+#include "serve/pyzygote.h"
 #include "core/util.h"
 
 front g;
@@ -279,6 +280,7 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     if (zygote == 0) {
         close(sv[0]);
         close(sfd);
+        shx_zygote_exec_python(&spec, sv[1]); /* returns only when it cannot */
         shx_zygote_main(&spec, sv[1]);
     }
     close(sv[1]);
