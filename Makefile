@@ -94,7 +94,7 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 
 plugins: $(PLUGIN_SO)
-$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) sdk/include/smhost/plugin.h
+$(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden $(PLUGIN_CFLAGS_$*) -o $@ $(filter %.c,$^) $(PLUGIN_LIBS_$*) $(LDFLAGS)
 # ---- tests ------------------------------------------------------------------------------------------------
@@ -106,7 +106,20 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c $$(wildcard tests/plugins/*.h) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Itests/plugins -o $@ $<
 
-test-programs: $(UNIT_BIN) $(TPLUG_SO)
+# Test doubles for hardware this machine lacks (tests/doubles/*/: each says so at its top).
+DOUBLES := $(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1 $(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1 \
+           $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7
+$(BUILD)/tests/doubles/fake-nvml/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-nvml-legacy/libnvidia-ml.so.1: tests/doubles/fake-nvml/fake_nvml.c plugins/nvidia/nvml_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DFAKE_NVML_LEGACY -fPIC -shared -fvisibility=hidden -Wl,-soname,libnvidia-ml.so.1 -o $@ $<
+$(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm-smi/fake_rocm_smi.c plugins/amd/rsmi_min.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
+
+test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 
 test-unit: all test-programs
@@ -122,6 +135,7 @@ test: deps
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
+	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -145,8 +159,11 @@ bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve
-.PHONY: bench-python bench-serve bench-all
+# bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
+bench-devices: all test-programs
+	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
+bench-all: bench bench-python bench-serve bench-devices
+.PHONY: bench-python bench-serve bench-all bench-devices
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

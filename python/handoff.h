@@ -6,7 +6,7 @@
  * --status-fd  the job's status page (smh_host_api.status_fd, without FD_CLOEXEC): phase and failure reason.
  * --job-fd     a sealed memfd holding the job as one JSON object whose members are the `smhost` module's
  *              attributes (model_dir ..., hyperparameters, channels, hosts, current_host, master_host, is_master,
- *              num_cpus, num_gpus, num_neurons).  It is parsed only when user code imports smhost.
+ *              num_cpus, num_gpus, num_neurons, devices).  It is parsed only when user code imports smhost.
  * ARGS         the user's arguments: sys.argv[1:] (for --entry there are none: the toolkit calls train()).
  *
  * Both descriptors are closed before user code runs.  Both sides are built from this tree, so the format may

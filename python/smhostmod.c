@@ -17,7 +17,10 @@ PyDoc_STRVAR(smhost_doc,
              "model_dir, output_data_dir, output_dir, input_dir, input_data_dir, input_config_dir,\n"
              "code_dir, checkpoint_dir, output_intermediate_dir   str paths\n"
              "hosts (list), current_host, master_host (str), is_master (bool),\n"
-             "num_cpus, num_gpus, num_neurons (int)");
+             "num_cpus, num_gpus, num_neurons (int)\n"
+             "devices          list of dicts, one per GPU or accelerator the device backends found (also hidden\n"
+             "                 and unhealthy ones): backend, index, uuid, name, memory_total (bytes or None),\n"
+             "                 pci_bus_id, health ('ok', 'degraded', 'failed'), reason, visible, parent (MIG), cores");
 
 static struct PyModuleDef smhost_def = {
     PyModuleDef_HEAD_INIT, "smhost", smhost_doc, -1, NULL, NULL, NULL, NULL, NULL,

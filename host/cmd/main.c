@@ -12,6 +12,9 @@
 #include "plugin/modules.h"
 #include "supervisor/supervisor.h"
 #include "cmd/train.h"
+#include "cmd/devices.h"
+
+#include <smhost/plugin.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -24,6 +27,7 @@ static void usage(FILE *f) {
             "  serve          serve the model over HTTP on port 8080 (or $SAGEMAKER_BIND_TO_PORT)\n"
             "  env [--json]   print the SM_* environment and command a training job would get\n"
             "  plugins [--json]  list the plugins found, their ABI versions, and why any was refused\n"
+            "  devices [--json]  list the GPUs and accelerators the device backends see, with their health\n"
             "  --help, --version\n"
             "\n"
             "Installed as `train` or `serve`, smhost runs that command.\n"
@@ -52,8 +56,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     int is_train = !strcmp(cmd, "train"), is_serve = !strcmp(cmd, "serve");
-    int is_env = !strcmp(cmd, "env"), is_plugins = !strcmp(cmd, "plugins");
-    if (!is_train && !is_serve && !is_env && !is_plugins) {
+    int is_env = !strcmp(cmd, "env"), is_plugins = !strcmp(cmd, "plugins"), is_devices = !strcmp(cmd, "devices");
+    if (!is_train && !is_serve && !is_env && !is_plugins && !is_devices) {
         fprintf(stderr, "smhost: unknown command '%s'\n\n", cmd);
         usage(stderr);
         return SHX_EXIT_USAGE;
@@ -62,7 +66,7 @@ int main(int argc, char **argv) {
     if (is_train || is_serve) shx_sup_early_init();
     int json = 0;
     for (int i = argi; i < argc; i++) {
-        if (!strcmp(argv[i], "--json") && (is_env || is_plugins)) json = 1;
+        if (!strcmp(argv[i], "--json") && (is_env || is_plugins || is_devices)) json = 1;
         else if (!is_serve) {
             fprintf(stderr, "smhost %s: unexpected argument '%s'\n", cmd, argv[i]);
             return SHX_EXIT_USAGE;
@@ -78,8 +82,13 @@ int main(int argc, char **argv) {
     if (cfg.log_level >= 0) shx_log_set_level(cfg.log_level);
     int rc;
     if (is_train) rc = shx_train_main(&cfg);
-    else if (is_serve) rc = shx_modules_serve(&cfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "serve" */
+    else if (is_serve) {
+        /* the device health check comes first: a server on a failed GPU never reports ready */
+        rc = shx_devices_serve_gate(&cfg);
+        if (!rc) rc = shx_modules_serve(&cfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "serve" */
+    }
     else if (is_env) rc = shx_env_main(&cfg, json);
+    else if (is_devices) rc = shx_devices_main(&cfg, json);
     else rc = shx_plugins_main(&cfg, json);
     shx_config_free(&cfg);
     return rc;

@@ -16,6 +16,7 @@
 #include "plugin/runner.h"
 #include "job/requirements.h"
 #include "plugin/modules.h"
+#include "cmd/devices.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
@@ -206,6 +207,14 @@ int shx_train_main(const shx_config *cfg) {
                           "no program to run: set SAGEMAKER_PROGRAM (e.g. ENV SAGEMAKER_PROGRAM=train.py in the "
                           "image) or the sagemaker_program hyperparameter, and put the program under the code "
                           "directory.");
+        shx_job_free(&job);
+        return rc;
+    }
+    /* Devices: one log line each, then the health check, before anything slow or the user's program. */
+    char *devfail = NULL;
+    if ((rc = shx_devices_gate(cfg, &job.devices, "the training job", &devfail))) {
+        rc = host_failure(&job, "DeviceHealthError", rc, devfail);
+        free(devfail);
         shx_job_free(&job);
         return rc;
     }

@@ -24,12 +24,24 @@ static void config_defaults(shx_config *cfg) {
     cfg->dns_timeout_seconds = 900;
     cfg->max_run_seconds = 0;
     cfg->pip_break_system_packages = 1;
+    cfg->device_health_check = SHX_HEALTH_FAIL;
+    cfg->device_probe_timeout_seconds = 60;
+}
+
+void shx_config_device_backends(const shx_config *cfg, shx_strvec *out) {
+    static const char *const dflt[] = {"nvidia", "neuron", "amd"};
+    if (cfg && cfg->device_backends_set) {
+        for (size_t i = 0; i < cfg->device_backends.n; i++) shx_strvec_push(out, cfg->device_backends.v[i]);
+        return;
+    }
+    for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++) shx_strvec_push(out, dflt[i]);
 }
 
 void shx_config_free(shx_config *cfg) {
     if (!cfg) return;
     free(cfg->path);
     shx_strvec_free(&cfg->plugin_path);
+    shx_strvec_free(&cfg->device_backends);
     for (size_t i = 0; i < cfg->noverrides; i++) {
         free(cfg->overrides[i].ext);
         free(cfg->overrides[i].runner);
@@ -73,7 +85,7 @@ static void parse_error(parse_state *ps, const char *fmt, ...) {
 }
 
 static int known_section(const char *s) {
-    return !strcmp(s, "smhost") || !strcmp(s, "python") || !strcmp(s, "runners");
+    return !strcmp(s, "smhost") || !strcmp(s, "python") || !strcmp(s, "runners") || !strcmp(s, "devices");
 }
 
 /* fgets-style reader over the file in memory; counts lines and spots section headers for warnings. */
@@ -112,8 +124,8 @@ static char *reader(char *str, int num, void *stream) {
             memcpy(name, s + 1, len);
             name[len] = 0;
             if (!known_section(name))
-                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners])", ps->file,
-                         ps->line, name);
+                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners], [devices])",
+                         ps->file, ps->line, name);
         }
     }
     return str;
@@ -218,6 +230,67 @@ static int handle_python(parse_state *ps, const char *name, const char *value) {
     return 1;
 }
 
+/* [devices] (docs/devices.md). */
+static int handle_devices(parse_state *ps, const char *name, const char *value) {
+    shx_config *cfg = ps->cfg;
+    if (!strcasecmp(name, "health_check")) {
+        if (!strcasecmp(value, "fail")) cfg->device_health_check = SHX_HEALTH_FAIL;
+        else if (!strcasecmp(value, "warn")) cfg->device_health_check = SHX_HEALTH_WARN;
+        else if (!strcasecmp(value, "off")) cfg->device_health_check = SHX_HEALTH_OFF;
+        else {
+            parse_error(ps, "health_check = \"%s\" is not valid: expected fail, warn or off; fix the value or remove "
+                            "the line (default: fail)",
+                        value);
+            return 0;
+        }
+        return 1;
+    }
+    if (!strcasecmp(name, "isolate")) {
+        int b;
+        if (parse_bool(value, &b) < 0) {
+            parse_error(ps, "isolate = \"%s\" is not valid: expected true or false (also yes/no, on/off, 1/0); fix "
+                            "the value or remove the line (default: false)",
+                        value);
+            return 0;
+        }
+        cfg->device_isolate = b;
+        return 1;
+    }
+    if (!strcasecmp(name, "backends")) {
+        shx_strvec_free(&cfg->device_backends);
+        cfg->device_backends_set = 1;
+        char *copy = shx_xstrdup(value), *save = NULL;
+        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            for (const char *c = t; *c; c++)
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-')) {
+                    parse_error(ps, "backends = \"%s\": \"%s\" is not a plugin name (a-z, 0-9, '_', '-'); list "
+                                    "backend plugins separated by commas, like \"nvidia, neuron\", or leave it empty "
+                                    "for none",
+                                value, t);
+                    free(copy);
+                    return 0;
+                }
+            shx_strvec_push(&cfg->device_backends, t);
+        }
+        free(copy);
+        return 1;
+    }
+    if (!strcasecmp(name, "probe_timeout_seconds")) {
+        int v;
+        if (parse_count(value, &v) < 0 || v < 1) {
+            parse_error(ps, "probe_timeout_seconds = \"%s\" is not valid: expected a whole number of seconds, 1 or "
+                            "more; fix the value or remove the line (default: 60)",
+                        value);
+            return 0;
+        }
+        cfg->device_probe_timeout_seconds = v;
+        return 1;
+    }
+    shx_warn("%s:%d: unknown key \"%s\" in [devices] ignored (known: health_check, isolate, backends, "
+             "probe_timeout_seconds)", ps->file, ps->line, name);
+    return 1;
+}
+
 static int handle_runners(parse_state *ps, const char *name, const char *value) {
     shx_config *cfg = ps->cfg;
     if (name[0] != '.' || !name[1] || strchr(name, '/')) {
@@ -256,8 +329,9 @@ static int handler(void *user, const char *section, const char *name, const char
     ps->last_line = ps->line;
     if (!value) value = "";
     if (!*section) {
-        shx_warn("%s:%d: key \"%s\" outside any section ignored (put it under [smhost], [python] or [runners])",
-                 ps->file, ps->line, name);
+        shx_warn(
+            "%s:%d: key \"%s\" outside any section ignored (put it under [smhost], [python], [runners] or [devices])",
+            ps->file, ps->line, name);
         return 1;
     }
     if (!known_section(section)) return 1; /* warned at its header */
@@ -273,6 +347,7 @@ static int handler(void *user, const char *section, const char *name, const char
     }
     if (!strcmp(section, "smhost")) return handle_smhost(ps, name, value);
     if (!strcmp(section, "python")) return handle_python(ps, name, value);
+    if (!strcmp(section, "devices")) return handle_devices(ps, name, value);
     return handle_runners(ps, name, value);
 }
 

@@ -131,3 +131,36 @@ int shx_num_neurons(void) {
     }
     return total;
 }
+
+/* Cheap signs of a backend's hardware, checked before its plugin is loaded (plugin/backends.c), so that a
+ * machine without accelerators loads no GPU library: a few stat()/readdir() calls, no dlopen.  env is the
+ * environment smhost was started with. */
+int shx_device_signs(const char *backend, char *const *env, char *why, size_t whylen) {
+    if (!strcmp(backend, "nvidia")) {
+        const char *lib = shx_env_lookup(env, "SMHOST_NVML_LIBRARY");
+        if (lib && *lib) return snprintf(why, whylen, "SMHOST_NVML_LIBRARY is set"), 1;
+        if (list_dir("/proc/driver/nvidia/gpus", NULL, NULL, 0) > 0)
+            return snprintf(why, whylen, "/proc/driver/nvidia/gpus lists GPUs"), 1;
+        if (list_dir("/dev", "nvidia", NULL, 0) > 0) return snprintf(why, whylen, "/dev/nvidia<n> exists"), 1;
+        snprintf(why, whylen, "no /proc/driver/nvidia/gpus entries, no /dev/nvidia<n> and no SMHOST_NVML_LIBRARY: "
+                 "no NVIDIA GPU here, NVML not loaded");
+        return 0;
+    }
+    if (!strcmp(backend, "neuron")) {
+        if (list_dir("/dev", "neuron", NULL, 0) > 0) return snprintf(why, whylen, "/dev/neuron<n> exists"), 1;
+        snprintf(why, whylen, "no /dev/neuron<n>: no Neuron device here");
+        return 0;
+    }
+    if (!strcmp(backend, "amd")) {
+        const char *lib = shx_env_lookup(env, "SMHOST_ROCM_SMI_LIBRARY");
+        if (lib && *lib) return snprintf(why, whylen, "SMHOST_ROCM_SMI_LIBRARY is set"), 1;
+        char *p = sys_path("/dev/kfd");
+        int kfd = access(p, F_OK) == 0;
+        free(p);
+        if (kfd) return snprintf(why, whylen, "/dev/kfd exists"), 1;
+        snprintf(why, whylen, "no /dev/kfd and no SMHOST_ROCM_SMI_LIBRARY: no AMD GPU here, ROCm SMI not loaded");
+        return 0;
+    }
+    snprintf(why, whylen, "named in [devices] backends, and smhost knows no cheaper sign of its hardware");
+    return -1;
+}

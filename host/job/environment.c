@@ -187,6 +187,15 @@ void shx_env_build(shx_job *job) {
     env_set(&job->sm_env, "PYTHONPATH", s);
     free(s);
 
+    /* Defaults the device backends asked for (CUDA_DEVICE_ORDER ...), only where the user and the platform set
+     * nothing: they go to sm_env so that `smhost env` shows them. */
+    for (size_t i = 0; i < job->devices.env_defaults.n; i++) {
+        const char *kv = job->devices.env_defaults.v[i], *eq = strchr(kv, '=');
+        char *name = shx_xstrndup(kv, (size_t)(eq - kv));
+        if (!shx_job_inherited(job, name)) env_set(&job->sm_env, name, eq + 1);
+        free(name);
+    }
+
     /* The program's environment: what smhost inherited, with smhost's variables on top. */
     for (size_t i = 0; i < job->inherited.n; i++) shx_strvec_push(&job->env, job->inherited.v[i]);
     for (size_t i = 0; i < job->sm_env.n; i++) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "job/devices.h"
+#include "plugin/backends.h"
 #include "core/exitcodes.h"
 #include "job/hyperparameters.h"
 #include "core/log.h"
@@ -203,6 +204,25 @@ const char *shx_job_inherited(const shx_job *job, const char *name) {
     return shx_env_lookup(job->inherited.v, name);
 }
 
+/* sagemaker_mpi_num_of_processes_per_host as a positive int, else 0. */
+static int hp_procs_per_host(const shx_job *job) {
+    const pyj_value *v = pyj_dict_get(job->hyperparameters, "sagemaker_mpi_num_of_processes_per_host");
+    if (!v) return 0;
+    char *s = pyj_str_of(v), *end;
+    long n = strtol(s, &end, 10);
+    int ok = end != s && !*end && n > 0 && n < 100000;
+    free(s);
+    return ok ? (int)n : 0;
+}
+
+int shx_job_procs_per_host(const shx_job *job) {
+    int n = hp_procs_per_host(job);
+    if (n > 0) return n;
+    if (job->num_gpus > 0) return job->num_gpus;
+    if (job->num_neurons > 0) return job->num_neurons;
+    return 1;
+}
+
 int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen) {
     job->cfg = cfg;
     for (char **e = environ; e && *e; e++) shx_strvec_push(&job->inherited, *e);
@@ -282,8 +302,11 @@ int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen) 
     }
 
     job->num_cpus = shx_num_cpus();
-    job->num_gpus = shx_num_gpus();
-    job->num_neurons = shx_num_neurons();
+    /* GPUs and Neuron cores from the device backends (plugin/backends.c), which fall back to the /proc and /dev
+     * scan of devices.c and then to 0. */
+    shx_backends_discover(&job->devices, cfg, job->inherited.v, hp_procs_per_host(job));
+    job->num_gpus = job->devices.num_gpus;
+    job->num_neurons = job->devices.num_neurons;
 
     shx_hp_to_argv(job->user_hps, &job->user_args);
     shx_env_build(job);
@@ -295,6 +318,7 @@ fail_hp:
 
 void shx_job_free(shx_job *job) {
     shx_strvec_free(&job->inherited);
+    shx_devview_free(&job->devices);
     char **strs[] = {&job->root, &job->input_dir, &job->input_config_dir, &job->input_data_dir, &job->code_dir,
                      &job->model_dir, &job->output_dir, &job->output_data_dir, &job->intermediate_dir,
                      &job->checkpoints_dir, &job->module_dir, &job->submit_dir, &job->current_host,

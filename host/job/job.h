@@ -2,6 +2,7 @@
 #ifndef SHX_JOB_H
 #define SHX_JOB_H
 #include "core/config.h"
+#include "job/devview.h"
 #include "core/pyjson.h"
 #include "core/util.h"
 
@@ -36,6 +37,7 @@ typedef struct shx_job {
     char *master;
     int is_master, is_hetero;
     int num_cpus, num_gpus, num_neurons;
+    shx_devview devices;            /* what the device backends reported (job/devview.h) */
     pyj_value *log_level;           /* sagemaker_container_log_level, default 20 */
     int log_level_int;
 
@@ -53,6 +55,9 @@ typedef struct shx_job {
  * what to do).  job must be zeroed. */
 int shx_job_load(shx_job *job, const shx_config *cfg, char *err, size_t errlen);
 void shx_job_free(shx_job *job);
+/* Processes per host for a launcher (contract section 6): sagemaker_mpi_num_of_processes_per_host, else the GPU
+ * count if > 0, else the NeuronCore count if > 0, else 1. */
+int shx_job_procs_per_host(const shx_job *job);
 /* A variable of the environment smhost was started with (job->inherited); NULL when unset. */
 const char *shx_job_inherited(const shx_job *job, const char *name);
 /* The ML root named by a SAGEMAKER_BASE_DIR value: "/opt/ml" when NULL or empty, trailing slashes dropped.

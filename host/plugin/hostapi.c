@@ -1,4 +1,4 @@
-/* The host API table (smh_host_api v1.0).  Everything here runs in the job process (or a serving worker). */
+/* The host API table (smh_host_api v1.1).  Everything here runs in the job process (or a serving worker). */
 #include "plugin/hostapi.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "job/hyperparameters.h"
+#include "plugin/backends.h"
 #include "core/log.h"
 #include "job/requirements.h"
 #include "supervisor/supervisor.h"
@@ -331,6 +332,15 @@ static const char *const *api_pip_environ(const smh_job *job) {
     return h->pip_env;
 }
 
+/* v1.1: the job's devices (job/devview.h); the backend-side calls live in plugin/backends.c. */
+static size_t api_device_count(const smh_job *job) {
+    return J(job)->job->devices.n;
+}
+static const smh_device *api_device_get(const smh_job *job, size_t i) {
+    const shx_devview *v = &J(job)->job->devices;
+    return i < v->n ? &v->devs[i] : NULL;
+}
+
 static int api_status_fd(const smh_job *job) {
     shx_status_page *p = J(job)->page;
     return p ? p->fd : -1;
@@ -379,6 +389,11 @@ static const smh_host_api g_api = {
     .set_command = api_set_command,
     /* v1.1 */
     .pip_environ = api_pip_environ,
+    .device_count = api_device_count,
+    .device_get = api_device_get,
+    .device_add = shx_sink_device_add,
+    .device_set_info = shx_sink_set_info,
+    .device_set_env = shx_sink_set_env,
     .status_fd = api_status_fd,
 };
 

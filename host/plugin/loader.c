@@ -106,11 +106,21 @@ int shx_plugin_load(const char *path, shx_plugin *p) {
                           path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_handler_ops));
         p->has_handler = p->handler.invoke != NULL;
     }
+    if (p->desc.backend) { /* v1.1: a 1.0 descriptor has zero in this slot (it was reserved[0]) */
+        if (copy_sized(&p->backend, sizeof p->backend, p->desc.backend, sizeof(uint32_t), &size))
+            return refuse(p, SHX_LOAD_OVERSIZED, "%s: its backend ops table is %u bytes, larger than ABI %d.%d's %zu.",
+                          path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_backend_ops));
+        p->has_backend = p->backend.probe != NULL && p->backend.list != NULL;
+    }
     if (p->desc.kind == SMH_KIND_RUNNER && !p->has_runner)
         return refuse(p, SHX_LOAD_INVALID, "%s: plugin '%s' is a runner but has no runner->run().", path, p->desc.name);
     if (p->desc.kind == SMH_KIND_HANDLER && !p->has_handler)
         return refuse(p, SHX_LOAD_INVALID, "%s: plugin '%s' is a handler but has no handler->invoke().", path,
                       p->desc.name);
+    if (p->desc.kind == SMH_KIND_BACKEND && !p->has_backend)
+        return refuse(p, SHX_LOAD_INVALID,
+                      "%s: plugin '%s' is a backend but has no backend->probe() and backend->list() (they need "
+                      "plugin ABI 1.1: <smhost/device.h>).", path, p->desc.name);
     p->status = SHX_LOAD_OK;
     return 0;
 }

@@ -1,7 +1,7 @@
 /* Loading one plugin file: dlopen, the entry symbol, and the ABI checks (see sdk/include/smhost/plugin.h). */
 #ifndef SHX_LOADER_H
 #define SHX_LOADER_H
-#include <smhost/plugin.h>
+#include <smhost/device.h>
 
 typedef enum shx_load_status {
     SHX_LOAD_OK = 0,
@@ -23,7 +23,8 @@ typedef struct shx_plugin {
     smh_plugin desc;             /* copy, zero-filled past the plugin's struct_size */
     smh_runner_ops runner;       /* copies, zero-filled likewise */
     smh_handler_ops handler;
-    int has_runner, has_handler;
+    smh_backend_ops backend;     /* v1.1 */
+    int has_runner, has_handler, has_backend;
 } shx_plugin;
 
 /* One word for a status ("wrong ABI major"). */

@@ -17,6 +17,8 @@
 
 #include "pyplugin.h"
 
+#include <smhost/device.h>
+
 typedef struct smhpy_state {
     const smh_host_api *host;
 } smhpy_state;
@@ -276,6 +278,46 @@ static char *job_json(const smh_host_api *host, const smh_job *job, size_t *len,
     jb_int(&b, host->num_gpus(job));
     jb_key(&b, "num_neurons");
     jb_int(&b, host->num_neurons(job));
+    /* The job's devices (v1.1): every device the backends found, hidden and unhealthy ones too.  An older host
+     * has no device calls: the list is empty. */
+    jb_key(&b, "devices");
+    jb_add(&b, "[", 1);
+    n = SMH_HOST_HAS(host, device_count) && SMH_HOST_HAS(host, device_get) ? host->device_count(job) : 0;
+    static const char *const health[] = {"ok", "degraded", "failed"};
+    for (size_t i = 0; i < n; i++) {
+        const smh_device *d = host->device_get(job, i);
+        if (d == NULL) break;
+        if (i) jb_add(&b, ",", 1);
+        char num[32];
+        jb_s(&b, "{\"backend\":");
+        jb_str(&b, d->backend);
+        jb_s(&b, ",\"index\":");
+        jb_int(&b, d->index);
+        jb_s(&b, ",\"uuid\":");
+        jb_str(&b, d->uuid[0] ? d->uuid : NULL);
+        jb_s(&b, ",\"name\":");
+        jb_str(&b, d->name[0] ? d->name : NULL);
+        jb_s(&b, ",\"memory_total\":");
+        snprintf(num, sizeof num, "%llu", (unsigned long long)d->memory_total);
+        jb_s(&b, d->memory_total ? num : "null");
+        jb_s(&b, ",\"pci_bus_id\":");
+        jb_str(&b, d->pci_bus_id[0] ? d->pci_bus_id : NULL);
+        jb_s(&b, ",\"health\":");
+        jb_str(&b, health[d->health <= SMH_HEALTH_FAILED ? d->health : SMH_HEALTH_FAILED]);
+        jb_s(&b, ",\"reason\":");
+        jb_str(&b, d->reason[0] ? d->reason : NULL);
+        jb_s(&b, ",\"visible\":");
+        jb_s(&b, (d->flags & SMH_DEVICE_VISIBLE) ? "true" : "false");
+        jb_s(&b, ",\"parent\":");
+        if (d->flags & SMH_DEVICE_MIG_CHILD) jb_int(&b, d->parent);
+        else jb_s(&b, "null");
+        jb_s(&b, ",\"cores\":");
+        jb_int(&b, (long)d->cores);
+        jb_s(&b, ",\"visible_cores\":");
+        jb_int(&b, (long)d->visible_cores);
+        jb_add(&b, "}", 1);
+    }
+    jb_add(&b, "]", 1);
     jb_add(&b, "}", 1);
     if (b.oom) {
         free(b.p);

@@ -72,8 +72,10 @@ def test_plugins_lists_loadable(listing, name):
     assert f"{name}.so" in s, s  # the path
     assert "runner" in s.lower(), s  # the kind
     major, minor = header_abi()
-    # the plugin's ABI: the header's (good_runner, init_*) or an older minor (older_minor, v1_0_frozen: 1.0)
-    assert re.search(rf"ABI {major}\.(0|{minor})\b", s), s
+    # the plugin's ABI: v1_0_frozen is built against the frozen 1.0 header, older_minor claims the minor before the
+    # header's, the others the header's own
+    want = "1.0" if name == "v1_0_frozen" else f"{major}.{max(minor - 1, 0)}" if name == "older_minor" else f"{major}.{minor}"
+    assert f"ABI {want}" in s, s
 
 
 def test_plugins_shows_versions(listing):
@@ -215,3 +217,20 @@ def test_refused_plugin_never_runs(mlroot, run, plugdir, plugin, ext):
     assert r.returncode != 0
     assert marker(mlroot, plugin) is None
     assert not mlroot.success.exists()
+
+
+# ---- ABI 1.1: device backends -------------------------------------------------------------------------------------
+
+def test_v1_1_backend_loads_beside_v1_0_plugins(plugdir, run):
+    """A backend built against the 1.1 header (it uses the slot that was reserved[0] in 1.0) loads; a runner built
+    against the frozen 1.0 header still loads; a 1.0 descriptor that claims the backend kind, which had no ops table
+    in 1.0, is refused with a message naming 1.1."""
+    major, minor = header_abi()
+    assert (major, minor) >= (1, 1)
+    names = ["testdev_backend", "v1_0_frozen", "v1_0_backend"]
+    r = run("plugins", env={"SMHOST_PLUGIN_PATH": plugdir(*names)})
+    sec = sections(r.stdout + r.stderr, ["testdev", "v1_0_frozen", "v1_0_backend"])
+    assert "backend" in sec["testdev"] and f"ABI {major}.{minor}" in sec["testdev"], sec["testdev"]
+    assert "refused" not in sec["testdev"].lower(), sec["testdev"]
+    assert "ABI 1.0" in sec["v1_0_frozen"] and "refused" not in sec["v1_0_frozen"].lower()
+    assert "refused" in sec["v1_0_backend"].lower() and "1.1" in sec["v1_0_backend"], sec["v1_0_backend"]

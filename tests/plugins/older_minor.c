@@ -25,6 +25,7 @@ SMH_EXPORT const smh_plugin *smh_plugin_entry(void) {
                                  .init = marker_init,
                                  .runner = &old_ops,
                                  .handler = &junk_handler,
+                                 .backend = (const smh_backend_ops *)(const void *)&junk_handler,
                                  .reserved = {(void *)&junk_handler}};
     return &d;
 }

@@ -79,7 +79,7 @@ typedef int smh_status;
 typedef enum smh_plugin_kind {
     SMH_KIND_RUNNER = 1,  /* runs a training program: shell, exec, python, native ... */
     SMH_KIND_HANDLER = 2, /* answers inference requests for smhost serve */
-    SMH_KIND_BACKEND = 3  /* provides devices or launchers (GPU, MPI); no program of its own */
+    SMH_KIND_BACKEND = 3  /* provides devices (GPUs, Neuron): <smhost/device.h>, ABI 1.1; no program of its own */
 } smh_plugin_kind;
 
 /* How a runner claims programs, besides its extension list.  The host checks these itself: no plugin code
@@ -121,6 +121,10 @@ typedef enum smh_type {
 } smh_type;
 
 typedef struct smh_job smh_job;           /* opaque: the training job, owned by the host */
+/* v1.1, defined in <smhost/device.h>: */
+typedef struct smh_device smh_device;           /* one accelerator as a backend reports it */
+typedef struct smh_device_sink smh_device_sink; /* opaque: where a backend reports its devices (host-owned) */
+typedef struct smh_backend_ops smh_backend_ops; /* what a SMH_KIND_BACKEND plugin provides */
 typedef struct smh_response smh_response; /* opaque: an inference response being built */
 
 /* One inference request, owned by the host for the duration of invoke(). */
@@ -224,6 +228,18 @@ typedef struct smh_host_api {
      * values win.  The same environment smhost's requirements.txt install uses.  NULL-terminated, owned by the
      * host, valid for the job. */
     const char *const *(*pip_environ)(const smh_job *job);
+    /* The job's devices (<smhost/device.h>), as the device backends reported them before the job started: every
+     * device, visible or not, healthy or not, in backend order then index order.  device_get returns NULL past
+     * the end; the struct is owned by the host and lives as long as the job.  Read fields added after v1.1 only
+     * when dev->struct_size covers them. */
+    size_t (*device_count)(const smh_job *job);
+    const smh_device *(*device_get)(const smh_job *job, size_t i);
+    /* For backends, inside smh_backend_ops.list(): report one device (copied, up to dev->struct_size); a
+     * fact about the backend such as "driver_version" or "cuda_version" (copied); and a job environment
+     * variable that the host sets only when neither the user nor the platform set it (copied). */
+    smh_status (*device_add)(smh_device_sink *sink, const smh_device *dev);
+    smh_status (*device_set_info)(smh_device_sink *sink, const char *key, const char *value);
+    smh_status (*device_set_env)(smh_device_sink *sink, const char *name, const char *value);
     /* The job's status page (the phase, the command and the failure reason the supervisor reports) as a file
      * descriptor with FD_CLOEXEC set, for smhost's own programs that a runner exec()s and that keep reporting
      * after exec: the python runner passes it to smhost-python.  The page's layout is private to smhost, so other
@@ -273,7 +289,11 @@ typedef struct smh_plugin {
     void (*fini)(void *state);
     const smh_runner_ops *runner;   /* SMH_KIND_RUNNER */
     const smh_handler_ops *handler; /* SMH_KIND_HANDLER */
-    void *reserved[8];              /* zero; room for v1.x without changing the size rule */
+    /* v1.1 took the first of the eight reserved pointers of v1.0, so sizeof(smh_plugin) and every v1.0 offset
+     * stay the same; a v1.0 descriptor has zero there (SMH_PLUGIN_DEFINE zero-fills), which reads as "no
+     * backend".  Later minors take the next slot the same way, in order, and document it here. */
+    const smh_backend_ops *backend; /* SMH_KIND_BACKEND (v1.1, <smhost/device.h>) */
+    void *reserved[7];              /* zero; room for v1.x without changing the size rule */
 } smh_plugin;
 
 typedef const smh_plugin *(*smh_plugin_entry_fn)(void);
@@ -340,7 +360,12 @@ SMH__FOLLOWS(smh_host_api, resp_set_status, resp_set_content_type);
 SMH__FOLLOWS(smh_host_api, resp_set_content_type, resp_set_custom_attributes);
 SMH__FOLLOWS(smh_host_api, resp_set_custom_attributes, set_command);
 SMH__FOLLOWS(smh_host_api, set_command, pip_environ); /* v1.1 */
-SMH__FOLLOWS(smh_host_api, pip_environ, status_fd);   /* v1.1 */
+SMH__FOLLOWS(smh_host_api, pip_environ, device_count);
+SMH__FOLLOWS(smh_host_api, device_count, device_get);
+SMH__FOLLOWS(smh_host_api, device_get, device_add);
+SMH__FOLLOWS(smh_host_api, device_add, device_set_info);
+SMH__FOLLOWS(smh_host_api, device_set_info, device_set_env);
+SMH__FOLLOWS(smh_host_api, device_set_env, status_fd);
 
 SMH__FIRST(smh_runner_ops, struct_size);
 SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
@@ -363,7 +388,10 @@ SMH__FOLLOWS(smh_plugin, extensions, init);
 SMH__FOLLOWS(smh_plugin, init, fini);
 SMH__FOLLOWS(smh_plugin, fini, runner);
 SMH__FOLLOWS(smh_plugin, runner, handler);
-SMH__FOLLOWS(smh_plugin, handler, reserved);
+SMH__FOLLOWS(smh_plugin, handler, backend); /* v1.1: was reserved[0] */
+SMH__FOLLOWS(smh_plugin, backend, reserved);
+SMH__ASSERT(sizeof(((smh_plugin *)0)->backend) + sizeof(((smh_plugin *)0)->reserved) == 8 * sizeof(void *),
+            "smh_plugin keeps the v1.0 size: each new member takes one of the eight reserved slots");
 
 
 /* Define the plugin: SMH_PLUGIN_DEFINE(.name = "shell", .version = "1.0", .kind = SMH_KIND_RUNNER, ...) */
