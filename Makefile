@@ -119,6 +119,7 @@ $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
 
+$(BUILD)/tests/plugins/serve_test_inline.so: tests/plugins/serve_test.c
 test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 

@@ -37,6 +37,7 @@
 #include "serve/front.h"
 #include "serve/worker.h"
 #include "serve/pyzygote.h"
+#include "serve/inline.h"
 #include "core/util.h"
 
 front g;
@@ -126,7 +127,8 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
     int64_t grace_deadline = 0, close_deadline = 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(g.d, MHD_DAEMON_INFO_EPOLL_FD);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) || epoll_add(ctl, TAG_CTL)) {
+    if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) ||
+        (ctl >= 0 && epoll_add(ctl, TAG_CTL))) {
         shx_error("serve: cannot set up the event loop: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
@@ -242,6 +244,15 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
         return SHX_EXIT_CONFIG;
     }
     setenv("SMHOST_SERVE_CODE_DIR", g.cfg.code_dir, 1); /* pyhandler's fallback for models without code/ */
+    int irc = shx_inline_setup(&g.cfg, config, err, sizeof err); /* a handler that runs in this process */
+    if (irc) {
+        shx_error("serve: %s", err);
+        return irc;
+    }
+    if (shx_inline_active()) {
+        g.cfg.workers = 0; /* no zygote, no workers: every request is answered here */
+        g.ever_ready = 1;
+    }
     for (int i = 0; i < MAX_WORKERS; i++) g.slots[i].fd = -1;
 
     /* Signals are taken synchronously by the main thread; every thread started later inherits the mask. */
@@ -272,8 +283,8 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
                            .preload = g.cfg.preload,
                            .multi_model = g.cfg.multi_model};
     fflush(NULL);
-    pid_t zygote = fork();
-    if (zygote < 0) {
+    pid_t zygote = shx_inline_active() ? -1 : fork();
+    if (zygote < 0 && !shx_inline_active()) {
         shx_error("serve: fork: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
@@ -285,6 +296,10 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     }
     close(sv[1]);
     int ctl = sv[0];
+    if (shx_inline_active()) {
+        close(ctl);
+        ctl = -1;
+    }
 
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
@@ -295,8 +310,10 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     if (!d) {
         shx_error("serve: cannot listen on port %d (in use, or not allowed): set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port);
-        kill(zygote, SIGKILL);
-        waitpid(zygote, NULL, 0);
+        if (zygote > 0) {
+            kill(zygote, SIGKILL);
+            waitpid(zygote, NULL, 0);
+        }
         return SHX_EXIT_OSERR;
     }
     shx_info("serving on port %d: %s, %d worker(s), timeout %d s, max payload %d MiB%s%s", g.cfg.port,
@@ -314,8 +331,9 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     fail_queue(503, "smhost is shutting down");
     MHD_run(d);
     MHD_stop_daemon(d);
-    close(ctl);
-    for (int t = 0; t < 50; t++) {
+    if (ctl >= 0) close(ctl);
+    shx_inline_close();
+    for (int t = 0; t < 50 && zygote > 0; t++) {
         int st;
         if (waitpid(zygote, &st, WNOHANG) != 0) break;
         if (t == 49) {

@@ -18,6 +18,7 @@ import pytest
 from conftest import TEST_PLUGIN_DIR, start_smhost
 
 NATIVE = TEST_PLUGIN_DIR / "serve_test.so"
+NATIVE_INLINE = TEST_PLUGIN_DIR / "serve_test_inline.so"  # the same handler, declaring SMH_HANDLER_THREAD_SAFE
 
 
 def free_port():
@@ -111,6 +112,15 @@ def native_root(mlroot):
     code = mlroot.path / "model" / "code"
     code.mkdir(parents=True, exist_ok=True)
     shutil.copy(NATIVE, code / "serve_test.so")
+    (mlroot.path / "model" / "model.txt").write_text("the-model")
+    return mlroot
+
+
+@pytest.fixture
+def inline_root(mlroot):
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(NATIVE_INLINE, code / "serve_test_inline.so")
     (mlroot.path / "model" / "model.txt").write_text("the-model")
     return mlroot
 
@@ -337,6 +347,86 @@ def test_multi_model(native_root, serve):
     for _ in range(4):
         assert s.invoke(b"", attrs="whoami", path="/models/a/invoke")[2] == b"model-a2"
     assert s.request("POST", "/invocations", b"[1]")[0] == 404
+
+
+# ---- inline handlers (SMH_HANDLER_THREAD_SAFE) ---------------------------------------------------------------
+def test_inline_handler_runs_in_the_front_without_workers(inline_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log)})
+    assert log.read_text().split() == [str(s.proc.pid)]  # loaded once, in the front
+    assert children(s.proc.pid) == []  # no zygote, no workers
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", "text/csv", attrs="trace=1")
+    assert (st, body, h["content-type"]) == (200, b"[0,2]", "application/json")
+    assert h["x-amzn-sagemaker-custom-attributes"] == "echo:trace=1"
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n", "text/csv", accept="text/csv")
+    assert (st, body, h["content-type"]) == (200, b"0\n", "text/csv")
+    assert s.invoke(b"[1]", attrs="whoami")[2] == b"the-model"
+    st, _, body = s.invoke(b"[1]", attrs="fail")  # the same error answers as from a worker
+    assert st == 500 and err_json(body)["message"] == "ValueError: the test handler was asked to fail"
+    assert s.invoke(b"[1]", accept="image/png")[0] == 406
+    assert s.invoke(b"[1]", attrs="status=429")[:3:2] == (429, b"[1]")
+    st, body = s.oversized(6 * 1024 * 1024 + 1)
+    assert st == 413
+    assert s.ping() == 200
+    rc, err = s.stop()
+    assert rc == 0 and "declares SMH_HANDLER_THREAD_SAFE" in err
+
+
+def test_inline_concurrent_requests_nothing_lost(inline_root, serve):
+    s = serve()
+    results = []
+
+    def client(k):
+        for j in range(50):
+            st, _, body = s.invoke(json.dumps([k, j]).encode())
+            results.append(st == 200 and json.loads(body) == [k, j])
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 400 and all(results)
+
+
+def test_inline_never_keeps_the_handler_in_workers(inline_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log), "SMHOST_SERVE_INLINE": "never"})
+    (zygote,) = children(s.proc.pid)
+    assert log.read_text().split() == [str(zygote)]
+    assert s.invoke(b"[1]")[0] == 200
+
+
+def test_handler_without_the_flag_stays_in_workers(native_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log)})
+    (zygote,) = children(s.proc.pid)
+    assert log.read_text().split() == [str(zygote)]  # the front only read the flags, in a throwaway child
+    rc, err = s.stop()
+    assert "SMH_HANDLER_THREAD_SAFE" not in err
+
+
+def test_inline_bad_setting_and_failed_load(inline_root):
+    s = Server(inline_root, env={"SMHOST_SERVE_INLINE": "sometimes"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "SMHOST_SERVE_INLINE=sometimes" in err and "never" in err
+    (inline_root.path / "model" / "broken").write_text("")
+    s = Server(inline_root)
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 1 and "is broken" in err
+
+
+def test_inline_handler_crash_stops_the_server(inline_root, serve):
+    """The documented price of SMH_HANDLER_THREAD_SAFE: no worker to lose, so a crash ends smhost serve."""
+    s = serve()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        s.invoke(b"[1]", attrs="crash")
+    from conftest import SANITIZED
+
+    rc = s.proc.wait(10)
+    assert rc == -signal.SIGSEGV or (SANITIZED and rc != 0)  # ASan reports the SEGV and exits
 
 
 # ---- Python handlers -----------------------------------------------------------------------------------------

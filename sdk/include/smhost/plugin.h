@@ -263,9 +263,17 @@ typedef struct smh_runner_ops {
     int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
 } smh_runner_ops;
 
+/* smh_handler_ops.flags (v1.1; a v1.0 host ignores them). */
+/* invoke() is thread-safe, short and never blocks for long (no network waits, no sleeps: microseconds to a few
+ * milliseconds), and its plugin gives up crash isolation for speed: `smhost serve` may then call load() and invoke()
+ * in its front process, on the thread that reads the HTTP request, without the hop to a worker process.  The
+ * price: a crash in the handler stops the server, and SMHOST_SERVE_TIMEOUT cannot stop a stuck invoke().
+ * SMHOST_SERVE_INLINE=never keeps such a handler in worker processes (docs/serving.md). */
+#define SMH_HANDLER_THREAD_SAFE (1u << 0)
+
 typedef struct smh_handler_ops {
     uint32_t struct_size;
-    uint32_t flags; /* none are defined in v1: set 0.  (A worker process runs one invoke() at a time.) */
+    uint32_t flags; /* SMH_HANDLER_*; 0: a worker process runs one invoke() at a time */
     /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload(). */
     smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
     /* Answer one request: write the body with host->resp_write(); the status is 200 unless set.  A negative
