@@ -2,7 +2,11 @@
 # smhost serve against the classic bring-your-own stack (nginx -> gunicorn -> Flask, configured as AWS's
 # scikit_bring_your_own example), around the same iris predict function, loaded with wrk on 127.0.0.1.
 #   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (5 s per run), CONCURRENCY ("4 16 64")
-# Prints requests/s and p50/p99 latency side by side, the ratios, and /ping p99 while /invocations is loaded.
+#   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run (1 s per run, 16 connections): checks that it
+#                                        works, the numbers mean little
+# Prints requests/s and p50/p99 latency side by side, the ratios, /ping p99 while /invocations is loaded, and the
+# HTTP ceiling: nginx answering `return 200` itself against smhost's native handler in workers and inline
+# (SMH_HANDLER_THREAD_SAFE: answered in the front, no worker hop).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$REPO/build}
@@ -10,6 +14,7 @@ SMHOST=$BUILD/bin/smhost
 WORKERS=${WORKERS:-2}
 DURATION=${DURATION:-5}
 CONCURRENCY=${CONCURRENCY:-4 16 64}
+if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then DURATION=1; CONCURRENCY=16; fi
 PY=/usr/bin/python3
 for tool in wrk nginx gunicorn; do
   command -v $tool >/dev/null || { echo "bench/serve.sh: $tool is missing: apt-get install -y wrk nginx gunicorn python3-flask" >&2; exit 1; }
@@ -33,7 +38,7 @@ wait_ping() {
 
 # The model: the iris classifier samples/sklearn-iris serves, with its inference.py.
 mkdir -p "$T/py/model/code" "$T/native/model/code" "$T/byo"
-cp "$REPO/samples/sklearn-iris/inference.py" "$T/py/model/code/"
+cp "$REPO/samples/sklearn-iris/ml/code/inference.py" "$T/py/model/code/"
 $PY - "$T/py/model/model.joblib" <<'PYEOF'
 import sys, joblib
 from sklearn.datasets import load_iris
@@ -44,20 +49,30 @@ PYEOF
 # The native handler: tests/plugins/serve_test.c (a fixed linear iris classifier over CSV rows).
 cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -o "$T/native/model/code/iris.so" \
   "$REPO/tests/plugins/serve_test.c"
+# The same handler declaring SMH_HANDLER_THREAD_SAFE: smhost serve answers it inline, in the front process.
+mkdir -p "$T/inline/model/code"
+cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -I"$REPO/tests/plugins" \
+  -o "$T/inline/model/code/iris.so" "$REPO/tests/plugins/serve_test_inline.c"
 
-P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port)
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port)
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
 SMHOST_SERVE_PIPELINE=1 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY1 SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py1.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
+SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
+sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_NGX|g" -e "s|@WORKERS@|$WORKERS|g" "$REPO/bench/serve/nginx-return200.conf.in" \
+  > "$T/nginx200.conf"
 MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
   -w "$WORKERS" predictor:app 2>"$T/gunicorn.log" & PIDS+=($!)
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" > "$T/nginx.conf"
 mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
-wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"
+nginx -c "$T/nginx200.conf" -e "$T/nginx200-error.log" & PIDS+=($!)
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"
+grep -q "declares SMH_HANDLER_THREAD_SAFE" "$T/smhost-inline.log" || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
 
 cat > "$T/post.lua" <<'EOF2'
 wrk.method = "POST"
@@ -100,6 +115,26 @@ print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  
 " "$b_rps" "$b_50" "$b_99" "$p_rps" "$p_50" "$p_99" "$n_rps" "$n_50" "$n_99" "$c"
   [ "$b_err$p_err$n_err" = 000 ] || echo "      non-2xx answers: byo $b_err, pyhandler $p_err, native $n_err"
 done
+
+# The HTTP ceiling: nginx answering `return 200` itself ($WORKERS worker processes), against the native handler in
+# smhost's workers and inline in its front (one thread).
+echo
+echo "HTTP ceiling: nginx 'return 200' ($WORKERS worker processes) vs smhost native handler, same wrk, same request"
+printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' conc "nginx return 200" "smhost native workers" "smhost native inline" "nat/ngx" "inl/ngx"
+printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' "" "req/s    p99ms" "req/s    p99ms" "req/s    p99ms" "req/s" "req/s"
+for c in $CONCURRENCY; do
+  read -r x_rps x_50 x_99 x_err < <(run_wrk "$P_NGX" "$c" /invocations "$T/post.lua")
+  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NAT" "$c" /invocations "$T/post.lua")
+  read -r i_rps i_50 i_99 i_err < <(run_wrk "$P_INL" "$c" /invocations "$T/post.lua")
+  $PY -c "
+import sys
+x, n, i = [float(v) for v in sys.argv[1:3]], [float(v) for v in sys.argv[3:5]], [float(v) for v in sys.argv[5:7]]
+f = lambda r: f'{r[0]:8.0f} {r[1]:8.2f}     '
+print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i[0]/x[0]:7.2f}x')
+" "$x_rps" "$x_99" "$n_rps" "$n_99" "$i_rps" "$i_99" "$c"
+  [ "$x_err$n_err$i_err" = 000 ] || echo "      non-2xx answers: nginx $x_err, native $n_err, inline $i_err"
+done
+echo
 
 # /ping while every worker is busy with /invocations (a client on the same 2 CPUs: its own scheduling delays count
 # too).  Also with SMHOST_SERVE_PIPELINE=1, which leaves the workers idle between requests: less throughput, more
