@@ -632,6 +632,15 @@ def children(pid):
         return [int(x) for x in f.read().split()]
 
 
+def test_workers_run_as_sched_batch_and_the_front_does_not(native_root, serve):
+    """Busy workers must not delay the front's answers (/ping under load): they run SCHED_BATCH."""
+    s = serve(workers=2)
+    (zygote,) = children(s.proc.pid)
+    for w in children(zygote):
+        assert os.sched_getscheduler(w) == os.SCHED_BATCH
+    assert os.sched_getscheduler(s.proc.pid) == os.SCHED_OTHER
+
+
 def test_worker_killed_while_idle_is_replaced(native_root, serve):
     s = serve(workers=2)
     (zygote,) = children(s.proc.pid)
