@@ -8,7 +8,7 @@ pkgs=(
   libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
-  python3-dev                       # libpython3.11 for the embedded Python plugin
+  python3-dev                       # libpython3.11: pyhandler (shared) and smhost-python (the static libpython3.11.a)
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests
   python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
