@@ -9,7 +9,7 @@
 # (SMH_HANDLER_THREAD_SAFE: answered in the front, no worker hop).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-$REPO/build}
+BUILD=$(cd "${1:-$REPO/build}" && pwd)
 SMHOST=$BUILD/bin/smhost
 WORKERS=${WORKERS:-2}
 DURATION=${DURATION:-5}
@@ -54,13 +54,19 @@ mkdir -p "$T/inline/model/code"
 cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -I"$REPO/tests/plugins" \
   -o "$T/inline/model/code/iris.so" "$REPO/tests/plugins/serve_test_inline.c"
 
-P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port)
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port); P_PYS=$(port)
+# The same smhost without smhost-python beside it: its Python zygote stays in smhost, on the shared libpython.
+mkdir -p "$T/shared/bin"
+cp "$SMHOST" "$T/shared/bin/smhost"
+ln -s "$BUILD/lib" "$T/shared/lib"
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
 SMHOST_SERVE_PIPELINE=1 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY1 SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py1.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
+SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PYS SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$T/shared/bin/smhost" serve 2>"$T/smhost-pyshared.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_NGX|g" -e "s|@WORKERS@|$WORKERS|g" "$REPO/bench/serve/nginx-return200.conf.in" \
@@ -71,7 +77,7 @@ sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" >
 mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
 nginx -c "$T/nginx200.conf" -e "$T/nginx200-error.log" & PIDS+=($!)
-wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"; wait_ping "$P_PYS"
 grep -q "declares SMH_HANDLER_THREAD_SAFE" "$T/smhost-inline.log" || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
 
 cat > "$T/post.lua" <<'EOF2'
@@ -134,6 +140,23 @@ print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i
 " "$x_rps" "$x_99" "$n_rps" "$n_99" "$i_rps" "$i_99" "$c"
   [ "$x_err$n_err$i_err" = 000 ] || echo "      non-2xx answers: nginx $x_err, native $n_err, inline $i_err"
 done
+echo
+
+# Python handler workers forked from smhost-python (static interpreter) against the same workers forked from smhost
+# on the shared libpython, alternating runs; medians of three.
+c=$(echo $CONCURRENCY | awk '{print $NF}')
+: > "$T/pys.txt"; : > "$T/pysh.txt"
+for _ in 1 2 3; do
+  run_wrk "$P_PY" "$c" /invocations "$T/post.lua" >> "$T/pys.txt"
+  run_wrk "$P_PYS" "$c" /invocations "$T/post.lua" >> "$T/pysh.txt"
+done
+$PY - "$T/pys.txt" "$T/pysh.txt" "$c" <<'PYEOF'
+import statistics, sys
+med = lambda f: statistics.median(float(l.split()[0]) for l in open(f) if l.strip())
+a, b = med(sys.argv[1]), med(sys.argv[2])
+print(f"pyhandler, {sys.argv[3]} connections: zygote in smhost-python {a:.0f} req/s, on the shared libpython {b:.0f} "
+      f"req/s: {a / b:.3f}x")
+PYEOF
 echo
 
 # /ping while every worker is busy with /invocations (a client on the same 2 CPUs: its own scheduling delays count
