@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -278,6 +280,39 @@ static void test_reason_from_job_process(void **st) {
     free(t);
 }
 
+/* The page is a memfd: a program exec()ed with its descriptor (smhost-python) maps the same page by descriptor
+ * (the child below does only that, with no help from the mapping fork() gave it) and reports through it. */
+static void test_status_page_survives_exec_through_its_fd(void **st) {
+    (void)st;
+    shx_status_page *p = shx_status_page_create();
+    assert_non_null(p);
+    assert_true(p->fd >= 0);
+    assert_int_equal(fcntl(p->fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* never leaks into other programs */
+    int fd = fcntl(p->fd, F_DUPFD, 3);
+    pid_t pid = fork();
+    if (pid == 0) { /* what smhost-python does after exec: attach by descriptor number, report */
+        char arg[16];
+        snprintf(arg, sizeof arg, "%d", fd);
+        shx_status_page *q = shx_status_page_attach(atoi(arg));
+        if (!q) _exit(2);
+        q->phase = SHX_PHASE_PROGRAM;
+        shx_status_set_reason(q, "ExecuteUserScriptError", "ValueError: boom");
+        _exit(1);
+    }
+    int wst;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_int_equal(WEXITSTATUS(wst), 1);
+    assert_int_equal(p->phase, SHX_PHASE_PROGRAM);
+    assert_int_equal(p->reason_set, 1);
+    assert_string_equal(p->reason, "ValueError: boom");
+    close(fd);
+    /* anything else is refused */
+    int devnull = open("/dev/null", O_RDWR);
+    assert_null(shx_status_page_attach(devnull));
+    close(devnull);
+    assert_null(shx_status_page_attach(-1));
+}
+
 int main(void) {
     shx_sup_early_init();
     snprintf(g_dir, sizeof g_dir, "/tmp/smhost-test-sup-XXXXXX");
@@ -295,6 +330,7 @@ int main(void) {
         cmocka_unit_test(test_max_run_seconds),
         cmocka_unit_test(test_plugin_crash_blamed),
         cmocka_unit_test(test_reason_from_job_process),
+        cmocka_unit_test(test_status_page_survives_exec_through_its_fd),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char *cmd = shx_xasprintf("rm -rf %s", g_dir);
