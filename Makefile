@@ -135,8 +135,8 @@ test: deps
 	$(MAKE) SAN=1 all test-programs
 	$(MAKE) SAN=1 test-unit
 	$(MAKE) test-blackbox
+	$(MAKE) bench-smoke
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 $(MAKE) SAN=1 test-blackbox PYTEST_ARGS="-m 'not nosan'"
-	BENCH_QUICK=1 bash bench/devices.sh $(abspath $(BUILD))
 	@if [ -f tests/image/test_image.sh ]; then $(MAKE) test-image; fi
 
 test-image: all
@@ -164,7 +164,15 @@ bench-serve: all test-programs
 bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
 bench-all: bench bench-python bench-serve bench-devices
-.PHONY: bench-python bench-serve bench-all bench-devices
+# `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
+# command fails CI; no timing is asserted.  Add each new bench script here.
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh
+bench-smoke: all test-programs
+	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
+	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
+	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
+	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

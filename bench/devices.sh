@@ -7,7 +7,9 @@
 #      the same machine without accelerators
 #   3. a machine with 8 GPUs (the fake NVML test double, tests/doubles/fake-nvml: the probe process, dlopen of the
 #      nvidia backend and of libnvidia-ml.so.1, the queries) against the machine without accelerators
-#   BENCH_QUICK=1 fewer repetitions (the smoke run of `make test`)
+#   BENCH_QUICK=1 fewer repetitions
+#   SMHOST_BENCH_SMOKE=1  a seconds-long smoke run for `make test` (make bench-smoke): 2 repetitions; it fails when a
+#                 path or command is broken, and its numbers mean nothing
 set -euo pipefail
 BUILD=$(cd "${1:?usage: bench/devices.sh <build-dir> [baseline-smhost]}" && pwd)
 BASELINE=${2:-}
@@ -16,7 +18,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 NVML=$BUILD/tests/doubles/fake-nvml/libnvidia-ml.so.1
 [ -x "$SMHOST" ] || { echo "bench: $SMHOST is missing: run make first" >&2; exit 1; }
 [ -f "$NVML" ] || { echo "bench: $NVML is missing: run make test-programs" >&2; exit 1; }
-if [ "${BENCH_QUICK:-0}" = 1 ]; then N=8; else N=60; fi
+if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then N=2; elif [ "${BENCH_QUICK:-0}" = 1 ]; then N=8; else N=60; fi
 
 OUT=$BUILD/bench
 mkdir -p "$OUT"

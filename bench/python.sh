@@ -8,11 +8,11 @@
 #   sklearn fit   CPU time inside the program: a RandomForest fit (C code, one thread)             <= 1.02x
 # (CPU time, time.process_time(), so that other load on a shared machine does not swamp a 2% difference.)
 #   bench/python.sh [BUILD_DIR] [RUNS]   BUILD_DIR defaults to ./build, RUNS to 21 (start-up: 3x RUNS)
-#   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run (3 runs, small loops): checks that it works,
-#                                        the ratios mean little
+#   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run for `make bench-smoke` (3 runs, small loops):
+#                                        fails when a path or command is broken; its numbers mean nothing
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-build="$(cd "${1:-$here/../build}" && pwd)"
+build="$(cd "${1:-$here/../build}" && pwd)"  # absolute: the runs below happen in another directory
 runs="${2:-21}"
 smoke="${SMHOST_BENCH_SMOKE:-0}"
 smhost="$build/bin/smhost"
@@ -54,13 +54,14 @@ EOF
 ini="$tmp/empty.ini"; : > "$ini"
 
 now_ns() { date +%s%N; }
-# run_one <times-file> <wall|inner> <command...>: append one time in microseconds (wall clock, or the program's own)
+# run_one <times-file> <wall|cpu> <command...>: append one time in microseconds (wall clock, or the CPU time the
+# program measured itself)
 run_one() {
     local out="$1" kind="$2"; shift 2
     local t0 t1
     rm -f "$tmp/inner"
     t0=$(now_ns)
-    "$@" >/dev/null 2>"$tmp/stderr" || { echo "bench/python.sh: failed: $*" >&2; tail -5 "$tmp/stderr" >&2; exit 1; }
+    "$@" >/dev/null 2>"$tmp/stderr" || { echo "bench/python.sh: failed (exit $?): $*" >&2; tail -n 5 "$tmp/stderr" >&2; exit 1; }
     t1=$(now_ns)
     if [ "$kind" = wall ]; then
         echo $(( (t1 - t0) / 1000 )) >> "$out"
@@ -74,16 +75,16 @@ cd "$tmp/ml/code"
 smh_env=(env -i PATH=/usr/bin:/bin HOME="$tmp" LANG=C.UTF-8 SAGEMAKER_BASE_DIR="$tmp/ml" SMHOST_CONFIG="$ini"
          SMHOST_PLUGIN_PATH= SM_LOG_LEVEL=40 BENCH_OUT="$tmp/inner")
 py_env=(env -i PATH=/usr/bin:/bin HOME="$tmp" LANG=C.UTF-8 BENCH_OUT="$tmp/inner")
-echo "Python under smhost train (smhost-python) vs /usr/bin/python3 ($(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)$([ "$smoke" = 1 ] && echo '; SMOKE run: ratios mean little'))"
+echo "Python under smhost train (smhost-python) vs /usr/bin/python3 ($(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)$([ "$smoke" = 1 ] && echo '; SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works, the numbers mean nothing'))"
 printf '%-14s %-6s %6s %14s %14s %8s %6s\n' "case" "time" "runs" "python3 (ms)" "smhost (ms)" "ratio" "goal"
 for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fit:cpu:1.02; do
     IFS=: read -r name kind goal <<<"$case"
     n=$runs
     [ "$kind" = wall ] && n=$((runs * 3))
     : > "$tmp/$name.py.t"; : > "$tmp/$name.smh.t"
-    # warm the page cache for both
-    "${py_env[@]}" "$py" "$name.py" >/dev/null 2>&1
-    "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train >/dev/null 2>&1
+    # warm the page cache for both (checked like every run: a failure stops the benchmark with its message)
+    run_one /dev/null "$kind" "${py_env[@]}" "$py" "$name.py"
+    run_one /dev/null "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train
     for ((i = 0; i < n; i++)); do
         run_one "$tmp/$name.py.t" "$kind" "${py_env[@]}" "$py" "$name.py"
         run_one "$tmp/$name.smh.t" "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train

@@ -2,7 +2,9 @@
 # smhost supervisor benchmarks: each runs the direct program and the same program under `smhost train` side by
 # side (alternating runs) and prints medians and ratios.  Usage: bash bench/run.sh <build-dir>
 #   BENCH_BYTES   bytes per stream for the throughput run (default 1 GiB)
-#   BENCH_QUICK=1 fewer repetitions (a smoke run)
+#   BENCH_QUICK=1 fewer repetitions
+#   SMHOST_BENCH_SMOKE=1  a seconds-long smoke run for `make test` (2 repetitions, 1 MiB): it proves every path and
+#                 command works and fails when one does not; its numbers mean nothing
 set -euo pipefail
 BUILD=$(cd "${1:?usage: bench/run.sh <build-dir>}" && pwd)
 SMHOST=$BUILD/bin/smhost
@@ -10,7 +12,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$SMHOST" ] || { echo "bench: $SMHOST is missing: run make first" >&2; exit 1; }
 
 BYTES=${BENCH_BYTES:-1073741824}
-if [ "${BENCH_QUICK:-0}" = 1 ]; then N_START=10; N_SIG=5; N_TPUT=1; else N_START=40; N_SIG=20; N_TPUT=3; fi
+if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then N_START=2; N_SIG=2; N_TPUT=1; BYTES=${BENCH_BYTES:-1048576}
+elif [ "${BENCH_QUICK:-0}" = 1 ]; then N_START=10; N_SIG=5; N_TPUT=1; else N_START=40; N_SIG=20; N_TPUT=3; fi
 
 OUT=$BUILD/bench
 mkdir -p "$OUT"
@@ -35,6 +38,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf 
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
 
 echo "smhost supervisor benchmark ($(nproc) CPUs; $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg); $SMHOST)"
+[ "${SMHOST_BENCH_SMOKE:-0}" = 1 ] && echo "SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works; the numbers mean nothing"
 echo
 
 # 1. startup: a trivial shell script, directly and under `smhost train`

@@ -2,8 +2,8 @@
 # smhost serve against the classic bring-your-own stack (nginx -> gunicorn -> Flask, configured as AWS's
 # scikit_bring_your_own example), around the same iris predict function, loaded with wrk on 127.0.0.1.
 #   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (5 s per run), CONCURRENCY ("4 16 64")
-#   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run (1 s per run, 16 connections): checks that it
-#                                        works, the numbers mean little
+#   SMHOST_BENCH_SMOKE=1: a seconds-long smoke run for `make test` (DURATION 1, CONCURRENCY 4): it starts every
+#   stack, checks their answers and fails on any non-2xx answer under load or a broken path; its numbers mean nothing
 # Prints requests/s and p50/p99 latency side by side, the ratios, /ping p99 while /invocations is loaded, and the
 # HTTP ceiling: nginx answering `return 200` itself against smhost's native handler in workers and inline
 # (SMH_HANDLER_THREAD_SAFE: answered in the front, no worker hop).
@@ -12,9 +12,10 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$REPO/build}" && pwd)
 SMHOST=$BUILD/bin/smhost
 WORKERS=${WORKERS:-2}
+SMOKE=${SMHOST_BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then DURATION=${DURATION:-1}; CONCURRENCY=${CONCURRENCY:-4}; fi
 DURATION=${DURATION:-5}
 CONCURRENCY=${CONCURRENCY:-4 16 64}
-if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then DURATION=1; CONCURRENCY=16; fi
 PY=/usr/bin/python3
 for tool in wrk nginx gunicorn; do
   command -v $tool >/dev/null || { echo "bench/serve.sh: $tool is missing: apt-get install -y wrk nginx gunicorn python3-flask" >&2; exit 1; }
@@ -26,6 +27,11 @@ T=$(mktemp -d /tmp/smhost-bench-serve.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
+die() { # message: say it, show the servers' last log lines (the directory goes with the cleanup), exit 1
+  echo "bench/serve.sh: $1" >&2
+  for f in "$T"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}" >&2; tail -n 5 "$f" >&2; }; done
+  exit 1
+}
 
 port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ping() {
@@ -33,7 +39,7 @@ wait_ping() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ping" || true)" = 200 ] && return 0
     sleep 0.1
   done
-  echo "bench/serve.sh: the server on port $1 never became ready; logs in $T" >&2; exit 1
+  die "the server on port $1 never became ready"
 }
 
 # The model: the iris classifier samples/sklearn-iris serves, with its inference.py.
@@ -85,11 +91,17 @@ wrk.method = "POST"
 wrk.body = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
 wrk.headers["Content-Type"] = "text/csv"
 EOF2
-# Same answer from every stack before timing anything.
-for p in $P_PY $P_BYO; do
+# Same answer from every stack before timing anything (the native test handler answers class numbers).
+for p in $P_PY $P_BYO $P_PY1 $P_NAT; do
+  want='["setosa", "virginica"]'; [ "$p" = "$P_NAT" ] && want='[0,2]'
   out=$(curl -s -H 'Content-Type: text/csv' --data-binary $'5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n' "http://127.0.0.1:$p/invocations")
-  [ "$out" = '["setosa", "virginica"]' ] || { echo "bench/serve.sh: port $p answered $out" >&2; exit 1; }
+  [ "$out" = "$want" ] || die "port $p answered '$out', not '$want'"
 done
+# In a smoke run any non-2xx answer under load is a failure (a normal run reports them next to the numbers).
+smoke_check() { # label count
+  [ "$SMOKE" = 1 ] && [ "$2" != 0 ] && die "$1 gave $2 non-2xx answers under load"
+  return 0
+}
 
 run_wrk() { # port concurrency path [lua] -> "rps p50_ms p99_ms"
   local args=(-t 2 -c "$2" -d "${DURATION}s" --latency --timeout 10s)
@@ -107,6 +119,7 @@ print(rps, p50, p99, errs.group(1) if errs else 0)'
 }
 
 echo "smhost serve vs nginx+gunicorn+flask: $WORKERS workers each, wrk -t2 for ${DURATION}s per run, 127.0.0.1, $(nproc) CPUs"
+[ "$SMOKE" = 1 ] && echo "SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works; the numbers mean nothing"
 printf '%-5s | %-28s | %-28s | %-28s | %-8s %-8s\n' conc "nginx+gunicorn+flask" "smhost pyhandler" "smhost native" "py/byo" "nat/byo"
 printf '%-5s | %-28s | %-28s | %-28s | %-8s %-8s\n' "" "req/s  p50ms  p99ms" "req/s  p50ms  p99ms" "req/s  p50ms  p99ms" "req/s" "req/s"
 for c in $CONCURRENCY; do
@@ -120,6 +133,7 @@ f = lambda r: f'{r[0]:8.0f} {r[1]:6.2f} {r[2]:7.2f}    '
 print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  {n[0]/b[0]:6.1f}x')
 " "$b_rps" "$b_50" "$b_99" "$p_rps" "$p_50" "$p_99" "$n_rps" "$n_50" "$n_99" "$c"
   [ "$b_err$p_err$n_err" = 000 ] || echo "      non-2xx answers: byo $b_err, pyhandler $p_err, native $n_err"
+  smoke_check byo "$b_err"; smoke_check pyhandler "$p_err"; smoke_check native "$n_err"
 done
 
 # The HTTP ceiling: nginx answering `return 200` itself ($WORKERS worker processes), against the native handler in
@@ -139,6 +153,7 @@ f = lambda r: f'{r[0]:8.0f} {r[1]:8.2f}     '
 print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i[0]/x[0]:7.2f}x')
 " "$x_rps" "$x_99" "$n_rps" "$n_99" "$i_rps" "$i_99" "$c"
   [ "$x_err$n_err$i_err" = 000 ] || echo "      non-2xx answers: nginx $x_err, native $n_err, inline $i_err"
+  smoke_check "nginx return 200" "$x_err"; smoke_check "native inline" "$i_err"
 done
 echo
 
@@ -171,12 +186,14 @@ ping_under_load() { # port label
   wait $loader
   l_rps=$(sed -n 's/Requests\/sec: *//p' "$T/loader.txt")
   echo "/ping under /invocations load ($2, $c connections, ${l_rps} invocations/s): p50 ${g_50} ms, p99 ${g_99} ms ($g_rps req/s, non-2xx $g_err)"
+  smoke_check "/ping ($2)" "$g_err"
 }
 ping_under_load "$P_PY" "pyhandler"
 ping_under_load "$P_PY1" "pyhandler, SMHOST_SERVE_PIPELINE=1"
 
 # The ceiling on this machine: wrk against /ping, which the front answers without a worker (HTTP only).
 read -r h_rps h_50 h_99 h_err < <(run_wrk "$P_NAT" "$c" /ping)
+smoke_check "/ping (ceiling)" "$h_err"
 $PY -c "
 import sys
 h, b = float(sys.argv[1]), float(sys.argv[2])

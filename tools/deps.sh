@@ -14,7 +14,10 @@ pkgs=(
   python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
   python3-pip python3-setuptools python3-wheel python3-venv  # requirements.txt installs and their tests
   openmpi-bin libopenmpi-dev        # MPI launches
-  procps curl                       # ps in tests, curl in the demo
+  procps curl                       # ps in tests, curl in the demo and bench/serve.sh
+  nginx gunicorn python3-flask      # bench/serve.sh's bring-your-own stack (nginx -> gunicorn -> Flask), whose
+                                    # smoke run `make test` does (make bench-smoke)
+  wrk                               # bench/serve.sh's HTTP load generator
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -85,10 +85,3 @@ int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *e
              "(SMHOST_SERVE_INLINE=never keeps it in worker processes)", g_h.pl->desc.name);
     return 0;
 }
-
-void shx_inline_close(void) {
-    if (!g_active) return;
-    if (g_h.ops.unload) g_h.ops.unload(g_h.state, g_model);
-    if (g_h.pl->desc.fini) g_h.pl->desc.fini(g_h.state);
-    g_active = 0;
-}

@@ -14,6 +14,4 @@ int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *e
 int shx_inline_active(void);
 /* One request, answered through answer() before it returns. */
 void shx_inline_invoke(const smh_request *req, shx_answer_fn answer, void *ctx);
-/* At shutdown: unload() and fini(). */
-void shx_inline_close(void);
 #endif

@@ -332,7 +332,6 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     MHD_run(d);
     MHD_stop_daemon(d);
     if (ctl >= 0) close(ctl);
-    shx_inline_close();
     for (int t = 0; t < 50 && zygote > 0; t++) {
         int st;
         if (waitpid(zygote, &st, WNOHANG) != 0) break;

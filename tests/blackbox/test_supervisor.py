@@ -245,12 +245,31 @@ def test_grandchildren_and_daemons_do_not_survive(mlroot):
     assert mlroot.success.exists()
 
 
+def children(ppid):
+    """{pid: state letter} of every process whose parent is ppid, read from /proc (no ps: a ps that prints
+    nothing must not pass for "no zombies")."""
+    kids = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+        state, parent = stat[stat.rindex(")") + 2:].split()[:2]
+        if int(parent) == ppid:
+            kids[int(d.name)] = state
+    return kids
+
+
 def test_zombies_are_reaped_while_the_program_runs(mlroot):
     # the program's children exit while it keeps running; orphans of a double fork become smhost's to reap
     mlroot.script(
         "train.sh",
         """
-        for i in 1 2 3 4 5; do (sh -c 'exit 0' &) ; done
+        echo $$ > "$SM_MODEL_DIR/job"
+        for i in 1 2 3 4 5; do (sh -c 'echo $$ >> "$SM_MODEL_DIR/orphans"; exit 0' &) ; done
         sleep 0.5
         touch "$SM_MODEL_DIR/ready"
         sleep 100
@@ -259,11 +278,16 @@ def test_zombies_are_reaped_while_the_program_runs(mlroot):
     p = start_train(mlroot, "train.sh")
     wait_for(mlroot.path / "model" / "ready", p)
     time.sleep(0.2)
-    ps = subprocess.run(["ps", "-o", "pid=,stat=", "--ppid", str(p.pid)], capture_output=True, text=True)
-    zombies = [l for l in ps.stdout.splitlines() if l.split()[1].startswith("Z")]
+    kids = children(p.pid)
+    orphans = [int(x) for x in (mlroot.path / "model" / "orphans").read_text().split()]
+    left = [pid for pid in orphans if Path(f"/proc/{pid}").exists()]  # a zombie still has its /proc entry
+    job = int((mlroot.path / "model" / "job").read_text())
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=30)
-    assert zombies == []
+    # the scan must see the job process itself, or it proves nothing about zombies
+    assert kids.get(job) in ("S", "R"), f"the job process {job} is not among smhost's children {kids}"
+    assert [pid for pid, st in kids.items() if st == "Z"] == [], kids
+    assert len(orphans) == 5 and left == [], f"orphans {orphans}: not reaped {left}"
 
 
 # ---- output ------------------------------------------------------------------------------------------------

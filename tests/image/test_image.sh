@@ -37,11 +37,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- 2. the base image --------------------------------------------------------------------------------------
-# The first Debian mirror in apt's sources (one-line or deb822 format), and its security mirror when listed.
-apt_sources() { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; }
-MIRROR=${SMHOST_DEBIAN_MIRROR:-$(apt_sources | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ')}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY=$(apt_sources | grep -oE 'https?://[^ ]+/debian-security/?( |$)' | head -n1 | tr -d ' ' || true)
+# The mirror comes from this machine's apt sources (one-line or deb822; tests/image/apt_sources.sh), never from
+# a host named here: the source for bookworm, else for any Debian suite (a Debian mirror serves them all), and
+# likewise for the security archive when one is listed.  SMHOST_DEBIAN_MIRROR overrides the mirror.
+. tests/image/apt_sources.sh
+DEBIAN_SUITES="bookworm stable trixie testing bullseye oldstable forky sid unstable"
+MIRROR=${SMHOST_DEBIAN_MIRROR:-$(apt_source_uri $DEBIAN_SUITES || true)}
+[ -n "$MIRROR" ] || die "no Debian mirror in this machine's apt sources (a 'deb' entry for one of: $DEBIAN_SUITES in
+  /etc/apt/sources.list, /etc/apt/sources.list.d/*.list or *.sources). Add one, or set SMHOST_DEBIAN_MIRROR=<mirror URL>."
+SECURITY=$(apt_source_uri $(for s in $DEBIAN_SUITES; do printf '%s-security ' "$s"; done) || true)
 
 make_base_tar() {
     local tree="$CACHE/rootfs.tmp"

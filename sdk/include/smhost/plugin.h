@@ -26,6 +26,32 @@
  * in that process, so a crash becomes a failure report instead of a dead container.  A runner normally ends
  * in host->exec(), which replaces the job process with the user's program.
  *
+ * Serving processes.  `smhost serve` has three kinds of process, and plugin code runs in two of them:
+ *   front   one thread, one event loop: HTTP, /ping, the queue, signals.  It never loads or runs plugin code --
+ *           except a handler declaring SMH_HANDLER_THREAD_SAFE (below), which it loads and calls itself, with no
+ *           zygote and no workers (SMHOST_SERVE_INLINE=never keeps that handler in workers too).
+ *   zygote  forked by the front first thing, while the front has one thread (for a Python handler it then exec()s
+ *           smhost-python, the interpreter linked like python3, and goes on there). It installs the Python handler's
+ *           requirements.txt, loads the handler plugin (dlopen, ABI checks) and calls init() once; then, unless
+ *           SMHOST_SERVE_PRELOAD=false or the endpoint is multi-model, it calls load(<root>/model) once. After that it
+ *           only forks workers: one per worker slot (SAGEMAKER_MODEL_SERVER_WORKERS) at start-up, and a new one
+ *           whenever a worker dies or is killed.
+ *   worker  a fork of the zygote: it starts with a copy-on-write copy of the zygote's memory, i.e. the state
+ *           init() made and the model load() returned, without calling either again.  With
+ *           SMHOST_SERVE_PRELOAD=false each worker calls load() itself after the fork; on a multi-model endpoint
+ *           each worker calls load() and unload() for the models its own requests need.  A worker runs invoke()
+ *           on its one thread, one request at a time, strictly in order, under SCHED_BATCH.
+ * fork() copies only the thread that calls it.  Threads started in init() or in a preloaded load() -- your own,
+ * or a library's (OpenMP and BLAS pools, CUDA, gRPC, a Python thread) -- keep running in the zygote only: they
+ * do not exist in any worker, and a lock one of them held at the fork stays locked there forever.  Start such
+ * threads in the worker (lazily, on the first invoke()), or serve with SMHOST_SERVE_PRELOAD=false so that load()
+ * runs after the fork.  The zygote and the workers ignore SIGTERM, SIGINT and SIGPIPE and run with an empty
+ * signal mask: shutdown is the front's business.  A worker is ended by the front closing its socket (shutdown),
+ * by SIGKILL (its request overran SAGEMAKER_MODEL_SERVER_TIMEOUT) or with the zygote (PR_SET_PDEATHSIG).
+ * Neither a worker nor the zygote calls unload() or fini() when it ends, so put nothing there that must happen.
+ * A crash in invoke() costs one worker: its request is answered 500 and a fresh fork of the zygote takes its
+ * place.  A failing or crashing init() or preloaded load() stops serve (docs/serving.md lists the exit codes).
+ *
  * Ownership.  Strings and arrays returned by the host are owned by the host and live as long as the job
  * (the job process).  Strings a plugin passes in are copied by the host before the call returns; the
  * plugin keeps ownership of its own memory, also when a call fails.  Error messages travel through
@@ -133,7 +159,8 @@ typedef struct smh_request {
     const void *body;              /* raw payload, never decoded by the host */
     size_t body_len;
     const char *content_type;      /* "" when absent */
-    const char *accept;            /* "" when absent or "*" "/" "*" resolved by the handler */
+    const char *accept;            /* the Accept header as sent, "" when absent; wildcards and lists are the
+                                    * handler's to resolve */
     const char *custom_attributes; /* X-Amzn-SageMaker-Custom-Attributes, or "" */
     const char *model_name;        /* multi-model endpoints; "" otherwise */
 } smh_request;
@@ -274,12 +301,19 @@ typedef struct smh_runner_ops {
 typedef struct smh_handler_ops {
     uint32_t struct_size;
     uint32_t flags; /* SMH_HANDLER_*; 0: a worker process runs one invoke() at a time */
-    /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload(). */
+    /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload().  Runs
+     * once in the zygote before the workers are forked, or in each worker (see "Serving processes" above): do
+     * not leave threads running here that invoke() needs.  A failure stops serve (exit 1) with `err`; on a
+     * multi-model endpoint the request that needed the model gets it (507 for SMH_E_NOMEM, else 500). */
     smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
-    /* Answer one request: write the body with host->resp_write(); the status is 200 unless set.  A negative
-     * return is a 500 carrying `err`. */
+    /* Answer one request, in a worker (in the front with SMH_HANDLER_THREAD_SAFE): write the body with
+     * host->resp_write(); the status is 200 unless set.
+     * A negative return is a 500 carrying `err` (or the 4xx/5xx status set with resp_set_status()).  `req`
+     * and `resp` are valid only until invoke() returns. */
     smh_status (*invoke)(void *state, void *model, const smh_request *req, smh_response *resp, char *err,
                          size_t errlen);
+    /* Free a model: called only when a multi-model endpoint drops or replaces it (DELETE /models/<name>), never
+     * when a worker ends. */
     void (*unload)(void *state, void *model);
 } smh_handler_ops;
 
