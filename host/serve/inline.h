@@ -1,5 +1,5 @@
 /* Inline handlers: a handler that declares SMH_HANDLER_THREAD_SAFE (plugin.h) is loaded into the front and invoked
- * on the request's own thread, with no worker process and no hop (docs/serving.md, "Inline handlers").
+ * on the thread that read the request, with no worker process and no hop (docs/serving.md, "Inline handlers").
  * SMHOST_SERVE_INLINE=auto (default) does that for such handlers; never keeps every handler in workers. */
 #ifndef SHX_SERVE_INLINE_H
 #define SHX_SERVE_INLINE_H
@@ -12,6 +12,10 @@
 int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *err, size_t errlen);
 /* 1 when requests are answered inline. */
 int shx_inline_active(void);
+/* Serve with the handler inline until SIGTERM/SIGINT arrives on sfd: libmicrohttpd's own thread pool, one thread
+ * per SAGEMAKER_MODEL_SERVER_WORKERS, each calling invoke() for the requests it reads (the handler is
+ * thread-safe); then finish requests in flight within the grace period.  Returns the exit code. */
+int shx_inline_serve(int sfd);
 /* One request, answered through answer() before it returns. */
 void shx_inline_invoke(const smh_request *req, shx_answer_fn answer, void *ctx);
 #endif

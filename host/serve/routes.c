@@ -290,7 +290,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         rc->slot = -1;
         if (model) rc->model = shx_xstrndup(model, model_len);
         if (has_body) {
-            g.in_flight++;
+            __atomic_add_fetch(&g.in_flight, 1, __ATOMIC_RELAXED); /* inline mode: several threads */
             rc->counted = 1;
         }
         *con_cls = rc;
@@ -386,7 +386,7 @@ void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_
         slot_down(i, 500, "the worker was stopped");
     }
     if (rc->route == R_MM_LOAD && rc->load_name && !rc->done) mm_load_done(rc, 0);
-    if (rc->counted) g.in_flight--;
+    if (rc->counted) __atomic_sub_fetch(&g.in_flight, 1, __ATOMIC_RELAXED);
     if (rc->resp) MHD_destroy_response(rc->resp);
     shx_buf_free(&rc->body);
     free(rc->model), free(rc->step_name), free(rc->load_name), free(rc->load_url);

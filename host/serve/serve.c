@@ -127,8 +127,7 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
     int64_t grace_deadline = 0, close_deadline = 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(g.d, MHD_DAEMON_INFO_EPOLL_FD);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) ||
-        (ctl >= 0 && epoll_add(ctl, TAG_CTL))) {
+    if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) || epoll_add(ctl, TAG_CTL)) {
         shx_error("serve: cannot set up the event loop: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
@@ -249,10 +248,6 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
         shx_error("serve: %s", err);
         return irc;
     }
-    if (shx_inline_active()) {
-        g.cfg.workers = 0; /* no zygote, no workers: every request is answered here */
-        g.ever_ready = 1;
-    }
     for (int i = 0; i < MAX_WORKERS; i++) g.slots[i].fd = -1;
 
     /* Signals are taken synchronously by the main thread; every thread started later inherits the mask. */
@@ -283,8 +278,13 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
                            .preload = g.cfg.preload,
                            .multi_model = g.cfg.multi_model};
     fflush(NULL);
-    pid_t zygote = shx_inline_active() ? -1 : fork();
-    if (zygote < 0 && !shx_inline_active()) {
+    if (shx_inline_active()) { /* no zygote, no workers: the handler answers on the front's threads */
+        close(sv[0]);
+        close(sv[1]);
+        return shx_inline_serve(sfd);
+    }
+    pid_t zygote = fork();
+    if (zygote < 0) {
         shx_error("serve: fork: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
@@ -296,10 +296,6 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     }
     close(sv[1]);
     int ctl = sv[0];
-    if (shx_inline_active()) {
-        close(ctl);
-        ctl = -1;
-    }
 
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
@@ -310,10 +306,8 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     if (!d) {
         shx_error("serve: cannot listen on port %d (in use, or not allowed): set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port);
-        if (zygote > 0) {
-            kill(zygote, SIGKILL);
-            waitpid(zygote, NULL, 0);
-        }
+        kill(zygote, SIGKILL);
+        waitpid(zygote, NULL, 0);
         return SHX_EXIT_OSERR;
     }
     shx_info("serving on port %d: %s, %d worker(s), timeout %d s, max payload %d MiB%s%s", g.cfg.port,
@@ -331,8 +325,8 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     fail_queue(503, "smhost is shutting down");
     MHD_run(d);
     MHD_stop_daemon(d);
-    if (ctl >= 0) close(ctl);
-    for (int t = 0; t < 50 && zygote > 0; t++) {
+    close(ctl);
+    for (int t = 0; t < 50; t++) {
         int st;
         if (waitpid(zygote, &st, WNOHANG) != 0) break;
         if (t == 49) {

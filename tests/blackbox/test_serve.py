@@ -389,6 +389,30 @@ def test_inline_concurrent_requests_nothing_lost(inline_root, serve):
     assert len(results) == 400 and all(results)
 
 
+def test_inline_runs_one_thread_per_worker_and_finishes_in_flight_on_sigterm(inline_root, serve):
+    s = serve(workers=2)
+    out = []
+
+    def slow():
+        out.append(s.invoke(b"[1]", attrs="sleep=800")[0])
+
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=slow) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert out == [200, 200] and time.monotonic() - t0 < 1.5  # side by side on two threads, not one after another
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert out[-1] == 200  # the request in flight was finished
+    rc, err = s.stop()
+    assert rc == 0 and "inline on 2 thread(s)" in err and "finishing 1 request(s)" in err
+
+
 def test_inline_never_keeps_the_handler_in_workers(inline_root, serve, tmp_path):
     log = tmp_path / "loads"
     s = serve(env={"SERVE_TEST_LOAD_LOG": str(log), "SMHOST_SERVE_INLINE": "never"})
