@@ -60,7 +60,7 @@ mkdir -p "$T/inline/model/code"
 cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -I"$REPO/tests/plugins" \
   -o "$T/inline/model/code/iris.so" "$REPO/tests/plugins/serve_test_inline.c"
 
-P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port); P_PYS=$(port)
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port); P_PYS=$(port); P_NATQ=$(port)
 # The same smhost without smhost-python beside it: its Python zygote stays in smhost, on the shared libpython.
 mkdir -p "$T/shared/bin"
 cp "$SMHOST" "$T/shared/bin/smhost"
@@ -73,8 +73,12 @@ SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVE
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PYS SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$T/shared/bin/smhost" serve 2>"$T/smhost-pyshared.log" & PIDS+=($!)
+# The ceiling runs: like nginx there (access_log off), no line per request (SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING).
 SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
-  "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
+  SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
+INL_PID=$!
+SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NATQ SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-nativeq.log" & PIDS+=($!)
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_NGX|g" -e "s|@WORKERS@|$WORKERS|g" "$REPO/bench/serve/nginx-return200.conf.in" \
   > "$T/nginx200.conf"
 MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
@@ -83,8 +87,9 @@ sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" >
 mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
 nginx -c "$T/nginx200.conf" -e "$T/nginx200-error.log" & PIDS+=($!)
-wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"; wait_ping "$P_PYS"
-grep -q "declares SMH_HANDLER_THREAD_SAFE" "$T/smhost-inline.log" || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"; wait_ping "$P_PYS"; wait_ping "$P_NATQ"
+# inline: the server has no zygote (no child process at all)
+[ -z "$(cat "/proc/$INL_PID/task/$INL_PID/children")" ] || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
 
 cat > "$T/post.lua" <<'EOF2'
 wrk.method = "POST"
@@ -137,14 +142,15 @@ print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  
 done
 
 # The HTTP ceiling: nginx answering `return 200` itself ($WORKERS worker processes), against the native handler in
-# smhost's workers and inline in its front (one thread).
+# smhost's workers and inline in its front ($WORKERS threads); none of the three writes a line per request.
 echo
-echo "HTTP ceiling: nginx 'return 200' ($WORKERS worker processes) vs smhost native handler, same wrk, same request"
+echo "HTTP ceiling: nginx 'return 200' ($WORKERS worker processes) vs smhost native handler, same wrk, same request,"
+echo "no access log on any (smhost: SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING)"
 printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' conc "nginx return 200" "smhost native workers" "smhost native inline" "nat/ngx" "inl/ngx"
 printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' "" "req/s    p99ms" "req/s    p99ms" "req/s    p99ms" "req/s" "req/s"
 for c in $CONCURRENCY; do
   read -r x_rps x_50 x_99 x_err < <(run_wrk "$P_NGX" "$c" /invocations "$T/post.lua")
-  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NAT" "$c" /invocations "$T/post.lua")
+  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NATQ" "$c" /invocations "$T/post.lua")
   read -r i_rps i_50 i_99 i_err < <(run_wrk "$P_INL" "$c" /invocations "$T/post.lua")
   $PY -c "
 import sys
