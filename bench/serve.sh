@@ -67,12 +67,14 @@ cp "$SMHOST" "$T/shared/bin/smhost"
 ln -s "$BUILD/lib" "$T/shared/lib"
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
+PY_PID=$!
 SMHOST_SERVE_PIPELINE=1 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY1 SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py1.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PYS SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$T/shared/bin/smhost" serve 2>"$T/smhost-pyshared.log" & PIDS+=($!)
+PYS_PID=$!
 # The ceiling runs: like nginx there (access_log off), no line per request (SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING).
 SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
@@ -164,19 +166,36 @@ done
 echo
 
 # Python handler workers forked from smhost-python (static interpreter) against the same workers forked from smhost
-# on the shared libpython, alternating runs; medians of three.
-c=$(echo $CONCURRENCY | awk '{print $NF}')
-: > "$T/pys.txt"; : > "$T/pysh.txt"
-for _ in 1 2 3; do
-  run_wrk "$P_PY" "$c" /invocations "$T/post.lua" >> "$T/pys.txt"
-  run_wrk "$P_PYS" "$c" /invocations "$T/post.lua" >> "$T/pysh.txt"
-done
-$PY - "$T/pys.txt" "$T/pysh.txt" "$c" <<'PYEOF'
-import statistics, sys
-med = lambda f: statistics.median(float(l.split()[0]) for l in open(f) if l.strip())
-a, b = med(sys.argv[1]), med(sys.argv[2])
-print(f"pyhandler, {sys.argv[3]} connections: zygote in smhost-python {a:.0f} req/s, on the shared libpython {b:.0f} "
-      f"req/s: {a / b:.3f}x")
+# on the shared libpython, alternating runs of wrk -c4: requests/s, and the workers' CPU time per request
+# (utime+stime of the zygote's children over the requests wrk completed), which other load on a shared machine
+# disturbs far less than requests/s.  Medians of five.
+$PY - "$PY_PID" "$P_PY" "$PYS_PID" "$P_PYS" "$T/post.lua" "$DURATION" <<'PYEOF'
+import os, re, statistics, subprocess, sys
+def kids(pid):
+    return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+def cpu(pids):
+    t = 0
+    for p in pids:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        t += int(f[11]) + int(f[12])
+    return t / os.sysconf("SC_CLK_TCK")
+def run(front, port):
+    (zygote,) = kids(int(front))
+    workers = kids(zygote)
+    c0 = cpu(workers)
+    out = subprocess.run(["wrk", "-t1", "-c4", f"-d{sys.argv[6]}s", "-s", sys.argv[5], f"http://127.0.0.1:{port}/invocations"],
+                         capture_output=True, text=True, check=True).stdout
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return rps, (cpu(workers) - c0) / n * 1e6
+st, sh = [], []
+for _ in range(5):
+    st.append(run(sys.argv[1], sys.argv[2]))
+    sh.append(run(sys.argv[3], sys.argv[4]))
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+print(f"pyhandler workers, zygote in smhost-python vs on the shared libpython (wrk -c4, medians of 5): "
+      f"{med(st, 0):.0f} vs {med(sh, 0):.0f} req/s ({med(st, 0) / med(sh, 0):.3f}x); worker CPU per request "
+      f"{med(st, 1):.1f} vs {med(sh, 1):.1f} us ({med(st, 1) / med(sh, 1):.3f}x)")
 PYEOF
 echo
 
