@@ -15,7 +15,7 @@ FROM ${BASE_IMAGE} AS builder
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc libc6-dev make pkg-config \
-        libinih-dev libcjson-dev libarchive-dev libmicrohttpd-dev python3-dev \
+        libinih-dev libcjson-dev libarchive-dev libmicrohttpd-dev libcurl4-gnutls-dev python3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,8 +26,9 @@ RUN make clean \
 # ---- runtime: run-time libraries only, no compilers -------------------------------------------------------
 FROM ${BASE_IMAGE}
 ARG WITH_TORCH=0
-# libinih1 .. libpython3.11: what smhost and its plugins link against (smhost-python needs only libexpat and zlib,
-# which python3 brings).  python3-pip: requirements.txt installs.
+# libinih1 .. libpython3.11: what smhost, its internal modules and its plugins link against (libcurl3-gnutls: s3.so,
+# with ca-certificates for https to S3, and http.so, the client of `smhost local`; smhost-python needs only libexpat
+# and zlib, which python3 brings).  python3-pip: requirements.txt installs.
 # openmpi-bin brings mpirun and openssh-client (its remote launcher).
 # Debian's python3-scipy (under scikit-learn) depends on python3-pythran, an ahead-of-time compiler that
 # drags in g++, Boost and the BLAS and Python headers; scipy never imports it at run time.  A local empty
@@ -42,7 +43,7 @@ RUN mkdir -p /tmp/nopythran/DEBIAN \
  && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         /tmp/smhost-no-pythran.deb \
-        libinih1 libcjson1 libarchive13 libmicrohttpd12 libpython3.11 \
+        libinih1 libcjson1 libarchive13 libmicrohttpd12 libcurl3-gnutls ca-certificates libpython3.11 \
         python3 python3-pip python3-numpy python3-pandas python3-sklearn \
         openmpi-bin \
         $(if [ "$WITH_TORCH" = 1 ]; then echo python3-torch; fi) \

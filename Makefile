@@ -30,7 +30,7 @@ CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DSMHOST_VERSION='"$(VERSION)"' $(WARN) $(SANFLAGS) -Isdk/include $(CFLAGS)
 LDFLAGS  ?=
 BIN_LIBS  := -linih -lcjson -ldl -lpthread -lm
-HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -ldl -lpthread -lm
+HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -lcurl -ldl -lpthread -lm
 
 BIN      := $(BUILD)/bin
 PLUGDIR  := $(BUILD)/lib/smhost/plugins
@@ -39,20 +39,23 @@ OBJ      := $(BUILD)/obj
 # host/<module>/*.c, one folder per module (README "Layout"):
 #   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
-#   serve, unpack                  internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
+#   local                          `smhost local` (the simulated hosts): only in the smhost binary
+#   serve, unpack, s3, http        internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
 HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
 LIB_OBJ   := $(call objs_of,core job plugin supervisor)
-CMD_OBJ   := $(call objs_of,cmd)
+CMD_OBJ   := $(call objs_of,cmd local)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
 # The host library as an archive: the binary and each module pull in only the objects they reference.
 LIBSHX    := $(OBJ)/libshx.a
 INTDIR    := $(BUILD)/lib/smhost/internal
 SERVE_MOD_OBJ  := $(call objs_of,serve)
 UNPACK_MOD_OBJ := $(call objs_of,unpack)
-MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so
+S3_MOD_OBJ     := $(call objs_of,s3)
+HTTP_MOD_OBJ   := $(call objs_of,http)
+MODULES   := $(INTDIR)/serve.so $(INTDIR)/unpack.so $(INTDIR)/s3.so $(INTDIR)/http.so
 
 # Plugins: every directory plugins/<name>/ with .c files builds <name>.so.  plugins/<name>/plugin.mk may set
 # PLUGIN_CFLAGS_<name> and PLUGIN_LIBS_<name>.
@@ -92,6 +95,15 @@ $(INTDIR)/serve.so: $(SERVE_MOD_OBJ) $(LIBSHX)
 $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
+
+# libcurl (Debian's libcurl4-gnutls-dev: the GnuTLS stack libmicrohttpd already uses) for S3 with SigV4.
+$(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl $(BIN_LIBS)
+
+$(INTDIR)/http.so: $(HTTP_MOD_OBJ) $(LIBSHX)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -lcurl -lc
 
 plugins: $(PLUGIN_SO)
 $(PLUGDIR)/%.so: $$(wildcard plugins/$$*/*.c) $$(wildcard plugins/$$*/*.h) $(wildcard plugins/common/*.h) $(wildcard sdk/include/smhost/*.h)
@@ -152,8 +164,8 @@ demo: deps
 	$(MAKE) all
 	bash samples/demo.sh $(abspath $(BIN)/smhost)
 
-# `make bench`: the supervisor (start-up, signals, memory, output); bench-python and bench-serve compare the
-# Python runner with python3 and the server with nginx+gunicorn+flask.  bench-all runs the three.
+# `make bench`: the supervisor (start-up, signals, memory, output); bench-python, bench-serve and bench-s3 compare the
+# Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs them all.
 bench: all
 	bash bench/run.sh $(abspath $(BUILD))
 bench-python: all
@@ -163,16 +175,18 @@ bench-serve: all test-programs
 # bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
 bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
-bench-all: bench bench-python bench-serve bench-devices
+bench-s3: all
+	bash bench/s3.sh $(abspath $(BUILD))
+bench-all: bench bench-python bench-serve bench-devices bench-s3
 # `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
 # command fails CI; no timing is asserted.  Add each new bench script here.
-BENCH_SMOKE := run.sh python.sh serve.sh devices.sh
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh s3.sh
 bench-smoke: all test-programs
 	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
 	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
 	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
 	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
-.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-s3
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all

@@ -8,16 +8,19 @@ pkgs=(
   libcjson-dev                      # JSON on the serving side (requests, /models, /execution-parameters)
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
+  libcurl4-gnutls-dev               # s3.so (S3 with SigV4) and http.so (the client of smhost local); GnuTLS, as libmicrohttpd
   python3-dev                       # libpython3.11: pyhandler (shared) and smhost-python (the static libpython3.11.a)
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests
   python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
   python3-pip python3-setuptools python3-wheel python3-venv  # requirements.txt installs and their tests
   openmpi-bin libopenmpi-dev        # MPI launches
-  procps curl                       # ps in tests, curl in the demo and bench/serve.sh
+  procps curl                       # ps in tests, curl in the demo, bench/serve.sh and the S3 tests (an
+                                    # independent SigV4 client)
   nginx gunicorn python3-flask      # bench/serve.sh's bring-your-own stack (nginx -> gunicorn -> Flask), whose
                                     # smoke run `make test` does (make bench-smoke)
   wrk                               # bench/serve.sh's HTTP load generator
+  swift swift-proxy swift-account swift-container swift-object python3-swift  # the real S3 server (s3api) of tests/s3
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -13,6 +13,7 @@
 #include "supervisor/supervisor.h"
 #include "cmd/train.h"
 #include "cmd/devices.h"
+#include "local/local.h"
 
 #include <smhost/plugin.h>
 
@@ -28,6 +29,8 @@ static void usage(FILE *f) {
             "  env [--json]   print the SM_* environment and command a training job would get\n"
             "  plugins [--json]  list the plugins found, their ABI versions, and why any was refused\n"
             "  devices [--json]  list the GPUs and accelerators the device backends see, with their health\n"
+            "  local COMMAND  SageMaker Local Mode without Docker: train on N simulated hosts, serve, invoke,\n"
+            "                 transform (smhost local --help)\n"
             "  --help, --version\n"
             "\n"
             "Installed as `train` or `serve`, smhost runs that command.\n"
@@ -54,6 +57,18 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--version")) {
         printf("smhost %s (plugin ABI %d.%d)\n", SMHOST_VERSION, SMH_ABI_MAJOR, SMH_ABI_MINOR);
         return 0;
+    }
+    if (!strcmp(cmd, "local")) {
+        shx_config lcfg;
+        char lerr[2048];
+        if (shx_config_load(&lcfg, lerr, sizeof lerr) < 0) {
+            fprintf(stderr, "smhost: %s\n", lerr);
+            return SHX_EXIT_CONFIG;
+        }
+        if (lcfg.log_level >= 0) shx_log_set_level(lcfg.log_level);
+        int lrc = shx_local_main(&lcfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "local" */
+        shx_config_free(&lcfg);
+        return lrc;
     }
     int is_train = !strcmp(cmd, "train"), is_serve = !strcmp(cmd, "serve");
     int is_env = !strcmp(cmd, "env"), is_plugins = !strcmp(cmd, "plugins"), is_devices = !strcmp(cmd, "devices");

@@ -17,6 +17,7 @@
 #include "job/requirements.h"
 #include "plugin/modules.h"
 #include "cmd/devices.h"
+#include "cmd/train_s3.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
@@ -219,7 +220,9 @@ int shx_train_main(const shx_config *cfg) {
         return rc;
     }
     if (job.submit_dir && strcmp(job.submit_dir, job.code_dir)) {
-        if ((rc = shx_modules_unpack(job.submit_dir, job.code_dir, err, sizeof err))) {
+        rc = !strncmp(job.submit_dir, "s3://", 5) ? shx_train_s3_source(&job, err, sizeof err)
+                                                    : shx_modules_unpack(job.submit_dir, job.code_dir, err, sizeof err);
+        if (rc) {
             rc = host_failure(&job, "UserError", rc, err);
             shx_job_free(&job);
             return rc;
@@ -246,9 +249,16 @@ int shx_train_main(const shx_config *cfg) {
         }
     }
     shx_train_log_startup(&job);
+    void *s3sync = NULL;
+    if ((rc = shx_train_s3_sync_begin(&job, &s3sync, err, sizeof err))) {
+        rc = host_failure(&job, "ClientError", rc, err);
+        shx_job_free(&job);
+        return rc;
+    }
 
     shx_status_page *page = shx_status_page_create();
     if (!page) {
+        shx_train_s3_sync_end(&job, s3sync);
         rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, "cannot create the status page (out of memory?)");
         shx_job_free(&job);
         return rc;
@@ -268,14 +278,18 @@ int shx_train_main(const shx_config *cfg) {
         .leftover_grace_ms = 2000,
         .max_run_seconds = cfg->max_run_seconds,
         .stderr_tail_bytes = 64 * 1024,
+        .on_started = shx_train_s3_sync_started,
+        .on_started_arg = s3sync,
     };
     shx_sup_result res = {0};
     if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
+        shx_train_s3_sync_end(&job, s3sync);
         snprintf(err, sizeof err, "cannot start the job process: %s", strerror(errno));
         rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, err);
         shx_job_free(&job);
         return rc;
     }
+    shx_train_s3_sync_end(&job, s3sync); /* before success/failure: they tell the platform the job is over */
     rc = res.exit_code;
     if (rc == 0 && !res.stop_signal && !res.timed_out) {
         if (shx_write_success(job.output_dir) < 0) shx_warn("cannot write %s/success", job.output_dir);

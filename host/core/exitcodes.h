@@ -10,6 +10,7 @@
 #define SHX_EXIT_OSERR 71       /* fork, pipe, out of memory ... */
 #define SHX_EXIT_CANTCREAT 73   /* cannot write under the ML root */
 #define SHX_EXIT_DEVICE 75      /* a GPU or accelerator failed the health check before the job ([devices] health_check) */
+#define SHX_EXIT_NOPERM 77      /* S3 access denied (403), or no AWS credentials at all */
 #define SHX_EXIT_CONFIG 78      /* bad smhost.ini, or the plugin the job needs is missing or refused */
 #define SHX_EXIT_NOEXEC 126     /* the program exists but cannot be executed */
 #define SHX_EXIT_NOTFOUND 127   /* the program (or its interpreter) was not found */

@@ -771,7 +771,7 @@ size_t *pyj_sorted_order(const pyj_value *d) {
     return order;
 }
 
-static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys) {
+static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys, int spaced) {
     char num[48];
     switch (v->type) {
     case PYJ_NULL: shx_buf_adds(b, "null"); break;
@@ -786,8 +786,8 @@ static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys) {
     case PYJ_LIST:
         shx_buf_addc(b, '[');
         for (size_t i = 0; i < v->u.list.n; i++) {
-            if (i) shx_buf_addc(b, ',');
-            dump_value(b, v->u.list.items[i], sort_keys);
+            if (i) shx_buf_adds(b, spaced ? ", " : ",");
+            dump_value(b, v->u.list.items[i], sort_keys, spaced);
         }
         shx_buf_addc(b, ']');
         break;
@@ -796,10 +796,10 @@ static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys) {
         shx_buf_addc(b, '{');
         for (size_t k = 0; k < v->u.dict.n; k++) {
             size_t i = order ? order[k] : k;
-            if (k) shx_buf_addc(b, ',');
+            if (k) shx_buf_adds(b, spaced ? ", " : ",");
             dump_string(b, v->u.dict.keys[i].s, v->u.dict.keys[i].len);
-            shx_buf_addc(b, ':');
-            dump_value(b, v->u.dict.vals[i], sort_keys);
+            shx_buf_adds(b, spaced ? ": " : ":");
+            dump_value(b, v->u.dict.vals[i], sort_keys, spaced);
         }
         shx_buf_addc(b, '}');
         free(order);
@@ -810,7 +810,13 @@ static void dump_value(shx_buf *b, const pyj_value *v, int sort_keys) {
 
 char *pyj_dumps(const pyj_value *v, int sort_keys) {
     shx_buf b = {0};
-    dump_value(&b, v, sort_keys);
+    dump_value(&b, v, sort_keys, 0);
+    return shx_buf_steal(&b);
+}
+
+char *pyj_dumps_default(const pyj_value *v) {
+    shx_buf b = {0};
+    dump_value(&b, v, 0, 1);
     return shx_buf_steal(&b);
 }
 

@@ -72,6 +72,8 @@ size_t *pyj_sorted_order(const pyj_value *d);
 
 /* json.dumps(v, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True).  Caller frees. */
 char *pyj_dumps(const pyj_value *v, int sort_keys);
+/* json.dumps(v) with Python's defaults: file order, separators (", ", ": "), ensure_ascii.  Caller frees. */
+char *pyj_dumps_default(const pyj_value *v);
 /* repr(v) and str(v) as Python 3.11 prints them (str of a string is the string itself).  Caller frees. */
 char *pyj_repr(const pyj_value *v);
 char *pyj_str_of(const pyj_value *v);

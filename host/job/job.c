@@ -137,7 +137,8 @@ static int load_resources(shx_job *job, char *err, size_t errlen) {
         static const char *flags[] = {"sagemaker_mpi_enabled", "sagemaker_parameter_server_enabled",
                                       "sagemaker_distributed_dataparallel_enabled", "sagemaker_pytorch_ddp_enabled",
                                       "sagemaker_pytorch_xla_multi_worker_enabled",
-                                      "sagemaker_multi_worker_mirrored_strategy_enabled"};
+                                      "sagemaker_multi_worker_mirrored_strategy_enabled",
+                                      "sagemaker_torch_distributed_enabled"};
         job->distribution_groups = pyj_list();
         for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
             if (shx_truthy(pyj_dict_get(job->framework_params, flags[i]))) {

@@ -51,3 +51,44 @@ int shx_modules_unpack(const char *submit, const char *code_dir, char *err, size
     err[0] = 0;
     return call("unpack.so", "shx_module_unpack", &a, err, errlen);
 }
+
+int shx_modules_pack(struct shx_pack_spec *spec, char *err, size_t errlen) {
+    shx_module_args a = {.pack = spec, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("unpack.so", "shx_module_pack", &a, err, errlen);
+}
+
+int shx_modules_http(struct shx_http_req *req, char *err, size_t errlen) {
+    shx_module_args a = {.http = req, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("http.so", "shx_module_http", &a, err, errlen);
+}
+
+int shx_modules_s3_download(const char *url, char *const *env, const char *region, const char *dest, char *err,
+                            size_t errlen) {
+    shx_module_args a = {.url = url, .env = env, .region = region, .dest = dest, .err = err, .errlen = errlen};
+    err[0] = 0;
+    return call("s3.so", "shx_module_s3_download", &a, err, errlen);
+}
+
+int shx_modules_s3_sync_prepare(char *const *env, const char *region, const char *url, const char *job_name,
+                                const char *dir, void **h, char *err, size_t errlen) {
+    shx_module_args a = {.env = env, .region = region, .url = url, .job_name = job_name, .dir = dir,
+                         .handle_out = h, .err = err, .errlen = errlen};
+    err[0] = 0;
+    *h = NULL;
+    return call("s3.so", "shx_module_s3_sync_prepare", &a, err, errlen);
+}
+
+void shx_modules_s3_sync_start(void *h) {
+    char err[1024] = "";
+    shx_module_args a = {.handle = h};
+    if (call("s3.so", "shx_module_s3_sync_start", &a, err, sizeof err)) shx_error("%s", err);
+}
+
+void shx_modules_s3_sync_finish(void *h, int bound_seconds) {
+    char err[1024] = "";
+    shx_module_args a = {.handle = h, .bound_seconds = bound_seconds};
+    if (call("s3.so", "shx_module_s3_sync_finish", &a, err, sizeof err) == SHX_EXIT_SOFTWARE && strstr(err, "module"))
+        shx_error("%s", err);
+}

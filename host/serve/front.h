@@ -115,6 +115,9 @@ int slot_readable(int i);
 void dispatch(void);
 int64_t sweep(int64_t now);
 
+/* serve.c: start libmicrohttpd with the front's options (the event loop's, or inline handlers' thread pool) */
+struct MHD_Daemon *shx_front_listen(unsigned extra_flags, unsigned threads);
+
 /* routes.c: HTTP routing, answers and the multi-model endpoints */
 void job_answer(req_ctx *r, int status, const char *ctype, const char *attrs, const void *body, size_t len);
 void job_error(req_ctx *r, int status, const char *msg);

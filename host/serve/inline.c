@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "core/log.h"
 #include "plugin/registry.h"
 #include "serve/front.h"
+#include "supervisor/supervisor.h"
 
 static shx_handler g_h;
 static void *g_model;
@@ -93,12 +95,7 @@ int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *e
 int shx_inline_serve(int sfd) {
     g.ever_ready = 1;
     unsigned threads = g.cfg.workers > 0 ? (unsigned)g.cfg.workers : 1;
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-        (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_END);
+    struct MHD_Daemon *d = shx_front_listen(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, threads);
     if (!d) {
         shx_error("serve: cannot listen on port %d (in use, or not allowed): set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port);
@@ -107,20 +104,37 @@ int shx_inline_serve(int sfd) {
     g.d = d;
     shx_info("serving on port %d: %s inline on %u thread(s), max payload %d MiB (no per-request timeout inline)",
              g.cfg.port, g.cfg.handler_desc, threads, g.cfg.max_payload_mb);
-    struct signalfd_siginfo si;
-    ssize_t r;
-    while ((r = read(sfd, &si, sizeof si)) < 0 && errno == EINTR) continue;
+    /* The supervisor's signals, as in the event loop: stop signals end serving, SIGCHLD reaps (an inline handler's
+     * own children, and the orphans smhost inherits as PID 1 or subreaper). */
+    int stop_sig = 0;
+    while (!stop_sig) {
+        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+            shx_error("serve: poll: %s", strerror(errno));
+            break;
+        }
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+            if (shx_sup_is_stop_signal((int)si.ssi_signo)) stop_sig = (int)si.ssi_signo;
+        shx_sup_reap(NULL, NULL);
+    }
     __atomic_store_n(&g.stopping, 1, __ATOMIC_RELAXED);
     MHD_socket ls = MHD_quiesce_daemon(d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     shx_info("%s: no new connections; finishing %d request(s) in flight (grace %d s)",
-             r == (ssize_t)sizeof si ? strsignal((int)si.ssi_signo) : "stopping",
-             __atomic_load_n(&g.in_flight, __ATOMIC_RELAXED), g.cfg.grace_s);
+             stop_sig ? strsignal(stop_sig) : "stopping", __atomic_load_n(&g.in_flight, __ATOMIC_RELAXED),
+             g.cfg.grace_s);
     int64_t deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
-    while (__atomic_load_n(&g.in_flight, __ATOMIC_RELAXED) > 0 && shx_now_ms() < deadline) usleep(10000);
+    while (__atomic_load_n(&g.in_flight, __ATOMIC_RELAXED) > 0 && shx_now_ms() < deadline) {
+        usleep(10000);
+        shx_sup_reap(NULL, NULL);
+    }
     int left = __atomic_load_n(&g.in_flight, __ATOMIC_RELAXED);
     if (left > 0) shx_warn("grace period over with %d request(s) still running: stopping", left);
     MHD_stop_daemon(d);
+    int64_t rest = deadline - shx_now_ms();
+    shx_sup_end_leftovers(rest < 2000 ? (rest > 0 ? (int)rest : 0) : 2000, "the handler");
+    close(sfd);
     shx_info("stopped");
     return 0;
 }

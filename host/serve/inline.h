@@ -12,9 +12,10 @@
 int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *err, size_t errlen);
 /* 1 when requests are answered inline. */
 int shx_inline_active(void);
-/* Serve with the handler inline until SIGTERM/SIGINT arrives on sfd: libmicrohttpd's own thread pool, one thread
- * per SAGEMAKER_MODEL_SERVER_WORKERS, each calling invoke() for the requests it reads (the handler is
- * thread-safe); then finish requests in flight within the grace period.  Returns the exit code. */
+/* Serve with the handler inline until a stop signal arrives on sfd (the supervisor's signalfd; SIGCHLD reaps):
+ * libmicrohttpd's own thread pool, one thread per SAGEMAKER_MODEL_SERVER_WORKERS, each calling invoke() for the
+ * requests it reads (the handler is thread-safe); then finish requests in flight within the grace period and end
+ * whatever the handler left running.  Returns the exit code. */
 int shx_inline_serve(int sfd);
 /* One request, answered through answer() before it returns. */
 void shx_inline_invoke(const smh_request *req, shx_answer_fn answer, void *ctx);

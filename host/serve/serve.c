@@ -1,14 +1,19 @@
 /* smhost serve: the front process (see serve.h and docs/serving.md).
  *
  * One thread runs one event loop (serve_loop): libmicrohttpd in external epoll mode, the workers' sockets, the
- * zygote's control socket and SIGTERM/SIGINT (signalfd).  /ping, /execution-parameters, 404 and 413 are answered
+ * zygote's control socket and the signals (the supervisor's signalfd).  /ping, /execution-parameters, 404 and 413 are answered
  * in the loop without touching a worker, so readiness answers stay fast while every worker is busy.  A request
  * for a worker is queued and its connection suspended; dispatch() hands it to an idle worker (a socket to a
  * process forked by the zygote) as an INVOKE frame -- or, when every worker is busy, pipelines up to
  * SMHOST_SERVE_PIPELINE requests per worker -- and the REPLY resumes the connection.  Frames to and from the
  * workers are batched per loop round.  A worker that overruns the request's deadline is killed and replaced
  * (504), one that dies answers 500 and is replaced; requests pipelined behind either were never started and go
- * back to the head of the queue. */
+ * back to the head of the queue.
+ *
+ * PID-1 duties are the supervisor's (host/supervisor/supervisor.h), as for `smhost train`: the same signals are
+ * blocked from main()'s first line and read here from its signalfd, smhost is a subreaper when not PID 1, every
+ * child and inherited orphan is reaped in the loop as its SIGCHLD arrives, and on exit whatever a handler left
+ * running (a daemon it started) is terminated, then killed, and reaped before serve returns. */
 #include "serve/serve.h"
 
 #include <dirent.h>
@@ -36,11 +41,42 @@
 #include "core/log.h"
 #include "serve/front.h"
 #include "serve/worker.h"
+#include "supervisor/supervisor.h"
 #include "serve/pyzygote.h"
 #include "serve/inline.h"
 #include "core/util.h"
 
 front g;
+
+/* The zygote's end, once reaped (every child is reaped by reap_children, the zygote included). */
+static pid_t g_zygote;
+static int g_zygote_reaped, g_zygote_status;
+/* When the stop signal's grace period ends (0: no stop signal yet). */
+static int64_t g_grace_deadline;
+
+static void on_child_exit(pid_t pid, int status, void *arg) {
+    (void)arg;
+    if (pid == g_zygote) {
+        g_zygote_reaped = 1;
+        g_zygote_status = status;
+    }
+    /* anything else: an orphan we inherited (as PID 1 or subreaper), or a worker after the zygote died */
+}
+
+static void reap_children(void) {
+    shx_sup_reap(on_child_exit, NULL);
+}
+
+/* Wait for the zygote to end (it is on its way out) and return its wait status. */
+static int wait_zygote(void) {
+    while (!g_zygote_reaped) {
+        int st;
+        pid_t p = waitpid(g_zygote, &st, 0);
+        if (p == g_zygote) on_child_exit(p, st, NULL);
+        else if (p < 0 && errno != EINTR) break;
+    }
+    return g_zygote_status;
+}
 
 /* ---- the event loop: HTTP, workers, the zygote, signals, shutdown ------------------------------------------- */
 static int epoll_add(int fd, uint64_t tag) {
@@ -114,6 +150,18 @@ static int handle_zygote_frame(int ctl, int *zygote_ready) {
     return ret;
 }
 
+/* Something from the zygote.  Returns 0, or serve's exit code when the zygote failed or is gone. */
+static int zygote_event(int ctl, int *zygote_ready) {
+    int rc = handle_zygote_frame(ctl, zygote_ready);
+    if (rc >= 0) return rc;
+    int st = wait_zygote();
+    char why[128];
+    describe_status(st, why, sizeof why);
+    shx_error("the serving zygote (which loads the handler%s) %s: %s", g.cfg.preload ? " and model" : "", why,
+              *zygote_ready ? "no workers can be replaced, stopping" : "the model could not be loaded");
+    return WIFSIGNALED(st) || !*zygote_ready ? SHX_EXIT_SOFTWARE : 1;
+}
+
 static void fail_queue(int status, const char *msg) {
     req_ctx *r;
     while ((r = list_pop(&g.q))) {
@@ -122,9 +170,9 @@ static void fail_queue(int status, const char *msg) {
     }
 }
 
-static int serve_loop(int ctl, pid_t zygote, int sfd) {
+static int serve_loop(int ctl, int sfd) {
     int zygote_ready = 0, exit_code = 0;
-    int64_t grace_deadline = 0, close_deadline = 0;
+    int64_t close_deadline = 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(g.d, MHD_DAEMON_INFO_EPOLL_FD);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
     if (g.ep < 0 || !di || epoll_add(di->epoll_fd, TAG_MHD) || epoll_add(sfd, TAG_SIGNAL) || epoll_add(ctl, TAG_CTL)) {
@@ -148,27 +196,21 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
         for (int k = 0; k < n; k++) {
             uint64_t tag = ev[k].data.u64;
             if (tag == TAG_SIGNAL) {
+                /* SIGCHLD only wakes us: the reaping below takes every child that ended. */
                 struct signalfd_siginfo si;
-                if (read(sfd, &si, sizeof si) == sizeof si && !g.stopping) {
+                while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                    int sig = (int)si.ssi_signo;
+                    if (!shx_sup_is_stop_signal(sig) || g.stopping) continue;
                     g.stopping = 1;
-                    grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
+                    g_grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
                     MHD_socket ls = MHD_quiesce_daemon(g.d);
                     if (ls != MHD_INVALID_SOCKET) close(ls);
                     shx_info("%s: no new connections; finishing %d request(s) in flight (grace %d s)",
-                             strsignal((int)si.ssi_signo), g.in_flight, g.cfg.grace_s);
+                             strsignal(sig), g.in_flight, g.cfg.grace_s);
                 }
             } else if (tag == TAG_CTL) {
-                int rc = handle_zygote_frame(ctl, &zygote_ready);
-                if (rc < 0) {
-                    int st = 0;
-                    char why[128] = "exited";
-                    if (waitpid(zygote, &st, 0) == zygote) describe_status(st, why, sizeof why);
-                    shx_error("the serving zygote (which loads the handler%s) %s: %s",
-                              g.cfg.preload ? " and model" : "", why,
-                              zygote_ready ? "no workers can be replaced, stopping" : "the model could not be loaded");
-                    return WIFSIGNALED(st) || !zygote_ready ? SHX_EXIT_SOFTWARE : 1;
-                }
-                if (rc > 0) return rc;
+                int rc = zygote_event(ctl, &zygote_ready);
+                if (rc) return rc;
             } else if (tag >= TAG_SLOT && tag < TAG_SLOT + (uint64_t)g.cfg.workers) {
                 int i = (int)(tag - TAG_SLOT);
                 if (g.slots[i].fd < 0) continue;
@@ -185,14 +227,14 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
         for (int i = 0; i < g.cfg.workers && next_deadline != 0; i++)
             if (g.slots[i].jobs.head && g.slots[i].jobs.head->deadline < next_deadline)
                 next_deadline = g.slots[i].jobs.head->deadline;
-        /* reap anything else that was left to us (PID 1, or orphans of the zygote) */
-        int st;
-        pid_t p;
-        while ((p = waitpid(-1, &st, WNOHANG)) > 0)
-            if (p == zygote) {
-                shx_error("the serving zygote exited unexpectedly");
-                return SHX_EXIT_SOFTWARE;
-            }
+        /* Reap every child that ended: the zygote, and the orphans we inherit as PID 1 or subreaper. */
+        reap_children();
+        if (g_zygote_reaped) {
+            /* Reaped before its socket was read: its last frames (a failure's reason) and EOF are still there. */
+            int rc;
+            while (!(rc = zygote_event(ctl, &zygote_ready))) continue;
+            return rc;
+        }
         if (!g.stopping && zygote_ready) {
             for (int i = 0; i < g.cfg.workers; i++)
                 if (g.slots[i].state == SLOT_DEAD && now - g.slots[i].spawned_ms >= 1000 && spawn(ctl, i)) {
@@ -202,7 +244,7 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
         }
         if (g.stopping) {
             if (g.in_flight == 0) break;
-            if (!g.closing && now >= grace_deadline) {
+            if (!g.closing && now >= g_grace_deadline) {
                 shx_warn("grace period over with %d request(s) still running: stopping their workers", g.in_flight);
                 g.closing = 1;
                 close_deadline = now + 1000; /* time for their 5xx answers to go out */
@@ -222,6 +264,18 @@ static int serve_loop(int ctl, pid_t zygote, int sfd) {
         }
     }
     return exit_code;
+}
+
+/* The front's HTTP server, one set of options for the event loop (extra_flags MHD_ALLOW_SUSPEND_RESUME, 1 thread:
+ * the loop drives it) and for inline handlers (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, a thread pool). */
+struct MHD_Daemon *shx_front_listen(unsigned extra_flags, unsigned threads) {
+    return MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ERROR_LOG | extra_flags, (uint16_t)g.cfg.port, NULL, NULL, on_request,
+        NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_SOCK_ADDR, g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u, MHD_OPTION_END);
 }
 
 int shx_serve_main(const shx_config *config, int argc, char **argv) {
@@ -250,19 +304,8 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     }
     for (int i = 0; i < MAX_WORKERS; i++) g.slots[i].fd = -1;
 
-    /* Signals are taken synchronously by the main thread; every thread started later inherits the mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t stopset;
-    sigemptyset(&stopset);
-    sigaddset(&stopset, SIGTERM);
-    sigaddset(&stopset, SIGINT);
-    int sfd = signalfd(-1, &stopset, SFD_CLOEXEC);
+    /* The supervisor's signals (blocked since main()'s first line), taken synchronously by the loop. */
+    int sfd = shx_sup_signalfd();
     int sv[2];
     if (sfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         shx_error("serve: cannot set up: %s", strerror(errno));
@@ -289,20 +332,20 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
         return SHX_EXIT_OSERR;
     }
     if (zygote == 0) {
+        /* Its own process group: a terminal's ^C (or a signal to smhost's group) reaches the front, which
+         * finishes the requests in flight, and not the workers running them. */
+        setpgid(0, 0);
         close(sv[0]);
         close(sfd);
         shx_zygote_exec_python(&spec, sv[1]); /* returns only when it cannot */
         shx_zygote_main(&spec, sv[1]);
     }
+    setpgid(zygote, zygote); /* also here, so that no group signal can miss it */
+    g_zygote = zygote;
     close(sv[1]);
     int ctl = sv[0];
 
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, (uint16_t)g.cfg.port, NULL,
-        NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_END);
+    struct MHD_Daemon *d = shx_front_listen(MHD_ALLOW_SUSPEND_RESUME, 1);
     if (!d) {
         shx_error("serve: cannot listen on port %d (in use, or not allowed): set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port);
@@ -315,26 +358,47 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
              g.cfg.multi_model ? ", multi-model" : "", g.cfg.preload ? "" : ", model loaded per worker");
 
     g.d = d;
-    int code = serve_loop(ctl, zygote, sfd);
+    int code = serve_loop(ctl, sfd);
 
     /* Stop: workers still busy are killed; requests still waiting for an answer get one before MHD stops. */
     g.closing = 1;
     g.stopping = 1;
-    for (int i = 0; i < g.cfg.workers; i++)
+    pid_t workers[MAX_WORKERS];
+    int nworkers = 0;
+    for (int i = 0; i < g.cfg.workers; i++) {
+        if (g.slots[i].pid > 0) workers[nworkers++] = g.slots[i].pid;
         if (g.slots[i].state != SLOT_DEAD) slot_down(i, 503, "smhost is shutting down");
+    }
     fail_queue(503, "smhost is shutting down");
     MHD_run(d);
     MHD_stop_daemon(d);
-    close(ctl);
-    for (int t = 0; t < 50; t++) {
-        int st;
-        if (waitpid(zygote, &st, WNOHANG) != 0) break;
-        if (t == 49) {
+    close(ctl); /* the zygote exits when it sees this */
+    int64_t until = shx_now_ms() + 5000;
+    for (;;) {
+        reap_children();
+        if (g_zygote_reaped) break;
+        if (shx_now_ms() >= until) {
             kill(zygote, SIGKILL);
-            waitpid(zygote, &st, 0);
+            wait_zygote();
+            break;
         }
-        usleep(100000);
+        usleep(10000);
     }
+    /* The workers were killed above and die with the zygote in any case; once they are gone, anything still
+     * running below us was started by the handler and outlived it: terminate it within the grace. */
+    until = shx_now_ms() + 2000;
+    for (int k = 0; k < nworkers && shx_now_ms() < until;) {
+        reap_children();
+        if (kill(workers[k], 0) < 0 && errno == ESRCH) k++;
+        else usleep(2000);
+    }
+    int leftover_ms = 2000;
+    if (g_grace_deadline) {
+        int64_t left = g_grace_deadline - shx_now_ms();
+        if (left < leftover_ms) leftover_ms = left > 0 ? (int)left : 0;
+    }
+    shx_sup_end_leftovers(leftover_ms, "the handler");
+    close(sfd);
     if (code == 0) shx_info("stopped");
     return code;
 }

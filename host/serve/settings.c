@@ -1,6 +1,7 @@
 /* smhost serve's settings (settings.h). */
 #include "serve/settings.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <sched.h>
@@ -138,6 +139,17 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
         env_int("SMHOST_SERVE_PIPELINE", 16, 1, 256, &s->pipeline, err, errlen))
         return -1;
     if (!s->max_concurrent_transforms) s->max_concurrent_transforms = s->workers;
+    const char *listen = getenv("SMHOST_SERVE_LISTEN"); /* `smhost local serve`: loopback only */
+    if (listen && *listen) {
+        s->listen_set = 1;
+        s->listen_addr.sin_family = AF_INET;
+        s->listen_addr.sin_port = htons((uint16_t)s->port);
+        if (inet_pton(AF_INET, listen, &s->listen_addr.sin_addr) != 1) {
+            snprintf(err, errlen, "SMHOST_SERVE_LISTEN=%s: expected an IPv4 address such as 127.0.0.1 (unset: every "
+                     "interface)", listen);
+            return -1;
+        }
+    }
     s->max_body = (size_t)s->max_payload_mb * MIB;
     s->multi_model = env_true("SAGEMAKER_MULTI_MODEL");
     const char *pre = getenv("SMHOST_SERVE_PRELOAD");

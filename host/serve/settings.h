@@ -2,6 +2,7 @@
  * of handler (a handler plugin, a native handler .so, or pyhandler).  Pure: no sockets, no processes; unit-tested. */
 #ifndef SHX_SERVE_SETTINGS_H
 #define SHX_SERVE_SETTINGS_H
+#include <netinet/in.h>
 #include <stddef.h>
 
 #include "core/config.h"
@@ -24,6 +25,8 @@ typedef struct shx_serve_settings {
     char *handler_desc; /* for logs: "pyhandler (inference.py)" */
     int python, preload;
     int pipeline; /* requests sent ahead to a busy worker (single model) */
+    int listen_set;               /* SMHOST_SERVE_LISTEN: listen on this IPv4 address only */
+    struct sockaddr_in listen_addr;
 } shx_serve_settings;
 
 

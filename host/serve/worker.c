@@ -287,15 +287,11 @@ void shx_zygote_main(const shx_serve_spec *spec, int ctl) {
     pid_t front = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != front) _exit(SHX_EXIT_SOFTWARE);
-    /* Shutdown is the front's business: it closes our sockets when in-flight requests are done. */
+    /* The handler and the workers forked from here get what a program gets from `smhost train`: a clean signal
+     * mask and default dispositions, which the processes a handler starts inherit.  Shutdown is the front's
+     * business (it closes our sockets when in-flight requests are done), and signals meant for smhost do not
+     * reach us: the zygote has its own process group. */
     shx_sup_child_reset_signals();
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGCHLD, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
 
     char err[4096] = "";
     int rc;

@@ -317,9 +317,7 @@ static int reap(sup *s, pid_t pgid) {
 int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx_sup_result *res) {
     memset(res, 0, sizeof *res);
     sup s = {.o = o, .res = res, .errfd = -1, .out_ok = 1};
-    sigset_t set = sup_set();
-    sigprocmask(SIG_BLOCK, &set, NULL); /* in case early_init was not called */
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    int sfd = shx_sup_signalfd(); /* also blocks the signals, in case early_init was not called */
     if (sfd < 0) return -1;
     int pfd[2] = {-1, -1};
     if (o->stderr_tail_bytes > 0) {
@@ -376,6 +374,7 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         _exit(rc & 0xff);
     }
     setpgid(pid, pid); /* also here: no signal may miss the group because the child has not run yet */
+    if (o->on_started) o->on_started(o->on_started_arg);
     pid_t pgid = pid;
     s.pid = pid;
     if (pfd[1] >= 0) {
@@ -491,4 +490,66 @@ void shx_sup_result_free(shx_sup_result *r) {
     free(r->stderr_tail);
     r->stderr_tail = NULL;
     r->stderr_tail_len = 0;
+}
+
+/* ---- the same duties for a command with its own event loop (smhost serve) ------------------------------------ */
+
+int shx_sup_signalfd(void) {
+    sigset_t set = sup_set();
+    sigprocmask(SIG_BLOCK, &set, NULL); /* already blocked when shx_sup_early_init ran: harmless */
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int shx_sup_is_stop_signal(int sig) {
+    return is_stop_signal(sig);
+}
+
+int shx_sup_reap(void (*on_exit)(pid_t pid, int status, void *arg), void *arg) {
+    int n = 0;
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p == 0) return n;
+        if (p < 0) {
+            if (errno == EINTR) continue;
+            return errno == ECHILD ? -1 : n;
+        }
+        n++;
+        if (on_exit) on_exit(p, st, arg);
+    }
+}
+
+int shx_sup_end_leftovers(int term_grace_ms, const char *whose) {
+    if (shx_sup_reap(NULL, NULL) < 0) return 0; /* no child left: as PID 1 or subreaper, nothing is left */
+    int n = signal_descendants(SIGTERM);
+    if (n) shx_info("%s left %d process(es) behind: sent SIGTERM, SIGKILL in %d ms", whose, n,
+                    term_grace_ms > 0 ? term_grace_ms : 0);
+    int64_t now = shx_now_ms();
+    int64_t kill_at = now + (term_grace_ms > 0 ? term_grace_ms : 0), kill_again = 0, give_up = 0;
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    while (shx_sup_reap(NULL, NULL) >= 0) {
+        now = shx_now_ms();
+        if (!give_up && now >= kill_at) {
+            int k = signal_descendants(SIGKILL);
+            if (k) shx_info("killed %d leftover process(es) of %s with SIGKILL", k, whose);
+            kill_again = now + 100;
+            give_up = now + 10000;
+        } else if (give_up && now >= give_up) {
+            shx_warn("processes left by %s survive SIGKILL (uninterruptible sleep?): not waiting for them any longer",
+                     whose);
+            return n;
+        } else if (give_up && now >= kill_again) {
+            signal_descendants(SIGKILL); /* something forked while we were killing */
+            kill_again = now + 100;
+        }
+        int64_t next = give_up ? kill_again : kill_at;
+        int64_t wait = next > now ? next - now : 0;
+        if (wait > 50) wait = 50; /* a child of a child that is not ours can end without a SIGCHLD for us */
+        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
+        sigtimedwait(&chld, NULL, &ts);
+    }
+    return n;
 }

@@ -7,6 +7,7 @@
 #ifndef SHX_SUPERVISOR_H
 #define SHX_SUPERVISOR_H
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "supervisor/status.h"
 
@@ -15,6 +16,8 @@ typedef struct shx_sup_opts {
     int leftover_grace_ms;   /* main program gone: leftovers in its group get SIGTERM, then SIGKILL after this */
     int max_run_seconds;     /* 0: no limit; else the job is stopped like a StopTrainingJob when it runs out */
     size_t stderr_tail_bytes;/* how much of stderr to keep for the failure reason (0: don't capture) */
+    void (*on_started)(void *arg); /* if set: called in the supervisor right after the job process was forked */
+    void *on_started_arg;
 } shx_sup_opts;
 
 typedef struct shx_sup_result {
@@ -38,4 +41,20 @@ void shx_sup_child_reset_signals(void);
  * started (errno set). */
 int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx_sup_result *res);
 void shx_sup_result_free(shx_sup_result *r);
+
+/* The same duties for a command that runs its own event loop instead of shx_supervise (smhost serve): */
+/* The signals smhost takes synchronously (the stop signals, SIGUSR1/2, SIGWINCH, SIGCHLD, SIGPIPE): blocks them,
+ * as shx_sup_early_init did already, and returns a non-blocking signalfd that reads them, or -1 (errno set). */
+int shx_sup_signalfd(void);
+/* SIGTERM, SIGINT, SIGQUIT and SIGHUP: the signals that stop a job or a server. */
+int shx_sup_is_stop_signal(int sig);
+/* Reap every child that has exited (our own, and the orphans a subreaper or PID 1 inherits), calling
+ * on_exit(pid, wait status, arg) for each when on_exit is not NULL.  Returns how many were reaped, or -1 when no
+ * child is left. */
+int shx_sup_reap(void (*on_exit)(pid_t pid, int status, void *arg), void *arg);
+/* Call when the main work is over: every process still running below this one (daemons, double-forked orphans)
+ * gets SIGTERM (and SIGCONT), then SIGKILL after term_grace_ms, and is reaped before this returns (at most 10 s
+ * after the SIGKILL for processes that survive it).  `whose` names them in the log ("the handler").  Returns how
+ * many processes got the SIGTERM. */
+int shx_sup_end_leftovers(int term_grace_ms, const char *whose);
 #endif

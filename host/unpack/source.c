@@ -397,9 +397,9 @@ int shx_source_prepare(const char *submit, const char *code_dir, char *err, size
         return 0;
     }
     if (!strncmp(submit, "s3://", 5))
-        return fail(&u, SHX_EXIT_NOINPUT, "sagemaker_submit_directory %s: s3:// sources are not supported yet: "
-                    "smhost does not download from S3; mount or copy the code under %s (it is used as is when not "
-                    "empty), or pass a local directory or .tar.gz path", submit, code_dir);
+        return fail(&u, SHX_EXIT_NOINPUT, "sagemaker_submit_directory %s: s3:// sources are downloaded by "
+                    "`smhost train` (s3.so) and then unpacked from the local copy; this unpacker takes a local "
+                    "directory or .tar.gz path (or put the code under %s)", submit, code_dir);
     if (strstr(submit, "://"))
         return fail(&u, SHX_EXIT_NOINPUT, "sagemaker_submit_directory %s: only local paths are supported; put the "
                     "code under %s or pass a local directory or .tar.gz path", submit, code_dir);

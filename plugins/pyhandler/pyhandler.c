@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,6 +69,10 @@ static smh_status init(const smh_host_api *host, void **state, char *err, size_t
     PyStatus ps = PyConfig_SetBytesString(&config, &config.program_name, "/usr/bin/python3");
     if (!PyStatus_Exception(ps)) ps = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
+    /* The host hands us default dispositions; python3 ignores SIGPIPE at start-up so that a write to a closed
+     * pipe raises BrokenPipeError instead of killing the process, and handlers expect that.  subprocess puts the
+     * default back in the programs a handler starts. */
+    signal(SIGPIPE, SIG_IGN);
     if (PyStatus_Exception(ps)) {
         snprintf(err, errlen, "cannot start the Python interpreter: %s", ps.err_msg ? ps.err_msg : "?");
         return SMH_E_FAIL;

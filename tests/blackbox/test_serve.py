@@ -713,3 +713,129 @@ def test_requests_pipelined_behind_a_crash_or_timeout_are_served(native_root, se
             assert s.invoke(b"[%d]" % i)[0] == 200
     rc, err = s.stop()
     assert rc == 0 and "died while handling a request" in err and "timed out" in err
+
+
+# ---- PID-1 duties: the same as `smhost train`'s (tests/blackbox/test_supervisor.py) ---------------------------
+def proc_state(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return rest[0], int(rest[1])
+
+
+def test_workers_get_a_clean_signal_mask_and_dispositions(native_root, serve):
+    s = serve(workers=1)
+    st, _, body = s.invoke(b"[1]", attrs="signals")
+    assert st == 200, body
+    lines = body.decode().splitlines()
+    assert "SigBlk:\t0000000000000000" in lines, lines
+    assert "SigIgn:\t0000000000000000" in lines, lines
+    # the zygote (and so the workers) is not in smhost's process group: ^C or a group signal reaches only the front
+    (zygote,) = children(s.proc.pid)
+    assert os.getpgid(zygote) != os.getpgid(s.proc.pid)
+
+
+def test_orphans_of_a_handler_are_reaped_while_serving(native_root, serve):
+    s = serve(workers=1)
+    st, _, body = s.invoke(b"[1]", attrs="orphans")
+    assert st == 200, body
+    orphans = [int(p) for p in body.split()]
+    assert len(orphans) == 5
+    # double-forked, so orphans at once: smhost (the subreaper) adopts them, and reaps them when they exit
+    assert [proc_state(p)[1] if proc_state(p) else None for p in orphans] == [s.proc.pid] * 5
+    end = time.time() + 10
+    while any(proc_state(p) for p in orphans):  # they exit after 2 s; a zombie that nobody reaps stays listed
+        assert time.time() < end, {p: proc_state(p) for p in orphans}
+        time.sleep(0.02)
+    kids = {p: proc_state(p) for p in children(s.proc.pid)}
+    assert kids, "smhost serve lists no children: the zygote at least must be there"
+    assert not [p for p, ps in kids.items() if ps and ps[0] == "Z"], kids
+    assert s.invoke(b"[2]")[0] == 200
+
+
+def test_sigterm_ends_what_a_handler_left_behind(native_root, serve):
+    s = serve(workers=2)
+    st, _, body = s.invoke(b"[1]", attrs="daemon")
+    assert st == 200, body
+    daemon = int(body)
+    st, _, body = s.invoke(b"[1]", attrs="daemon-noterm")
+    assert st == 200, body
+    stubborn = int(body)
+    try:
+        for pid in (daemon, stubborn):  # double-forked orphans in their own session: smhost adopted them
+            assert proc_state(pid) is not None and proc_state(pid)[1] == s.proc.pid, (pid, proc_state(pid))
+        t0 = time.time()
+        rc, err = s.stop()
+        assert rc == 0, err
+        assert time.time() - t0 < 10
+        for pid in (daemon, stubborn):
+            assert proc_state(pid) is None, f"process {pid} outlived smhost serve: {proc_state(pid)}"
+    finally:
+        for pid in (daemon, stubborn):
+            if proc_state(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert "the handler left 2 process(es) behind: sent SIGTERM" in err, err
+    # the daemon with default dispositions died of the SIGTERM; the one ignoring it needed the SIGKILL
+    assert "killed 1 leftover process(es) of the handler with SIGKILL" in err, err
+
+
+def test_as_pid1_reaps_orphans_and_takes_sigterm(native_root):
+    """In a new PID namespace `smhost serve` is PID 1: orphans of a handler are reaped while it serves, and a
+    SIGTERM from outside the namespace stops it cleanly."""
+    import subprocess
+
+    from conftest import SMHOST, base_env
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to make a PID namespace")
+    port = free_port()
+    p = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", str(SMHOST), "serve"],
+        env=base_env(native_root, SAGEMAKER_BIND_TO_PORT=str(port), SAGEMAKER_MODEL_SERVER_WORKERS="2"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    s = Server.__new__(Server)
+    s.port, s.proc, s._err = port, p, None
+    try:
+        try:
+            s.wait_ready()
+        except AssertionError as e:
+            if "unshare" in str(e):
+                pytest.skip("unshare --pid is not permitted here")
+            raise
+        st, _, body = s.invoke(b"[1]", attrs="orphans")
+        assert st == 200, body
+        orphans = [int(x) for x in body.split()]  # pids inside the namespace
+        st, _, body = s.invoke(b"[1]", attrs="daemon-noterm")
+        assert st == 200, body
+        daemon = int(body)
+
+        def procs():
+            st, _, body = s.invoke(b"[1]", attrs="procs")
+            assert st == 200, body
+            return {int(l.split()[0]): l.split(maxsplit=3)[1:] for l in body.decode().splitlines()}
+
+        ps = procs()
+        assert ps.get(1, [None, None, ""])[2] == "smhost", ps
+        assert all(ps[p][1] == "1" for p in orphans + [daemon]), ps  # the orphans were adopted by PID 1
+        end = time.time() + 10
+        while any(p in ps for p in orphans):  # they exit after 2 s; a zombie nobody reaps stays listed
+            assert time.time() < end, ps
+            time.sleep(0.05)
+            ps = procs()
+        assert not [l for l in ps.values() if l[0] == "Z"], ps
+        # smhost's pid outside the namespace: the only child of unshare
+        kids = children(p.pid)
+        assert len(kids) == 1
+        os.kill(kids[0], signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert "no new connections" in err
+        assert "the handler left 1 process(es) behind: sent SIGTERM" in err, err
+        assert "killed 1 leftover process(es) of the handler with SIGKILL" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()

@@ -554,13 +554,6 @@ def test_hostile_submit_tarball_is_refused(mlroot, tmp_path):
     assert list((mlroot.path / "code").iterdir()) == []
 
 
-def test_s3_submit_directory_is_a_clear_not_supported_error(mlroot):
-    mlroot.hyperparameters({"sagemaker_submit_directory": "s3://bucket/source.tar.gz", "sagemaker_program": "a.sh"})
-    r = run_smhost(["train"], mlroot=mlroot)
-    assert r.returncode == 66
-    assert "s3://" in mlroot.failure_text() and "not supported" in mlroot.failure_text()
-
-
 def test_missing_internal_module_is_a_clear_error(mlroot, tmp_path):
     # A copy of the binary without its lib/ tree: serve.so and unpack.so cannot be found.
     import shutil

@@ -275,6 +275,23 @@ static void test_large_object(void **state) {
     shx_buf_free(&b);
 }
 
+/* json.dumps(v) with Python's default separators, file order: what Local Mode writes into the config files
+ * (python3 -c 'import json; print(json.dumps({"b": [1, 2.5, "\u00e9"], "a": {"x": None, "y": True}}))') */
+static void test_dumps_default(void **state) {
+    (void)state;
+    const char *text = "{\"b\":[1,2.5,\"\\u00e9\"],\"a\":{\"x\":null,\"y\":true},\"e\":[],\"f\":{}}";
+    pyj_error e;
+    pyj_value *v = pyj_parse(text, strlen(text), &e);
+    assert_non_null(v);
+    char *s = pyj_dumps_default(v);
+    assert_string_equal(s, "{\"b\": [1, 2.5, \"\\u00e9\"], \"a\": {\"x\": null, \"y\": true}, \"e\": [], \"f\": {}}");
+    free(s);
+    char *c = pyj_dumps(v, 0); /* the compact form is unchanged */
+    assert_string_equal(c, "{\"b\":[1,2.5,\"\\u00e9\"],\"a\":{\"x\":null,\"y\":true},\"e\":[],\"f\":{}}");
+    free(c);
+    pyj_free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_vectors), cmocka_unit_test(test_parse_errors),
@@ -282,6 +299,7 @@ int main(void) {
         cmocka_unit_test(test_nesting_limit), cmocka_unit_test(test_float_repr),
         cmocka_unit_test(test_float_dumps), cmocka_unit_test(test_upper),
         cmocka_unit_test(test_builders), cmocka_unit_test(test_large_object),
+        cmocka_unit_test(test_dumps_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -447,7 +447,7 @@ static void test_s3_missing_and_urls(void **state) {
     (void)state;
     assert_int_equal(shx_source_prepare("s3://bucket/job/source/sourcedir.tar.gz", g_code, g_err, sizeof g_err),
                      SHX_EXIT_NOINPUT);
-    assert_non_null(strstr(g_err, "s3:// sources are not supported yet:"));
+    assert_non_null(strstr(g_err, "s3:// sources are downloaded"));
     assert_non_null(strstr(g_err, g_code));
     assert_non_null(strstr(g_err, "s3://bucket/job/source/sourcedir.tar.gz"));
 

@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -302,6 +304,11 @@ static void test_status_page_survives_exec_through_its_fd(void **st) {
     int wst;
     assert_int_equal(waitpid(pid, &wst, 0), pid);
     assert_int_equal(WEXITSTATUS(wst), 1);
+    sigset_t chld; /* the child's SIGCHLD stays pending (blocked since main()): take it, later tests expect none */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD) continue;
     assert_int_equal(p->phase, SHX_PHASE_PROGRAM);
     assert_int_equal(p->reason_set, 1);
     assert_string_equal(p->reason, "ValueError: boom");
@@ -311,6 +318,119 @@ static void test_status_page_survives_exec_through_its_fd(void **st) {
     assert_null(shx_status_page_attach(devnull));
     close(devnull);
     assert_null(shx_status_page_attach(-1));
+}
+
+/* ---- the pieces `smhost serve` uses from its own event loop -------------------------------------------------- */
+static void test_stop_signals(void **st) {
+    (void)st;
+    int stop[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP}, other[] = {SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGPIPE};
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++) assert_true(shx_sup_is_stop_signal(stop[i]));
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) assert_false(shx_sup_is_stop_signal(other[i]));
+}
+
+static void test_signalfd_reads_the_supervisors_signals(void **st) {
+    (void)st;
+    int fd = shx_sup_signalfd();
+    assert_true(fd >= 0);
+    sigset_t cur;
+    sigprocmask(SIG_BLOCK, NULL, &cur);
+    assert_true(sigismember(&cur, SIGTERM) && sigismember(&cur, SIGCHLD) && sigismember(&cur, SIGPIPE));
+    struct signalfd_siginfo si;
+    assert_int_equal(read(fd, &si, sizeof si), -1); /* non-blocking, nothing pending */
+    assert_int_equal(errno, EAGAIN);
+    kill(getpid(), SIGUSR1);
+    assert_int_equal(read(fd, &si, sizeof si), (ssize_t)sizeof si);
+    assert_int_equal(si.ssi_signo, SIGUSR1);
+    close(fd);
+}
+
+typedef struct reaped {
+    pid_t pid;
+    int status, calls;
+} reaped;
+
+static void on_reaped(pid_t pid, int status, void *arg) {
+    reaped *r = arg;
+    r->pid = pid;
+    r->status = status;
+    r->calls++;
+}
+
+static void test_reap_reports_each_child(void **st) {
+    (void)st;
+    assert_int_equal(shx_sup_reap(NULL, NULL), -1); /* no child at all */
+    pid_t c = fork();
+    if (c == 0) _exit(7);
+    reaped r = {0};
+    for (int t = 0; t < 500 && !r.calls; t++) {
+        assert_true(shx_sup_reap(on_reaped, &r) >= 0 || r.calls);
+        if (!r.calls) usleep(2000);
+    }
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.pid, c);
+    assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 7);
+    assert_int_equal(shx_sup_reap(on_reaped, &r), -1);
+}
+
+/* Start `script` as an orphan: a child in its own session starts it and exits, so that we (a subreaper) inherit
+ * it.  The script writes its pid to pidfile. */
+static pid_t start_orphan(const char *script, const char *pidfile) {
+    pid_t c = fork();
+    if (c == 0) {
+        shx_sup_child_reset_signals();
+        setsid();
+        if (fork() == 0) {
+            execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    for (int t = 0; t < 1000; t++) {
+        char *text;
+        size_t len;
+        if (shx_read_file(pidfile, &text, &len) == 0) {
+            pid_t pid = (pid_t)atoi(text);
+            free(text);
+            if (pid > 0) return pid;
+        }
+        usleep(5000);
+    }
+    fail_msg("%s never appeared", pidfile);
+    return -1;
+}
+
+static pid_t parent_of(pid_t pid) {
+    char path[64], *text;
+    size_t len;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (shx_read_file(path, &text, &len)) return -1;
+    int ppid = -1;
+    char *rp = strrchr(text, ')');
+    if (rp) sscanf(rp + 1, " %*c %d", &ppid);
+    free(text);
+    return (pid_t)ppid;
+}
+
+static void test_end_leftovers_terms_then_kills_and_reaps(void **st) {
+    (void)st;
+    char *f1 = tpath("plain.pid"), *f2 = tpath("stubborn.pid");
+    char *s1 = shx_xasprintf("echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 1000", f1, f1, f1);
+    char *s2 = shx_xasprintf("trap '' TERM; echo $$ > %s.tmp && mv %s.tmp %s && exec sleep 1000", f2, f2, f2);
+    pid_t plain = start_orphan(s1, f1), stubborn = start_orphan(s2, f2);
+    assert_int_equal(parent_of(plain), getpid()); /* adopted: we are a subreaper */
+    assert_int_equal(parent_of(stubborn), getpid());
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(shx_sup_end_leftovers(300, "the test"), 2);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(took >= 0.29 && took < 5); /* the stubborn one needed the SIGKILL after the grace */
+    assert_int_equal(kill(plain, 0), -1);  /* gone and reaped: not even a zombie */
+    assert_int_equal(kill(stubborn, 0), -1);
+    assert_int_equal(shx_sup_reap(NULL, NULL), -1);
+    assert_int_equal(shx_sup_end_leftovers(300, "the test"), 0); /* nothing left: returns at once */
+    free(f1), free(f2), free(s1), free(s2);
 }
 
 int main(void) {
@@ -331,6 +451,10 @@ int main(void) {
         cmocka_unit_test(test_plugin_crash_blamed),
         cmocka_unit_test(test_reason_from_job_process),
         cmocka_unit_test(test_status_page_survives_exec_through_its_fd),
+        cmocka_unit_test(test_stop_signals),
+        cmocka_unit_test(test_signalfd_reads_the_supervisors_signals),
+        cmocka_unit_test(test_reap_reports_each_child),
+        cmocka_unit_test(test_end_leftovers_terms_then_kills_and_reaps),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char *cmd = shx_xasprintf("rm -rf %s", g_dir);

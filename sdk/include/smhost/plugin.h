@@ -45,9 +45,12 @@
  * or a library's (OpenMP and BLAS pools, CUDA, gRPC, a Python thread) -- keep running in the zygote only: they
  * do not exist in any worker, and a lock one of them held at the fork stays locked there forever.  Start such
  * threads in the worker (lazily, on the first invoke()), or serve with SMHOST_SERVE_PRELOAD=false so that load()
- * runs after the fork.  The zygote and the workers ignore SIGTERM, SIGINT and SIGPIPE and run with an empty
- * signal mask: shutdown is the front's business.  A worker is ended by the front closing its socket (shutdown),
- * by SIGKILL (its request overran SAGEMAKER_MODEL_SERVER_TIMEOUT) or with the zygote (PR_SET_PDEATHSIG).
+ * runs after the fork.  The zygote and the workers start as a training program does: an empty signal mask and
+ * default dispositions (which processes a handler starts inherit), in a process group of their own, so that
+ * signals meant for smhost reach the front only: shutdown is the front's business.  A worker is ended by the
+ * front closing its socket (shutdown), by SIGKILL (its request overran SAGEMAKER_MODEL_SERVER_TIMEOUT) or with
+ * the zygote (PR_SET_PDEATHSIG).  Processes a handler leaves running (a daemon it started) are terminated, then
+ * killed, when serve exits.
  * Neither a worker nor the zygote calls unload() or fini() when it ends, so put nothing there that must happen.
  * A crash in invoke() costs one worker: its request is answered 500 and a fresh fork of the zygote takes its
  * place.  A failing or crashing init() or preloaded load() stops serve (docs/serving.md lists the exit codes).
