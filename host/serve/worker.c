@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -319,12 +318,6 @@ void shx_zygote_main(const shx_serve_spec *spec, int ctl) {
         if (pid == 0) {
             close(ctl);
             prctl(PR_SET_PDEATHSIG, SIGKILL);
-            /* Workers are throughput work.  SCHED_BATCH (no privilege needed) lets the front's wake-ups -- a /ping,
-             * the next request, a reply to send -- preempt a busy worker at once instead of waiting for its slice:
-             * /ping stays fast while every worker computes (docs/serving.md). */
-            struct sched_param sp = {0};
-            if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
-                shx_log(SHX_DEBUG, "worker: cannot switch to SCHED_BATCH: %s", strerror(errno));
             worker_main(spec, &h, fd, preloaded);
         }
         close(fd);

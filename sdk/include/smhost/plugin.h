@@ -40,7 +40,7 @@
  *           init() made and the model load() returned, without calling either again.  With
  *           SMHOST_SERVE_PRELOAD=false each worker calls load() itself after the fork; on a multi-model endpoint
  *           each worker calls load() and unload() for the models its own requests need.  A worker runs invoke()
- *           on its one thread, one request at a time, strictly in order, under SCHED_BATCH.
+ *           on its one thread, one request at a time, strictly in order.
  * fork() copies only the thread that calls it.  Threads started in init() or in a preloaded load() -- your own,
  * or a library's (OpenMP and BLAS pools, CUDA, gRPC, a Python thread) -- keep running in the zygote only: they
  * do not exist in any worker, and a lock one of them held at the fork stays locked there forever.  Start such
