@@ -37,7 +37,7 @@ PLUGDIR  := $(BUILD)/lib/smhost/plugins
 OBJ      := $(BUILD)/obj
 
 # host/<module>/*.c, one folder per module (README "Layout"):
-#   core, job, plugin, supervisor  the host library: linked into smhost and, only what each needs, into modules
+#   core, job, plugin, supervisor, dist  the host library: linked into smhost and, only what each needs, into modules
 #   cmd                            the commands (main, train, inspect): only in the smhost binary
 #   local                          `smhost local` (the simulated hosts): only in the smhost binary
 #   serve, unpack, s3, http        internal modules (host/plugin/modules.h): heavy dependencies, loaded when used
@@ -45,7 +45,7 @@ HOST_SRC  := $(sort $(wildcard host/*/*.c))
 HOST_HDR  := $(wildcard host/*/*.h)
 HOST_OBJ  := $(HOST_SRC:host/%.c=$(OBJ)/host/%.o)
 objs_of    = $(patsubst host/%.c,$(OBJ)/host/%.o,$(sort $(wildcard $(addsuffix /*.c,$(addprefix host/,$(1))))))
-LIB_OBJ   := $(call objs_of,core job plugin supervisor)
+LIB_OBJ   := $(call objs_of,core job plugin supervisor dist)
 CMD_OBJ   := $(call objs_of,cmd local)
 HOST_LIB_OBJ := $(filter-out $(OBJ)/host/cmd/main.o,$(HOST_OBJ))
 # The host library as an archive: the binary and each module pull in only the objects they reference.
@@ -70,7 +70,8 @@ TPLUG_SRC := $(sort $(wildcard tests/plugins/*.c))
 TPLUG_SO  := $(TPLUG_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 
 .PHONY: all plugins install uninstall test test-unit test-blackbox test-san demo deps bench clean test-image samples
-all: $(BIN)/smhost $(MODULES) plugins samples
+PRELOAD   := $(BUILD)/lib/smhost/gethostname.so
+all: $(BIN)/smhost $(MODULES) $(PRELOAD) plugins samples
 .SECONDEXPANSION:
 
 $(OBJ)/host/%.o: host/%.c $(HOST_HDR) $(wildcard sdk/include/smhost/*.h)
@@ -96,6 +97,10 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -larchive -lc
 
+# The gethostname() library of distributed jobs (preload/gethostname.c): no sanitizers, it is preloaded into ranks.
+$(PRELOAD): preload/gethostname.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -O2 -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
 # libcurl (Debian's libcurl4-gnutls-dev: the GnuTLS stack libmicrohttpd already uses) for S3 with SigV4.
 $(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
@@ -175,18 +180,21 @@ bench-serve: all test-programs
 # bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).
 bench-devices: all test-programs
 	bash bench/devices.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
+# bench-distributed: the launcher against torchrun (start to all ranks running, a gloo job, peak memory; 1x2, 2x2).
+bench-distributed: all
+	bash bench/distributed.sh $(abspath $(BUILD))
 bench-s3: all
 	bash bench/s3.sh $(abspath $(BUILD))
-bench-all: bench bench-python bench-serve bench-devices bench-s3
+bench-all: bench bench-python bench-serve bench-devices bench-s3 bench-distributed
 # `make bench-smoke` (part of `make test`): every bench script in its seconds-long smoke mode, so a broken path or
 # command fails CI; no timing is asserted.  Add each new bench script here.
-BENCH_SMOKE := run.sh python.sh serve.sh devices.sh s3.sh
+BENCH_SMOKE := run.sh python.sh serve.sh devices.sh s3.sh distributed.sh
 bench-smoke: all test-programs
 	@set -e; for b in $(BENCH_SMOKE); do echo "== bench/$$b (smoke)"; \
 	    SMHOST_BENCH_SMOKE=1 bash bench/$$b $(abspath $(BUILD)); done
 	@for b in bench/*.sh; do case " $(BENCH_SMOKE) " in *" $${b#bench/} "*) ;; \
 	    *) echo "bench-smoke: $$b has no smoke run here: add it to the bench-smoke target" >&2; exit 1;; esac; done
-.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-s3
+.PHONY: bench-python bench-serve bench-all bench-devices bench-smoke bench-s3 bench-distributed
 
 # ---- install ----------------------------------------------------------------------------------------------
 install: all
@@ -198,6 +206,7 @@ install: all
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
 	install -m 644 $(MODULES) $(DESTDIR)$(PREFIX)/lib/smhost/internal/
+	install -m 644 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/smhost/
 	install -m 644 sdk/include/smhost/*.h $(DESTDIR)$(PREFIX)/include/smhost/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/smhost.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi

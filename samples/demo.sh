@@ -36,7 +36,11 @@ for name, c in idc.items():
     path = os.path.join(src, "ml", "input", "data", name)
     channels[name] = {"path": path, "content_type": c["ContentType"]} if "ContentType" in c else path
 job = {"entry_point": hps.pop("sagemaker_program"), "source_dir": code, "channels": channels,
-       "hyperparameters": {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}}
+       # sagemaker_* parameters the SDK derives from other fields are written by `smhost local train` itself;
+       # the rest (distribution flags such as sagemaker_torch_distributed_enabled) pass as the SDK passes them.
+       "hyperparameters": {k: v for k, v in hps.items()
+                           if k not in ("sagemaker_submit_directory", "sagemaker_job_name", "sagemaker_region",
+                                        "sagemaker_container_log_level")}}
 if "sagemaker_region" in hps:
     job["region"] = hps["sagemaker_region"]
 print(json.dumps(job, indent=2))

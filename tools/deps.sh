@@ -14,7 +14,10 @@ pkgs=(
   python3-pytest                    # black-box tests
   python3-numpy python3-sklearn     # the scikit-learn sample and C-extension tests
   python3-pip python3-setuptools python3-wheel python3-venv  # requirements.txt installs and their tests
-  openmpi-bin libopenmpi-dev        # MPI launches
+  openmpi-bin libopenmpi-dev        # MPI launches (the mpi launcher runs Debian's mpirun)
+  openssh-server                    # sshd -D on every host of an MPI job, and its tests
+  python3-torch python3-mpi4py      # distributed tests (torch gloo, mpi4py), the torch-ddp sample, bench/distributed
+  iproute2                          # `ip` for inspecting the simulated hosts of smhost local / distributed tests
   procps curl                       # ps in tests, curl in the demo, bench/serve.sh and the S3 tests (an
                                     # independent SigV4 client)
   nginx gunicorn python3-flask      # bench/serve.sh's bring-your-own stack (nginx -> gunicorn -> Flask), whose

@@ -14,6 +14,47 @@
 #include "job/job.h"
 #include "core/log.h"
 #include "plugin/registry.h"
+#include "dist/launch.h"
+
+/* The launch plan as JSON (`smhost env --json`): what each process of a distributed job would get. */
+static cJSON *launch_json(const shx_launch *l, const shx_job *job) {
+    cJSON *o = cJSON_CreateObject(), *procs = cJSON_CreateArray();
+    cJSON_AddStringToObject(o, "launcher", l->launcher);
+    cJSON_AddStringToObject(o, "flag", l->flag);
+    cJSON_AddNumberToObject(o, "node_rank", l->info.node_rank);
+    cJSON_AddNumberToObject(o, "num_nodes", l->info.num_nodes);
+    cJSON_AddNumberToObject(o, "procs_per_host", l->info.procs_per_host);
+    cJSON *nodes = cJSON_CreateArray();
+    for (size_t i = 0; i < l->nodes.n; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(l->nodes.v[i]));
+    cJSON_AddItemToObject(o, "nodes", nodes);
+    if (l->wait_port) cJSON_AddNumberToObject(o, "wait_port", l->wait_port);
+    for (size_t i = 0; i < l->n; i++) {
+        const shx_lproc *p = &l->procs[i];
+        cJSON *po = cJSON_CreateObject(), *env = cJSON_CreateObject();
+        cJSON_AddStringToObject(po, "kind", (p->kind & 0xffu) == SMH_PROC_PROGRAM ? "program" : "command");
+        cJSON_AddBoolToObject(po, "service", (p->kind & SMH_PROC_SERVICE) != 0);
+        cJSON_AddNumberToObject(po, "rank", p->rank);
+        cJSON_AddNumberToObject(po, "local_rank", p->local_rank);
+        if (p->argv.n) {
+            cJSON *argv = cJSON_CreateArray();
+            for (size_t k = 0; k < p->argv.n; k++) cJSON_AddItemToArray(argv, cJSON_CreateString(p->argv.v[k]));
+            cJSON_AddItemToObject(po, "argv", argv);
+        }
+        /* what the process really gets: the job's own values win (LD_PRELOAD was composed with the user's) */
+        for (size_t k = 0; k < p->env.n; k++) {
+            const char *eq = strchr(p->env.v[k], '=');
+            char *name = shx_xstrndup(p->env.v[k], (size_t)(eq - p->env.v[k]));
+            if (!shx_env_lookup(job->env.v, name) || !strcmp(name, "LD_PRELOAD"))
+                cJSON_AddStringToObject(env, name, eq + 1);
+            free(name);
+        }
+        cJSON_AddItemToObject(po, "env", env);
+        if (p->error_file) cJSON_AddStringToObject(po, "error_file", p->error_file);
+        cJSON_AddItemToArray(procs, po);
+    }
+    cJSON_AddItemToObject(o, "processes", procs);
+    return o;
+}
 
 int shx_env_main(const shx_config *cfg, int json) {
     shx_job job = {0};
@@ -23,6 +64,14 @@ int shx_env_main(const shx_config *cfg, int json) {
         fprintf(stderr, "smhost env: %s\n", err);
         shx_job_free(&job);
         return rc;
+    }
+    /* A distribution host: the launcher's plan, made without starting anything. */
+    shx_launch l;
+    char lerr[4096] = "";
+    int have_launch = 0, launch_rc = 0;
+    if (shx_dist_flag(&job)) {
+        launch_rc = shx_dist_plan(&l, &job, cfg, 0, lerr, sizeof lerr);
+        have_launch = 1;
     }
     shx_strvec argv = {0};
     if (job.program) shx_strvec_push(&argv, job.program);
@@ -40,6 +89,9 @@ int shx_env_main(const shx_config *cfg, int json) {
         cJSON_AddItemToObject(o, "argv", args);
         if (job.program) cJSON_AddStringToObject(o, "program", job.program_path);
         else cJSON_AddNullToObject(o, "program");
+        if (have_launch && !launch_rc) cJSON_AddItemToObject(o, "launch", launch_json(&l, &job));
+        else if (have_launch) cJSON_AddStringToObject(o, "launch_error", lerr);
+        else cJSON_AddNullToObject(o, "launch");
         char *s = cJSON_PrintUnformatted(o);
         puts(s);
         free(s);
@@ -49,8 +101,16 @@ int shx_env_main(const shx_config *cfg, int json) {
         char *line = shx_command_line((const char *const *)argv.v);
         printf("# command: %s\n", job.program ? line : "(no program: set SAGEMAKER_PROGRAM or sagemaker_program)");
         free(line);
+        if (have_launch && !launch_rc) {
+            char *d = shx_dist_describe(&l);
+            for (char *ln = strtok(d, "\n"); ln; ln = strtok(NULL, "\n")) printf("# launch: %s\n", ln);
+            free(d);
+        } else if (have_launch) {
+            printf("# launch: cannot start: %s\n", lerr);
+        }
     }
     shx_strvec_free(&argv);
+    if (have_launch) shx_dist_launch_free(&l);
     shx_job_free(&job);
     return 0;
 }

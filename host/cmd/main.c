@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "  devices [--json]  list the GPUs and accelerators the device backends see, with their health\n"
             "  local COMMAND  SageMaker Local Mode without Docker: train on N simulated hosts, serve, invoke,\n"
             "                 transform (smhost local --help)\n"
+            "  rank           run the job's program as one rank of a distributed job (what mpirun starts)\n"
             "  --help, --version\n"
             "\n"
             "Installed as `train` or `serve`, smhost runs that command.\n"
@@ -72,7 +73,8 @@ int main(int argc, char **argv) {
     }
     int is_train = !strcmp(cmd, "train"), is_serve = !strcmp(cmd, "serve");
     int is_env = !strcmp(cmd, "env"), is_plugins = !strcmp(cmd, "plugins"), is_devices = !strcmp(cmd, "devices");
-    if (!is_train && !is_serve && !is_env && !is_plugins && !is_devices) {
+    int is_rank = !strcmp(cmd, "rank");
+    if (!is_train && !is_serve && !is_env && !is_plugins && !is_devices && !is_rank) {
         fprintf(stderr, "smhost: unknown command '%s'\n\n", cmd);
         usage(stderr);
         return SHX_EXIT_USAGE;
@@ -97,6 +99,7 @@ int main(int argc, char **argv) {
     if (cfg.log_level >= 0) shx_log_set_level(cfg.log_level);
     int rc;
     if (is_train) rc = shx_train_main(&cfg);
+    else if (is_rank) rc = shx_rank_main(&cfg);
     else if (is_serve) {
         /* the device health check comes first: a server on a failed GPU never reports ready */
         rc = shx_devices_serve_gate(&cfg);

@@ -18,6 +18,7 @@
 #include "plugin/modules.h"
 #include "cmd/devices.h"
 #include "cmd/train_s3.h"
+#include "dist/launch.h"
 
 /* ---- secrets in the startup log ------------------------------------------------------------------------ */
 static int secret_name(const char *name) {
@@ -107,24 +108,11 @@ static int job_fail(shx_status_page *page, const char *kind, int code, const cha
     return code;
 }
 
-static int job_main(void *arg) {
-    train_ctx *ctx = arg;
-    shx_job *job = ctx->job;
-    shx_status_page *page = ctx->page;
-    page->phase = SHX_PHASE_HOST;
-    if (chdir(job->code_dir) < 0)
-        return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
-                        strerror(errno));
-
-    /* In-process runners (Python, native) read the job's environment through getenv(). */
-    clearenv();
-    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
-
+/* The job's program through its runner plugin, in this process (which it usually execs).  Every process of a
+ * distributed job gets here too (dist/agent.c, `smhost rank`). */
+int shx_train_run_program(shx_job *job, shx_status_page *page) {
     char err[4096] = "";
-    int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
-                                      job->cfg->pip_break_system_packages, err, sizeof err);
-    if (rc) return job_fail(page, "InstallRequirementsError", rc, "%s", err);
-
+    int rc;
     shx_registry reg;
     shx_registry_init(&reg, job->cfg);
     int code = SHX_EXIT_CONFIG;
@@ -179,6 +167,67 @@ static int job_main(void *arg) {
     fflush(stdout);
     fflush(stderr);
     free(name);
+    return rc;
+}
+
+static int job_main(void *arg) {
+    train_ctx *ctx = arg;
+    shx_job *job = ctx->job;
+    shx_status_page *page = ctx->page;
+    page->phase = SHX_PHASE_HOST;
+    if (chdir(job->code_dir) < 0)
+        return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
+                        strerror(errno));
+
+    /* In-process runners (Python, native) read the job's environment through getenv(). */
+    clearenv();
+    for (size_t i = 0; i < job->env.n; i++) putenv(job->env.v[i]);
+
+    char err[4096] = "";
+    int rc = shx_requirements_install(job->code_dir, (const char *const *)job->env.v,
+                                      job->cfg->pip_break_system_packages, err, sizeof err);
+    if (rc) return job_fail(page, "InstallRequirementsError", rc, "%s", err);
+
+    /* A host of a distributed job starts the launcher's processes instead (contract section 6). */
+    if (shx_dist_flag(job)) {
+        shx_launch l;
+        rc = shx_dist_plan(&l, job, job->cfg, 1, err, sizeof err);
+        if (rc) {
+            shx_dist_launch_free(&l);
+            return job_fail(page, rc == SHX_EXIT_CONFIG ? "PluginError" : "ClientError", rc, "%s", err);
+        }
+        snprintf(page->plugin, sizeof page->plugin, "%s", l.launcher);
+        snprintf(page->plugin_path, sizeof page->plugin_path, "%s", l.launcher_path);
+        rc = shx_dist_run(&l, job, job->cfg, page);
+        shx_dist_cleanup(&l);
+        shx_dist_launch_free(&l);
+        return rc;
+    }
+    return shx_train_run_program(job, page);
+}
+
+/* `smhost rank`: one process of a distributed job started by another program (mpirun's orted): the job as this
+ * host sees it, with what that program passed (the environment) and no supervisor of its own. */
+int shx_rank_main(const shx_config *cfg) {
+    shx_job job = {0};
+    char err[4096];
+    int rc = shx_job_load(&job, cfg, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "smhost rank: %s\n", err);
+        shx_job_free(&job);
+        return rc;
+    }
+    if (pyj_dict_get(job.hyperparameters, "sagemaker_container_log_level")) shx_log_set_level(job.log_level_int);
+    if (chdir(job.code_dir) < 0) {
+        fprintf(stderr, "smhost rank: cannot enter the code directory %s: %s\n", job.code_dir, strerror(errno));
+        shx_job_free(&job);
+        return SHX_EXIT_NOINPUT;
+    }
+    clearenv();
+    for (size_t i = 0; i < job.env.n; i++) putenv(job.env.v[i]);
+    shx_status_page *page = shx_status_page_create();
+    rc = shx_train_run_program(&job, page);
+    if (rc && page && page->reason_set) fprintf(stderr, "%s\n", page->reason);
     return rc;
 }
 

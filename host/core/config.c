@@ -26,6 +26,10 @@ static void config_defaults(shx_config *cfg) {
     cfg->pip_break_system_packages = 1;
     cfg->device_health_check = SHX_HEALTH_FAIL;
     cfg->device_probe_timeout_seconds = 60;
+    cfg->dist_failure_grace_seconds = 10;
+    cfg->dist_master_port = 7777;
+    cfg->dist_control_port = 7779;
+    cfg->dist_start_timeout_seconds = 600;
 }
 
 void shx_config_device_backends(const shx_config *cfg, shx_strvec *out) {
@@ -85,7 +89,8 @@ static void parse_error(parse_state *ps, const char *fmt, ...) {
 }
 
 static int known_section(const char *s) {
-    return !strcmp(s, "smhost") || !strcmp(s, "python") || !strcmp(s, "runners") || !strcmp(s, "devices");
+    return !strcmp(s, "smhost") || !strcmp(s, "python") || !strcmp(s, "runners") || !strcmp(s, "devices") ||
+           !strcmp(s, "distributed");
 }
 
 /* fgets-style reader over the file in memory; counts lines and spots section headers for warnings. */
@@ -124,7 +129,7 @@ static char *reader(char *str, int num, void *stream) {
             memcpy(name, s + 1, len);
             name[len] = 0;
             if (!known_section(name))
-                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners], [devices])",
+                shx_warn("%s:%d: unknown section [%s] ignored (known: [smhost], [python], [runners], [devices], [distributed])",
                          ps->file, ps->line, name);
         }
     }
@@ -176,6 +181,38 @@ static const struct {
     {"dns_timeout_seconds", offsetof(shx_config, dns_timeout_seconds), "900"},
     {"max_run_seconds", offsetof(shx_config, max_run_seconds), "0, no limit"},
 };
+
+/* [distributed]: the launcher layer (docs/distributed.md). */
+static const struct {
+    const char *key;
+    size_t offset;
+    int min, max;
+    const char *dflt;
+} dist_keys[] = {
+    {"failure_grace_seconds", offsetof(shx_config, dist_failure_grace_seconds), 0, 3600, "10"},
+    {"master_port", offsetof(shx_config, dist_master_port), 1, 65535, "7777"},
+    {"control_port", offsetof(shx_config, dist_control_port), 1, 65535, "7779"},
+    {"start_timeout_seconds", offsetof(shx_config, dist_start_timeout_seconds), 1, 86400, "600"},
+};
+
+static int handle_distributed(parse_state *ps, const char *name, const char *value) {
+    for (size_t i = 0; i < sizeof dist_keys / sizeof dist_keys[0]; i++) {
+        if (strcasecmp(name, dist_keys[i].key)) continue;
+        int v;
+        if (parse_count(value, &v) < 0 || v < dist_keys[i].min || v > dist_keys[i].max) {
+            parse_error(ps, "[distributed] %s = \"%s\" is not valid: expected a whole number from %d to %d; fix the "
+                            "value or remove the line (default: %s)",
+                        dist_keys[i].key, value, dist_keys[i].min, dist_keys[i].max, dist_keys[i].dflt);
+            return 0;
+        }
+        *(int *)((char *)ps->cfg + dist_keys[i].offset) = v;
+        return 1;
+    }
+    shx_warn("%s:%d: unknown key \"%s\" in [distributed] ignored (known: failure_grace_seconds, master_port, "
+             "control_port, start_timeout_seconds)",
+             ps->file, ps->line, name);
+    return 1;
+}
 
 static int handle_smhost(parse_state *ps, const char *name, const char *value) {
     shx_config *cfg = ps->cfg;
@@ -348,6 +385,7 @@ static int handler(void *user, const char *section, const char *name, const char
     if (!strcmp(section, "smhost")) return handle_smhost(ps, name, value);
     if (!strcmp(section, "python")) return handle_python(ps, name, value);
     if (!strcmp(section, "devices")) return handle_devices(ps, name, value);
+    if (!strcmp(section, "distributed")) return handle_distributed(ps, name, value);
     return handle_runners(ps, name, value);
 }
 

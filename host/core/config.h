@@ -26,6 +26,10 @@ typedef struct shx_config {
     shx_strvec device_backends; /* [devices] backends, when device_backends_set (shx_config_device_backends) */
     int device_backends_set;
     int device_probe_timeout_seconds; /* [devices] probe_timeout_seconds: default 60 */
+    int dist_failure_grace_seconds; /* [distributed] failure_grace_seconds: default 10 */
+    int dist_master_port;       /* [distributed] master_port: default 7777 (MASTER_PORT of torch ranks) */
+    int dist_control_port;      /* [distributed] control_port: default 7779 (smhost's own host-to-master link) */
+    int dist_start_timeout_seconds; /* [distributed] start_timeout_seconds: barrier and port waits, default 600 */
     shx_runner_override *overrides; /* [runners] .ext = name */
     size_t noverrides;
 } shx_config;

@@ -1,5 +1,6 @@
 /* The host API table (smh_host_api v1.1).  Everything here runs in the job process (or a serving worker). */
 #include "plugin/hostapi.h"
+#include "dist/launch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -394,6 +395,11 @@ static const smh_host_api g_api = {
     .device_add = shx_sink_device_add,
     .device_set_info = shx_sink_set_info,
     .device_set_env = shx_sink_set_env,
+    .launch_add = shx_launch_add,
+    .launch_setenv = shx_launch_setenv,
+    .launch_error_file = shx_launch_error_file,
+    .launch_wait_port = shx_launch_wait_port,
+    .launch_rank_host = shx_launch_rank_host,
     .status_fd = api_status_fd,
 };
 
@@ -419,4 +425,17 @@ void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *pag
         hj->hp_str[i] = v->type == PYJ_NULL ? shx_xstrdup("") : pyj_str_of(v);
         hj->hp_json[i] = pyj_dumps(v, 1);
     }
+}
+
+void shx_hostapi_job_free(struct smh_job *hj) {
+    for (size_t i = 0; i < hj->hp_names.n; i++) {
+        free(hj->hp_str[i]);
+        free(hj->hp_json[i]);
+    }
+    free(hj->hp_str);
+    free(hj->hp_json);
+    shx_strvec_free(&hj->hp_names);
+    shx_strvec_free(&hj->fp_cache);
+    free((void *)hj->pip_env);
+    memset(hj, 0, sizeof *hj);
 }

@@ -17,6 +17,8 @@ struct smh_job {
 };
 
 void shx_hostapi_job_init(struct smh_job *hj, shx_job *job, shx_status_page *page);
+/* Free what init and the calls made (for handles that do not live until the process exits: `smhost env`). */
+void shx_hostapi_job_free(struct smh_job *hj);
 /* The table for training jobs and `smhost plugins`: the resp_* members return SMH_E_UNSUPPORTED, as no response
  * exists there. */
 const smh_host_api *shx_host_api(void);

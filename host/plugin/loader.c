@@ -14,6 +14,7 @@ const char *shx_kind_str(uint32_t kind) {
     case SMH_KIND_RUNNER: return "runner";
     case SMH_KIND_HANDLER: return "handler";
     case SMH_KIND_BACKEND: return "backend";
+    case SMH_KIND_LAUNCHER: return "launcher";
     }
     return "unknown";
 }
@@ -112,6 +113,12 @@ int shx_plugin_load(const char *path, shx_plugin *p) {
                           path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_backend_ops));
         p->has_backend = p->backend.probe != NULL && p->backend.list != NULL;
     }
+    if (p->desc.launcher) { /* v1.1: reserved[1] in 1.0, zero there */
+        if (copy_sized(&p->launcher, sizeof p->launcher, p->desc.launcher, sizeof(uint32_t), &size))
+            return refuse(p, SHX_LOAD_OVERSIZED, "%s: its launcher ops table is %u bytes, larger than ABI %d.%d's %zu.",
+                          path, size, SMH_ABI_MAJOR, SMH_ABI_MINOR, sizeof(smh_launcher_ops));
+        p->has_launcher = p->launcher.plan != NULL && p->launcher.flags != NULL;
+    }
     if (p->desc.kind == SMH_KIND_RUNNER && !p->has_runner)
         return refuse(p, SHX_LOAD_INVALID, "%s: plugin '%s' is a runner but has no runner->run().", path, p->desc.name);
     if (p->desc.kind == SMH_KIND_HANDLER && !p->has_handler)
@@ -121,6 +128,10 @@ int shx_plugin_load(const char *path, shx_plugin *p) {
         return refuse(p, SHX_LOAD_INVALID,
                       "%s: plugin '%s' is a backend but has no backend->probe() and backend->list() (they need "
                       "plugin ABI 1.1: <smhost/device.h>).", path, p->desc.name);
+    if (p->desc.kind == SMH_KIND_LAUNCHER && !p->has_launcher)
+        return refuse(p, SHX_LOAD_INVALID,
+                      "%s: plugin '%s' is a launcher but has no launcher->plan() and launcher->flags (they need "
+                      "plugin ABI 1.1: <smhost/launcher.h>).", path, p->desc.name);
     p->status = SHX_LOAD_OK;
     return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef SHX_LOADER_H
 #define SHX_LOADER_H
 #include <smhost/device.h>
+#include <smhost/launcher.h>
 
 typedef enum shx_load_status {
     SHX_LOAD_OK = 0,
@@ -24,7 +25,8 @@ typedef struct shx_plugin {
     smh_runner_ops runner;       /* copies, zero-filled likewise */
     smh_handler_ops handler;
     smh_backend_ops backend;     /* v1.1 */
-    int has_runner, has_handler, has_backend;
+    smh_launcher_ops launcher;   /* v1.1 */
+    int has_runner, has_handler, has_backend, has_launcher;
 } shx_plugin;
 
 /* One word for a status ("wrong ABI major"). */

@@ -234,3 +234,33 @@ def test_v1_1_backend_loads_beside_v1_0_plugins(plugdir, run):
     assert "refused" not in sec["testdev"].lower(), sec["testdev"]
     assert "ABI 1.0" in sec["v1_0_frozen"] and "refused" not in sec["v1_0_frozen"].lower()
     assert "refused" in sec["v1_0_backend"].lower() and "1.1" in sec["v1_0_backend"], sec["v1_0_backend"]
+
+
+# ---- ABI 1.1: launchers -----------------------------------------------------------------------------------------
+
+def test_v1_1_launcher_loads_and_v1_0_launcher_kind_is_refused(plugdir, run):
+    """A launcher built against the 1.1 header (it uses the slot that was reserved[1] in 1.0) loads; a 1.0
+    descriptor claiming the launcher kind, which had no ops table in 1.0, is refused with a message naming 1.1;
+    the frozen 1.0 runner still loads beside them."""
+    names = ["testxla_launcher", "v1_0_launcher", "v1_0_frozen"]
+    r = run("plugins", env={"SMHOST_PLUGIN_PATH": plugdir(*names)})
+    sec = sections(r.stdout + r.stderr, ["testxla", "v1_0_launcher", "v1_0_frozen"])
+    assert "launcher" in sec["testxla"] and "refused" not in sec["testxla"].lower(), sec["testxla"]
+    assert "refused" in sec["v1_0_launcher"].lower() and "1.1" in sec["v1_0_launcher"], sec["v1_0_launcher"]
+    assert "refused" not in sec["v1_0_frozen"].lower(), sec["v1_0_frozen"]
+
+
+@pytest.mark.nosan  # ranks get LD_PRELOAD (the gethostname library) ahead of the ASan runtime, which ASan refuses
+def test_third_party_launcher_runs_the_flag_smhost_lacks(mlroot, run, plugdir):
+    """An installed launcher plugin takes a distribution flag smhost ships none for: its processes run through the
+    ordinary runner, with its variables, and a variable the user set is never overwritten."""
+    mlroot.hyperparameters({"sagemaker_pytorch_xla_multi_worker_enabled": True,
+                            "sagemaker_mpi_num_of_processes_per_host": 2})
+    mlroot.script("train.sh", 'echo "$TESTXLA_RANK $TESTXLA_WORLD $XLA_TEST_USER" > '
+                              f'{mlroot.path}/model/xla-$TESTXLA_RANK\n')
+    r = run("train", env={"SMHOST_PLUGIN_PATH": plugdir("testxla_launcher"), "SAGEMAKER_PROGRAM": "train.sh",
+                          "XLA_TEST_USER": "mine"})
+    assert r.returncode == 0, r.stderr
+    for i in range(2):
+        assert (mlroot.path / "model" / f"xla-{i}").read_text().split() == [str(i), "2", "mine"]
+    assert "[" in r.stdout + r.stderr and "rank 1]" in r.stdout + r.stderr

@@ -122,7 +122,7 @@ RAW_FILE = {
     "a": "1",
     "learning-rate": "0.1",
     "sagemaker_program": "\"ignored.sh\"",
-    "sagemaker_mpi_enabled": "true",
+    "sagemaker_debugger_enabled": "true",  # a framework parameter (a distribution flag would launch ranks)
     "sagemaker_region": "\"eu-west-1\"",
     "sagemaker_job_name": "\"my-job\"",
     "_tuning_objective_metric": "\"loss\"",
@@ -160,7 +160,7 @@ def test_raw_and_sdk_style_hyperparameters_match_the_toolkit(mlroot):
     assert env["SM_USER_ARGS"] and env["SM_USER_ENTRY_POINT"] == "train"
     assert env["SAGEMAKER_REGION"] == "eu-west-1"
     assert env["SAGEMAKER_JOB_NAME"] == "my-job"
-    assert json.loads(env["SM_FRAMEWORK_PARAMS"]) == {"sagemaker_mpi_enabled": True}
+    assert json.loads(env["SM_FRAMEWORK_PARAMS"]) == {"sagemaker_debugger_enabled": True}
 
 
 def test_awkward_arguments_arrive_intact(mlroot):

@@ -108,7 +108,8 @@ typedef int smh_status;
 typedef enum smh_plugin_kind {
     SMH_KIND_RUNNER = 1,  /* runs a training program: shell, exec, python, native ... */
     SMH_KIND_HANDLER = 2, /* answers inference requests for smhost serve */
-    SMH_KIND_BACKEND = 3  /* provides devices (GPUs, Neuron): <smhost/device.h>, ABI 1.1; no program of its own */
+    SMH_KIND_BACKEND = 3, /* provides devices (GPUs, Neuron): <smhost/device.h>, ABI 1.1; no program of its own */
+    SMH_KIND_LAUNCHER = 4 /* starts the processes of a distributed job: <smhost/launcher.h>, ABI 1.1 */
 } smh_plugin_kind;
 
 /* How a runner claims programs, besides its extension list.  The host checks these itself: no plugin code
@@ -155,6 +156,10 @@ typedef struct smh_device smh_device;           /* one accelerator as a backend 
 typedef struct smh_device_sink smh_device_sink; /* opaque: where a backend reports its devices (host-owned) */
 typedef struct smh_backend_ops smh_backend_ops; /* what a SMH_KIND_BACKEND plugin provides */
 typedef struct smh_response smh_response; /* opaque: an inference response being built */
+/* v1.1, defined in <smhost/launcher.h>: */
+typedef struct smh_launch smh_launch;             /* opaque: the launch plan being built (host-owned) */
+typedef struct smh_launch_info smh_launch_info;   /* this host's place in a distributed job */
+typedef struct smh_launcher_ops smh_launcher_ops; /* what a SMH_KIND_LAUNCHER plugin provides */
 
 /* One inference request, owned by the host for the duration of invoke(). */
 typedef struct smh_request {
@@ -270,6 +275,12 @@ typedef struct smh_host_api {
     smh_status (*device_add)(smh_device_sink *sink, const smh_device *dev);
     smh_status (*device_set_info)(smh_device_sink *sink, const char *key, const char *value);
     smh_status (*device_set_env)(smh_device_sink *sink, const char *name, const char *value);
+    /* For launchers, inside smh_launcher_ops.plan() (<smhost/launcher.h> says what each does).  Copied. */
+    int (*launch_add)(smh_launch *launch, uint32_t kind, int rank, const char *const argv[]);
+    smh_status (*launch_setenv)(smh_launch *launch, int proc, const char *name, const char *value);
+    smh_status (*launch_error_file)(smh_launch *launch, int proc, const char *path);
+    smh_status (*launch_wait_port)(smh_launch *launch, int port);
+    smh_status (*launch_rank_host)(smh_launch *launch, int rank, const char *host);
     /* The job's status page (the phase, the command and the failure reason the supervisor reports) as a file
      * descriptor with FD_CLOEXEC set, for smhost's own programs that a runner exec()s and that keep reporting
      * after exec: the python runner passes it to smhost-python.  The page's layout is private to smhost, so other
@@ -336,9 +347,11 @@ typedef struct smh_plugin {
     const smh_handler_ops *handler; /* SMH_KIND_HANDLER */
     /* v1.1 took the first of the eight reserved pointers of v1.0, so sizeof(smh_plugin) and every v1.0 offset
      * stay the same; a v1.0 descriptor has zero there (SMH_PLUGIN_DEFINE zero-fills), which reads as "no
-     * backend".  Later minors take the next slot the same way, in order, and document it here. */
+     * backend".  Later minors take the next slot the same way, in order, and document it here: `launcher` took
+     * the second (reserved[1] of v1.0), also in 1.1; a v1.0 descriptor reads as "no launcher". */
     const smh_backend_ops *backend; /* SMH_KIND_BACKEND (v1.1, <smhost/device.h>) */
-    void *reserved[7];              /* zero; room for v1.x without changing the size rule */
+    const smh_launcher_ops *launcher; /* SMH_KIND_LAUNCHER (v1.1, <smhost/launcher.h>) */
+    void *reserved[6];              /* zero; room for v1.x without changing the size rule */
 } smh_plugin;
 
 typedef const smh_plugin *(*smh_plugin_entry_fn)(void);
@@ -410,7 +423,12 @@ SMH__FOLLOWS(smh_host_api, device_count, device_get);
 SMH__FOLLOWS(smh_host_api, device_get, device_add);
 SMH__FOLLOWS(smh_host_api, device_add, device_set_info);
 SMH__FOLLOWS(smh_host_api, device_set_info, device_set_env);
-SMH__FOLLOWS(smh_host_api, device_set_env, status_fd);
+SMH__FOLLOWS(smh_host_api, device_set_env, launch_add);
+SMH__FOLLOWS(smh_host_api, launch_add, launch_setenv);
+SMH__FOLLOWS(smh_host_api, launch_setenv, launch_error_file);
+SMH__FOLLOWS(smh_host_api, launch_error_file, launch_wait_port);
+SMH__FOLLOWS(smh_host_api, launch_wait_port, launch_rank_host);
+SMH__FOLLOWS(smh_host_api, launch_rank_host, status_fd);
 
 SMH__FIRST(smh_runner_ops, struct_size);
 SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");
@@ -434,8 +452,10 @@ SMH__FOLLOWS(smh_plugin, init, fini);
 SMH__FOLLOWS(smh_plugin, fini, runner);
 SMH__FOLLOWS(smh_plugin, runner, handler);
 SMH__FOLLOWS(smh_plugin, handler, backend); /* v1.1: was reserved[0] */
-SMH__FOLLOWS(smh_plugin, backend, reserved);
-SMH__ASSERT(sizeof(((smh_plugin *)0)->backend) + sizeof(((smh_plugin *)0)->reserved) == 8 * sizeof(void *),
+SMH__FOLLOWS(smh_plugin, backend, launcher); /* v1.1: was reserved[1] */
+SMH__FOLLOWS(smh_plugin, launcher, reserved);
+SMH__ASSERT(sizeof(((smh_plugin *)0)->backend) + sizeof(((smh_plugin *)0)->launcher) +
+                    sizeof(((smh_plugin *)0)->reserved) == 8 * sizeof(void *),
             "smh_plugin keeps the v1.0 size: each new member takes one of the eight reserved slots");
 
 
