@@ -136,6 +136,7 @@ $(BUILD)/tests/doubles/fake-rocm-smi/librocm_smi64.so.7: tests/doubles/fake-rocm
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -fvisibility=hidden -Wl,-soname,librocm_smi64.so.7 -o $@ $<
 
+$(BUILD)/tests/plugins/serve_test_inline.so: tests/plugins/serve_test.c
 test-programs: $(UNIT_BIN) $(TPLUG_SO) $(DOUBLES)
 .PHONY: test-programs
 
@@ -236,6 +237,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/smhost/plugins $(DESTDIR)$(PREFIX)/lib/smhost/internal $(DESTDIR)$(PREFIX)/include/smhost \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)/etc/smhost
 	install -m 755 $(BIN)/smhost $(DESTDIR)$(PREFIX)/bin/smhost
+	install -m 755 -s $(BIN)/smhost-python $(DESTDIR)$(PREFIX)/bin/smhost-python
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/train
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
@@ -246,7 +248,8 @@ install: all
 	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/smhost $(DESTDIR)$(PREFIX)/bin/train $(DESTDIR)$(PREFIX)/bin/serve
+	rm -f $(DESTDIR)$(PREFIX)/bin/smhost $(DESTDIR)$(PREFIX)/bin/smhost-python $(DESTDIR)$(PREFIX)/bin/train \
+	    $(DESTDIR)$(PREFIX)/bin/serve
 	rm -rf $(DESTDIR)$(PREFIX)/lib/smhost $(DESTDIR)$(PREFIX)/include/smhost $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 
 clean:

@@ -4,10 +4,12 @@
 #   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (5 s per run), CONCURRENCY ("4 16 64")
 #   SMHOST_BENCH_SMOKE=1: a seconds-long smoke run for `make test` (DURATION 1, CONCURRENCY 4): it starts every
 #   stack, checks their answers and fails on any non-2xx answer under load or a broken path; its numbers mean nothing
-# Prints requests/s and p50/p99 latency side by side, the ratios, and /ping p99 while /invocations is loaded.
+# Prints requests/s and p50/p99 latency side by side, the ratios, /ping p99 while /invocations is loaded, and the
+# HTTP ceiling: nginx answering `return 200` itself against smhost's native handler in workers and inline
+# (SMH_HANDLER_THREAD_SAFE: answered in the front, no worker hop).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${1:-$REPO/build}
+BUILD=$(cd "${1:-$REPO/build}" && pwd)
 SMHOST=$BUILD/bin/smhost
 WORKERS=${WORKERS:-2}
 SMOKE=${SMHOST_BENCH_SMOKE:-0}
@@ -53,20 +55,43 @@ PYEOF
 # The native handler: tests/plugins/serve_test.c (a fixed linear iris classifier over CSV rows).
 cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -o "$T/native/model/code/iris.so" \
   "$REPO/tests/plugins/serve_test.c"
+# The same handler declaring SMH_HANDLER_THREAD_SAFE: smhost serve answers it inline, in the front process.
+mkdir -p "$T/inline/model/code"
+cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -I"$REPO/tests/plugins" \
+  -o "$T/inline/model/code/iris.so" "$REPO/tests/plugins/serve_test_inline.c"
 
-P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port)
+P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port); P_PYS=$(port); P_NATQ=$(port)
+# The same smhost without smhost-python beside it: its Python zygote stays in smhost, on the shared libpython.
+mkdir -p "$T/shared/bin"
+cp "$SMHOST" "$T/shared/bin/smhost"
+ln -s "$BUILD/lib" "$T/shared/lib"
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
+PY_PID=$!
 SMHOST_SERVE_PIPELINE=1 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY1 SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py1.log" & PIDS+=($!)
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NAT SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-native.log" & PIDS+=($!)
+SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PYS SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  "$T/shared/bin/smhost" serve 2>"$T/smhost-pyshared.log" & PIDS+=($!)
+PYS_PID=$!
+# The ceiling runs: like nginx there (access_log off), no line per request (SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING).
+SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-inline.log" & PIDS+=($!)
+INL_PID=$!
+SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NATQ SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
+  SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-nativeq.log" & PIDS+=($!)
+sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_NGX|g" -e "s|@WORKERS@|$WORKERS|g" "$REPO/bench/serve/nginx-return200.conf.in" \
+  > "$T/nginx200.conf"
 MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
   -w "$WORKERS" predictor:app 2>"$T/gunicorn.log" & PIDS+=($!)
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_BYO|g" "$REPO/bench/serve/nginx.conf.in" > "$T/nginx.conf"
 mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$T/nginx-scgi"
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
-wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"
+nginx -c "$T/nginx200.conf" -e "$T/nginx200-error.log" & PIDS+=($!)
+wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"; wait_ping "$P_PYS"; wait_ping "$P_NATQ"
+# inline: the server has no zygote (no child process at all)
+[ -z "$(cat "/proc/$INL_PID/task/$INL_PID/children")" ] || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
 
 cat > "$T/post.lua" <<'EOF2'
 wrk.method = "POST"
@@ -117,6 +142,62 @@ print(f'{int(sys.argv[10]):<5d} | {f(b)} | {f(p)} | {f(n)} | {p[0]/b[0]:6.1f}x  
   [ "$b_err$p_err$n_err" = 000 ] || echo "      non-2xx answers: byo $b_err, pyhandler $p_err, native $n_err"
   smoke_check byo "$b_err"; smoke_check pyhandler "$p_err"; smoke_check native "$n_err"
 done
+
+# The HTTP ceiling: nginx answering `return 200` itself ($WORKERS worker processes), against the native handler in
+# smhost's workers and inline in its front ($WORKERS threads); none of the three writes a line per request.
+echo
+echo "HTTP ceiling: nginx 'return 200' ($WORKERS worker processes) vs smhost native handler, same wrk, same request,"
+echo "no access log on any (smhost: SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING)"
+printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' conc "nginx return 200" "smhost native workers" "smhost native inline" "nat/ngx" "inl/ngx"
+printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' "" "req/s    p99ms" "req/s    p99ms" "req/s    p99ms" "req/s" "req/s"
+for c in $CONCURRENCY; do
+  read -r x_rps x_50 x_99 x_err < <(run_wrk "$P_NGX" "$c" /invocations "$T/post.lua")
+  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NATQ" "$c" /invocations "$T/post.lua")
+  read -r i_rps i_50 i_99 i_err < <(run_wrk "$P_INL" "$c" /invocations "$T/post.lua")
+  $PY -c "
+import sys
+x, n, i = [float(v) for v in sys.argv[1:3]], [float(v) for v in sys.argv[3:5]], [float(v) for v in sys.argv[5:7]]
+f = lambda r: f'{r[0]:8.0f} {r[1]:8.2f}     '
+print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i[0]/x[0]:7.2f}x')
+" "$x_rps" "$x_99" "$n_rps" "$n_99" "$i_rps" "$i_99" "$c"
+  [ "$x_err$n_err$i_err" = 000 ] || echo "      non-2xx answers: nginx $x_err, native $n_err, inline $i_err"
+  smoke_check "nginx return 200" "$x_err"; smoke_check "native inline" "$i_err"
+done
+echo
+
+# Python handler workers forked from smhost-python (static interpreter) against the same workers forked from smhost
+# on the shared libpython, alternating runs of wrk -c4: requests/s, and the workers' CPU time per request
+# (utime+stime of the zygote's children over the requests wrk completed), which other load on a shared machine
+# disturbs far less than requests/s.  Medians of five.
+$PY - "$PY_PID" "$P_PY" "$PYS_PID" "$P_PYS" "$T/post.lua" "$DURATION" <<'PYEOF'
+import os, re, statistics, subprocess, sys
+def kids(pid):
+    return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+def cpu(pids):
+    t = 0
+    for p in pids:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        t += int(f[11]) + int(f[12])
+    return t / os.sysconf("SC_CLK_TCK")
+def run(front, port):
+    (zygote,) = kids(int(front))
+    workers = kids(zygote)
+    c0 = cpu(workers)
+    out = subprocess.run(["wrk", "-t1", "-c4", f"-d{sys.argv[6]}s", "-s", sys.argv[5], f"http://127.0.0.1:{port}/invocations"],
+                         capture_output=True, text=True, check=True).stdout
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return rps, (cpu(workers) - c0) / n * 1e6
+st, sh = [], []
+for _ in range(5):
+    st.append(run(sys.argv[1], sys.argv[2]))
+    sh.append(run(sys.argv[3], sys.argv[4]))
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+print(f"pyhandler workers, zygote in smhost-python vs on the shared libpython (wrk -c4, medians of 5): "
+      f"{med(st, 0):.0f} vs {med(sh, 0):.0f} req/s ({med(st, 0) / med(sh, 0):.3f}x); worker CPU per request "
+      f"{med(st, 1):.1f} vs {med(sh, 1):.1f} us ({med(st, 1) / med(sh, 1):.3f}x)")
+PYEOF
+echo
 
 # /ping while every worker is busy with /invocations (a client on the same 2 CPUs: its own scheduling delays count
 # too).  Also with SMHOST_SERVE_PIPELINE=1, which leaves the workers idle between requests: less throughput, more

@@ -352,6 +352,11 @@ static const smh_device *api_device_get(const smh_job *job, size_t i) {
     return i < v->n ? &v->devs[i] : NULL;
 }
 
+static int api_status_fd(const smh_job *job) {
+    shx_status_page *p = J(job)->page;
+    return p ? p->fd : -1;
+}
+
 static const smh_host_api g_api = {
     .struct_size = sizeof(smh_host_api),
     .abi_major = SMH_ABI_MAJOR,
@@ -405,6 +410,7 @@ static const smh_host_api g_api = {
     .launch_error_file = shx_launch_error_file,
     .launch_wait_port = shx_launch_wait_port,
     .launch_rank_host = shx_launch_rank_host,
+    .status_fd = api_status_fd,
 };
 
 const smh_host_api *shx_host_api(void) {

@@ -167,6 +167,6 @@ void linger_readable(int fd);
 /* Deadlines, the connection pool and queued requests whose client went away; returns the next time to look. */
 int64_t guard_sweep(int64_t now);
 unsigned guard_conn_limit(void);
-struct MHD_Daemon *front_daemon(unsigned extra_flags);
+struct MHD_Daemon *front_daemon(unsigned extra_flags, unsigned threads);
 void guard_close(void);
 #endif

@@ -299,15 +299,16 @@ int64_t guard_sweep(int64_t now) {
     return next;
 }
 
-/* The front's libmicrohttpd daemon, with every callback and limit (serve.c; the HTTP fuzzer starts it with
- * MHD_USE_NO_LISTEN_SOCKET and hands it connections).  MHD's default SO_REUSEADDR, not SO_REUSEPORT: a second
+/* The front's libmicrohttpd daemon, with every callback and limit: the event loop's (serve.c, threads 1), the
+ * inline handlers' thread pool (inline.c), and the HTTP fuzzer's (MHD_USE_NO_LISTEN_SOCKET, handed connections).  MHD's default SO_REUSEADDR, not SO_REUSEPORT: a second
  * server on the port must fail, not share it. */
-struct MHD_Daemon *front_daemon(unsigned extra_flags) {
+struct MHD_Daemon *front_daemon(unsigned extra_flags, unsigned threads) {
     return MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG | extra_flags,
         (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_SOCK_ADDR,
-        g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL, MHD_OPTION_END);
+        g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL, MHD_OPTION_THREAD_POOL_SIZE,
+        threads > 1 ? threads : 0u, MHD_OPTION_END);
 }

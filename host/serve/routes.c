@@ -23,6 +23,7 @@
 #include "core/exitcodes.h"
 #include "core/log.h"
 #include "serve/front.h"
+#include "serve/inline.h"
 #include "serve/worker.h"
 #include "core/util.h"
 
@@ -121,6 +122,36 @@ void job_error(req_ctx *r, int status, const char *msg) {
     job_answer(r, status, "application/json", NULL, body, strlen(body));
     free(body);
     if (r->resp && status == 503) MHD_add_response_header(r->resp, "Retry-After", "1");
+}
+
+/* A handler declaring SMH_HANDLER_THREAD_SAFE answers on this thread (inline.h): no queue, no worker. */
+typedef struct inline_answer {
+    int status;
+    struct MHD_Response *resp;
+} inline_answer;
+
+static void inline_done(void *ctx, int status, const char *ctype, const char *attrs, const void *body, size_t len) {
+    inline_answer *a = ctx;
+    a->status = status;
+    a->resp = make_response(ctype, attrs, body, len);
+}
+
+static enum MHD_Result invoke_inline(struct MHD_Connection *c, req_ctx *rc, const char *method, const char *url,
+                                     int64_t start) {
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *acc = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+    const char *attrs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-SageMaker-Custom-Attributes");
+    smh_request req = {.struct_size = sizeof req,
+                       .body = rc->body.p ? rc->body.p : "",
+                       .body_len = rc->body.len,
+                       .content_type = ct ? ct : "",
+                       .accept = acc ? acc : "",
+                       .custom_attributes = attrs ? attrs : "",
+                       .model_name = ""};
+    inline_answer a = {500, NULL};
+    shx_inline_invoke(&req, inline_done, &a);
+    log_request(method, url, a.status, start);
+    return queue_response(c, a.status, a.resp);
 }
 
 /* ---- multi-model registry ----------------------------------------------------------------------------------- */
@@ -399,7 +430,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
         rc->ci = ci;
         if (model) rc->model = shx_xstrndup(model, model_len);
         if (has_body) {
-            g.in_flight++;
+            __atomic_add_fetch(&g.in_flight, 1, __ATOMIC_RELAXED); /* inline mode: several threads */
             rc->counted = 1;
             if (len) body_reserve(rc, len); /* fits: checked above */
         }
@@ -431,7 +462,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
     }
     int64_t start = shx_now_ms();
     if (rc == &ctx_ping) {
-        int ok = ping_ok();
+        int ok = shx_inline_active() || ping_ok();
         log_request(method, url, ok ? 200 : 503, start);
         if (ok) return send_answer(c, 200, NULL, NULL, 0);
         return send_error(c, 503, "the model is not loaded yet");
@@ -478,6 +509,7 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
             log_request(method, url, status, start);
             return send_error(c, status, msg);
         }
+        if (rc->route == R_INVOKE && shx_inline_active()) return invoke_inline(c, rc, method, url, start);
         rc->conn = c;
         rc->ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         rc->accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
@@ -507,7 +539,7 @@ void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_
         slot_down(i, 500, "the worker was stopped");
     }
     if (rc->route == R_MM_LOAD && rc->load_name && !rc->done) mm_load_done(rc, 0);
-    if (rc->counted) g.in_flight--;
+    if (rc->counted) __atomic_sub_fetch(&g.in_flight, 1, __ATOMIC_RELAXED);
     if (rc->resp) MHD_destroy_response(rc->resp);
     body_release(rc);
     free(rc->model), free(rc->step_name), free(rc->load_name), free(rc->load_url);

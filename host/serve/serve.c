@@ -43,6 +43,8 @@
 #include "serve/worker.h"
 #include "supervisor/oom.h"
 #include "supervisor/supervisor.h"
+#include "serve/pyzygote.h"
+#include "serve/inline.h"
 #include "core/util.h"
 
 front g;
@@ -289,6 +291,11 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
         return SHX_EXIT_CONFIG;
     }
     setenv("SMHOST_SERVE_CODE_DIR", g.cfg.code_dir, 1); /* pyhandler's fallback for models without code/ */
+    int irc = shx_inline_setup(&g.cfg, config, err, sizeof err); /* a handler that runs in this process */
+    if (irc) {
+        shx_error("serve: %s", err);
+        return irc;
+    }
     for (int i = 0; i < MAX_WORKERS; i++) g.slots[i].fd = -1;
     g.oom_kills = shx_oom_kill_count(); /* a worker's death is blamed on the OOM killer when this grows */
 
@@ -309,6 +316,11 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
                            .preload = g.cfg.preload,
                            .multi_model = g.cfg.multi_model};
     fflush(NULL);
+    if (shx_inline_active()) { /* no zygote, no workers: the handler answers on the front's threads */
+        close(sv[0]);
+        close(sv[1]);
+        return shx_inline_serve(sfd);
+    }
     pid_t zygote = fork();
     if (zygote < 0) {
         shx_error("serve: fork: %s", strerror(errno));
@@ -320,6 +332,7 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
         setpgid(0, 0);
         close(sv[0]);
         close(sfd);
+        shx_zygote_exec_python(&spec, sv[1]); /* returns only when it cannot */
         shx_zygote_main(&spec, sv[1]);
     }
     setpgid(zygote, zygote); /* also here, so that no group signal can miss it */
@@ -327,7 +340,7 @@ int shx_serve_main(const shx_config *config, int argc, char **argv) {
     close(sv[1]);
     int ctl = sv[0];
 
-    struct MHD_Daemon *d = front_daemon(0);
+    struct MHD_Daemon *d = front_daemon(0, 1);
     if (!d) {
         shx_error("serve: cannot listen on port %d (%s): stop what uses it, or set SAGEMAKER_BIND_TO_PORT to a free "
                   "port", g.cfg.port, errno == EADDRINUSE ? "another process is listening on it" : strerror(errno));

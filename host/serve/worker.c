@@ -64,7 +64,7 @@ static smh_status shx_resp_set_custom_attributes(smh_response *resp, const char 
 }
 
 /* The host API table of a serving process: the training table plus the response functions above. */
-static const smh_host_api *serving_api(void) {
+const smh_host_api *shx_serving_api(void) {
     static smh_host_api api;
     if (!api.struct_size) {
         shx_host_api_copy(&api);
@@ -85,13 +85,9 @@ static void resp_reset(smh_response *r) {
 
 /* ---- the handler plugin ---------------------------------------------------------------------------------- */
 
-typedef struct handler {
-    const shx_plugin *pl;
-    smh_handler_ops ops; /* the loader's zero-filled copy */
-    void *state;
-} handler;
+typedef shx_handler handler;
 
-static int handler_open(const shx_serve_spec *spec, handler *h, char *err, size_t errlen) {
+int shx_handler_open(const shx_serve_spec *spec, handler *h, char *err, size_t errlen) {
     static shx_registry reg;
     static shx_plugin own;
     const shx_plugin *p;
@@ -119,7 +115,7 @@ static int handler_open(const shx_serve_spec *spec, handler *h, char *err, size_
     h->ops = p->handler;
     if (p->desc.init) {
         char perr[2048] = "";
-        smh_status st = p->desc.init(serving_api(), &h->state, perr, sizeof perr);
+        smh_status st = p->desc.init(shx_serving_api(), &h->state, perr, sizeof perr);
         if (st != SMH_OK) {
             snprintf(err, errlen, "handler plugin %s failed to start: %s", p->desc.name,
                      perr[0] ? perr : "init() failed");
@@ -178,6 +174,11 @@ static void reply_error(int fd, int status, const char *msg) {
     free(body);
 }
 
+static void frame_answer(void *ctx, int status, const char *ctype, const char *attrs, const void *body, size_t len) {
+    const char *s[SHX_FRAME_NSTR] = {ctype, attrs, "", ""};
+    shx_frame_send(*(int *)ctx, SHX_FR_REPLY, status, 0, 0, s, body, len);
+}
+
 static void do_invoke(handler *h, int fd, const shx_frame *f) {
     loaded *m = find_model(f->s[3]);
     if (!m) {
@@ -193,17 +194,23 @@ static void do_invoke(handler *h, int fd, const shx_frame *f) {
                        .accept = f->s[1],
                        .custom_attributes = f->s[2],
                        .model_name = f->s[3]};
+    shx_handler_invoke(h, m->model, &req, frame_answer, &fd);
+}
+
+void shx_handler_invoke(handler *h, void *model, const smh_request *req, shx_answer_fn answer, void *ctx) {
     smh_response resp = {0};
     char err[4096] = "";
-    smh_status st = h->ops.invoke(h->state, m->model, &req, &resp, err, sizeof err);
+    smh_status st = h->ops.invoke(h->state, model, req, &resp, err, sizeof err);
     if (st < 0) {
         int status = resp.status >= 400 ? resp.status : 500;
         if (!err[0]) snprintf(err, sizeof err, "the %s handler failed with status %d", h->pl->desc.name, st);
         shx_log(status >= 500 ? SHX_ERROR : SHX_DEBUG, "invoke failed (%d): %s", status, err);
-        reply_error(fd, status, err);
+        char *body = shx_json_error(status, err);
+        answer(ctx, status, "application/json", NULL, body, strlen(body));
+        free(body);
     } else {
-        const char *s[SHX_FRAME_NSTR] = {resp.content_type, resp.custom_attributes, "", ""};
-        shx_frame_send(fd, SHX_FR_REPLY, resp.status ? resp.status : 200, 0, 0, s, resp.body.p, resp.body.len);
+        answer(ctx, resp.status ? resp.status : 200, resp.content_type, resp.custom_attributes, resp.body.p,
+               resp.body.len);
     }
     resp_reset(&resp);
 }
@@ -289,7 +296,7 @@ void shx_zygote_main(const shx_serve_spec *spec, int ctl) {
     int rc;
     if (spec->python && (rc = install_requirements(spec, err, sizeof err))) fail(ctl, rc, err);
     handler h = {0};
-    if ((rc = handler_open(spec, &h, err, sizeof err))) fail(ctl, rc, err);
+    if ((rc = shx_handler_open(spec, &h, err, sizeof err))) fail(ctl, rc, err);
     int preloaded = 0;
     if (spec->preload && !spec->multi_model) {
         if (load_model(&h, "", spec->model_dir, err, sizeof err) != SMH_OK) fail(ctl, 1, err);

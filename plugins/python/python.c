@@ -1,16 +1,23 @@
-/* The embedded Python runner: descriptor, init, and run() -- which program to run and how.
+/* The python runner: descriptor, init, and run() -- which program to run and how.
  *
- * Everything here happens in the job process (the supervisor forks it and loads this plugin there); the
- * interpreter is started in run(), never earlier, so listing plugins or supervising never touches Python. */
+ * Everything here happens in the job process (the supervisor forks it and loads this plugin there).  run() picks
+ * the target, installs a package when the code dir is one, records the command, hands the job over and exec()s
+ * smhost-python (python/handoff.h), the embedding executable built like python3 itself: the job process becomes
+ * the interpreter.  This plugin never links libpython. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "pyplugin.h"
+
+#include <smhost/device.h>
 
 typedef struct smhpy_state {
     const smh_host_api *host;
@@ -89,7 +96,6 @@ static int pick_target(const smh_host_api *host, const smh_job *job, smhpy_targe
     const char *fm = host->job_getenv(job, "SAGEMAKER_TRAINING_MODULE");
     memset(t, 0, sizeof(*t));
     *install = 0;
-    t->sys_path0 = code_dir;
 
     /* Framework images: the toolkit's train() imports module and calls function() instead of the program. */
     if (fm != NULL && *fm != '\0') {
@@ -123,7 +129,6 @@ static int pick_target(const smh_host_api *host, const smh_job *job, smhpy_targe
     if (modname == NULL && !package) {
         t->kind = SMHPY_SCRIPT;
         t->script = program;
-        t->sys_path0 = NULL; /* the script's own directory, computed in interp.c */
         return 0;
     }
     t->kind = SMHPY_MODULE;
@@ -145,10 +150,250 @@ static int pick_target(const smh_host_api *host, const smh_job *job, smhpy_targe
     return 0;
 }
 
+/* ---- the job as JSON for the smhost module (handoff.h) ---- */
+typedef struct jbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} jbuf;
+
+static void jb_add(jbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2 + 256;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+static void jb_s(jbuf *b, const char *s) { jb_add(b, s, strlen(s)); }
+
+/* A JSON string, or null.  Bytes >= 0x80 pass through: smhost-python decodes the document with surrogateescape,
+ * so a path that is no UTF-8 arrives as os.fsdecode() would give it. */
+static void jb_str(jbuf *b, const char *s) {
+    if (s == NULL) {
+        jb_s(b, "null");
+        return;
+    }
+    jb_add(b, "\"", 1);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char esc[8];
+        if (*c == '"' || *c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*c;
+            jb_add(b, esc, 2);
+        } else if (*c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *c);
+            jb_add(b, esc, 6);
+        } else {
+            jb_add(b, (const char *)c, 1);
+        }
+    }
+    jb_add(b, "\"", 1);
+}
+static void jb_key(jbuf *b, const char *k) {
+    if (b->len > 1) jb_add(b, ",", 1);
+    jb_str(b, k);
+    jb_add(b, ":", 1);
+}
+static void jb_int(jbuf *b, long v) {
+    char n[32];
+    snprintf(n, sizeof n, "%ld", v);
+    jb_s(b, n);
+}
+
+static char *job_json(const smh_host_api *host, const smh_job *job, size_t *len, char *err, size_t errlen) {
+    static const struct {
+        const char *name;
+        smh_path which;
+    } paths[] = {
+        {"model_dir", SMH_PATH_MODEL},
+        {"output_data_dir", SMH_PATH_OUTPUT_DATA},
+        {"output_dir", SMH_PATH_OUTPUT},
+        {"output_intermediate_dir", SMH_PATH_INTERMEDIATE},
+        {"input_dir", SMH_PATH_INPUT},
+        {"input_config_dir", SMH_PATH_INPUT_CONFIG},
+        {"input_data_dir", SMH_PATH_INPUT_DATA},
+        {"code_dir", SMH_PATH_CODE},
+        {"checkpoint_dir", SMH_PATH_CHECKPOINTS},
+    };
+    jbuf b = {0};
+    jb_add(&b, "{", 1);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        jb_key(&b, paths[i].name);
+        jb_str(&b, host->job_path(job, paths[i].which));
+    }
+    jb_key(&b, "hyperparameters");
+    jb_add(&b, "{", 1);
+    size_t n = host->hp_count(job);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = host->hp_name(job, i), *text = NULL;
+        smh_status st = host->hp_json(job, name, &text);
+        if (st != SMH_OK || text == NULL) {
+            snprintf(err, errlen, "the host has no JSON for hyperparameter %s (status %d)", name, st);
+            free(b.p);
+            return NULL;
+        }
+        if (i) jb_add(&b, ",", 1);
+        jb_str(&b, name);
+        jb_add(&b, ":", 1);
+        jb_s(&b, text); /* already JSON (compact, sorted) */
+    }
+    jb_add(&b, "}", 1);
+    jb_key(&b, "channels");
+    jb_add(&b, "{", 1);
+    n = host->channel_count(job);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = host->channel_name(job, i);
+        if (i) jb_add(&b, ",", 1);
+        jb_str(&b, name);
+        jb_add(&b, ":", 1);
+        jb_str(&b, host->channel_dir(job, name));
+    }
+    jb_add(&b, "}", 1);
+    jb_key(&b, "hosts");
+    jb_add(&b, "[", 1);
+    n = host->host_count(job);
+    for (size_t i = 0; i < n; i++) {
+        if (i) jb_add(&b, ",", 1);
+        jb_str(&b, host->host_name(job, i));
+    }
+    jb_add(&b, "]", 1);
+    jb_key(&b, "current_host");
+    jb_str(&b, host->current_host(job));
+    jb_key(&b, "master_host");
+    jb_str(&b, host->master_host(job));
+    jb_key(&b, "is_master");
+    jb_s(&b, host->is_master(job) ? "true" : "false");
+    jb_key(&b, "num_cpus");
+    jb_int(&b, host->num_cpus(job));
+    jb_key(&b, "num_gpus");
+    jb_int(&b, host->num_gpus(job));
+    jb_key(&b, "num_neurons");
+    jb_int(&b, host->num_neurons(job));
+    /* The job's devices (v1.1): every device the backends found, hidden and unhealthy ones too.  An older host
+     * has no device calls: the list is empty. */
+    jb_key(&b, "devices");
+    jb_add(&b, "[", 1);
+    n = SMH_HOST_HAS(host, device_count) && SMH_HOST_HAS(host, device_get) ? host->device_count(job) : 0;
+    static const char *const health[] = {"ok", "degraded", "failed"};
+    for (size_t i = 0; i < n; i++) {
+        const smh_device *d = host->device_get(job, i);
+        if (d == NULL) break;
+        if (i) jb_add(&b, ",", 1);
+        char num[32];
+        jb_s(&b, "{\"backend\":");
+        jb_str(&b, d->backend);
+        jb_s(&b, ",\"index\":");
+        jb_int(&b, d->index);
+        jb_s(&b, ",\"uuid\":");
+        jb_str(&b, d->uuid[0] ? d->uuid : NULL);
+        jb_s(&b, ",\"name\":");
+        jb_str(&b, d->name[0] ? d->name : NULL);
+        jb_s(&b, ",\"memory_total\":");
+        snprintf(num, sizeof num, "%llu", (unsigned long long)d->memory_total);
+        jb_s(&b, d->memory_total ? num : "null");
+        jb_s(&b, ",\"pci_bus_id\":");
+        jb_str(&b, d->pci_bus_id[0] ? d->pci_bus_id : NULL);
+        jb_s(&b, ",\"health\":");
+        jb_str(&b, health[d->health <= SMH_HEALTH_FAILED ? d->health : SMH_HEALTH_FAILED]);
+        jb_s(&b, ",\"reason\":");
+        jb_str(&b, d->reason[0] ? d->reason : NULL);
+        jb_s(&b, ",\"visible\":");
+        jb_s(&b, (d->flags & SMH_DEVICE_VISIBLE) ? "true" : "false");
+        jb_s(&b, ",\"parent\":");
+        if (d->flags & SMH_DEVICE_MIG_CHILD) jb_int(&b, d->parent);
+        else jb_s(&b, "null");
+        jb_s(&b, ",\"cores\":");
+        jb_int(&b, (long)d->cores);
+        jb_s(&b, ",\"visible_cores\":");
+        jb_int(&b, (long)d->visible_cores);
+        jb_add(&b, "}", 1);
+    }
+    jb_add(&b, "]", 1);
+    jb_add(&b, "}", 1);
+    if (b.oom) {
+        free(b.p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* The job JSON in a sealed memfd that smhost-python inherits (no FD_CLOEXEC).  Returns the fd or -1. */
+static int job_fd(const char *text, size_t len, char *err, size_t errlen) {
+    int fd = memfd_create("smhost-job", MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create the job hand-off for smhost-python (memfd_create: %s)", strerror(errno));
+        return -1;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "cannot write the job hand-off for smhost-python: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+    return fd;
+}
+
+/* smhost-python beside the smhost binary this job process runs (the supervisor forked it: /proc/self/exe). */
+static int exe_path(char *out, size_t cap) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return -1;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL) return -1;
+    *slash = '\0';
+    return snprintf(out, cap, "%s/%s", self, SMHPY_EXE_NAME) < (int)cap ? 0 : -1;
+}
+
+/* The command output/failure shows: what python3 would have been given. */
+static void set_command(const smh_host_api *host, const smh_job *job, const smhpy_target *t) {
+    if (!SMH_HOST_HAS(host, set_command)) return;
+    const char *const *args = host->job_args(job);
+    size_t n = 0;
+    while (args != NULL && args[n] != NULL) n++;
+    const char **cmd = calloc(n + 5, sizeof(*cmd));
+    if (cmd == NULL) return;
+    char code[1024];
+    size_t k = 0;
+    cmd[k++] = SMHPY_PYTHON3;
+    if (t->kind == SMHPY_ENTRY) {
+        snprintf(code, sizeof(code), "from %s import %s; %s()", t->module, t->function, t->function);
+        cmd[k++] = "-c";
+        cmd[k++] = code;
+    } else {
+        if (t->kind == SMHPY_MODULE) {
+            cmd[k++] = "-m";
+            cmd[k++] = t->module;
+        } else {
+            cmd[k++] = t->script;
+        }
+        for (size_t i = 0; i < n; i++) cmd[k++] = args[i];
+    }
+    cmd[k] = NULL;
+    host->set_command(job, cmd);
+    free(cmd);
+}
+
 static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
     const smh_host_api *host = ((smhpy_state *)state)->host;
     /* The host runs us with the job's environment as the process environment and clean signal state, as after
-     * exec(): Python's own handlers (SIGINT -> KeyboardInterrupt) and the user's work as with python3. */
+     * exec(): smhost-python inherits both. */
     smhpy_target t;
     int install = 0;
     int code = pick_target(host, job, &t, &install);
@@ -157,14 +402,62 @@ static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
         code = install_package(host, job, host->job_path(job, SMH_PATH_CODE));
         if (code != 0) return code;
     }
-    int rc = smhpy_promote_libpython(err, errlen);
-    if (rc != SMH_OK) return rc;
-    rc = smhpy_module_register(host, job);
-    if (rc != SMH_OK) {
-        snprintf(err, errlen, "cannot register the built-in smhost module with the interpreter");
-        return rc;
+    char exe[PATH_MAX];
+    if (exe_path(exe, sizeof exe) != 0 || access(exe, X_OK) != 0) {
+        snprintf(err, errlen, "the python runner needs %s beside the smhost binary (%s: %s); reinstall smhost "
+                 "(make install puts it there)", SMHPY_EXE_NAME, exe, strerror(errno));
+        return SMH_E_NOTFOUND;
     }
-    return smhpy_interp_run(host, job, &t, err, errlen);
+    size_t len = 0;
+    char *text = job_json(host, job, &len, err, errlen);
+    if (text == NULL) return SMH_E_FAIL;
+    int jfd = job_fd(text, len, err, errlen);
+    free(text);
+    if (jfd < 0) return SMH_E_FAIL;
+    /* The status page, without FD_CLOEXEC, so smhost-python reports the phase and the failure reason. */
+    int sfd = SMH_HOST_HAS(host, status_fd) ? host->status_fd(job) : -1;
+    if (sfd >= 0) sfd = fcntl(sfd, F_DUPFD, 3);
+
+    const char *const *args = host->job_args(job);
+    size_t n = 0;
+    while (args != NULL && args[n] != NULL) n++;
+    const char **argv = calloc(n + 12, sizeof(*argv));
+    if (argv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SMH_E_NOMEM;
+    }
+    char sfd_s[16], jfd_s[16], entry[400];
+    snprintf(sfd_s, sizeof sfd_s, "%d", sfd);
+    snprintf(jfd_s, sizeof jfd_s, "%d", jfd);
+    size_t k = 0;
+    argv[k++] = exe;
+    if (sfd >= 0) {
+        argv[k++] = "--status-fd";
+        argv[k++] = sfd_s;
+    }
+    argv[k++] = "--job-fd";
+    argv[k++] = jfd_s;
+    if (t.kind == SMHPY_SCRIPT) {
+        argv[k++] = "--script";
+        argv[k++] = t.script;
+    } else if (t.kind == SMHPY_MODULE) {
+        argv[k++] = "--module";
+        argv[k++] = t.module;
+    } else {
+        snprintf(entry, sizeof entry, "%s:%s", t.module, t.function);
+        argv[k++] = "--entry";
+        argv[k++] = entry;
+    }
+    argv[k++] = "--";
+    if (t.kind != SMHPY_ENTRY)
+        for (size_t i = 0; i < n; i++) argv[k++] = args[i];
+    argv[k] = NULL;
+    set_command(host, job, &t);
+    execv(exe, (char *const *)argv);
+    int e = errno;
+    free(argv);
+    snprintf(err, errlen, "cannot execute %s: %s; reinstall smhost", exe, strerror(e));
+    return SMH_E_EXEC;
 }
 
 static const smh_runner_ops py_runner = {
@@ -175,6 +468,7 @@ static const smh_runner_ops py_runner = {
 static const char *const py_extensions[] = {".py", NULL};
 
 SMH_PLUGIN_DEFINE(.name = SMHPY_NAME, .version = "1.0.0",
-                  .description = "runs Python programs in an embedded interpreter (scripts, packages, modules)",
+                  .description = "runs Python programs in smhost-python, python3 with the smhost module built in "
+                                 "(scripts, packages, modules)",
                   .kind = SMH_KIND_RUNNER, .claims = 0, .extensions = py_extensions, .init = py_init,
                   .fini = py_fini, .runner = &py_runner)

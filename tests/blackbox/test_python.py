@@ -1,4 +1,4 @@
-"""The embedded Python runner (plugins/python): scripts, packages, modules, SAGEMAKER_TRAINING_MODULE, `import
+"""The Python runner (plugins/python exec()ing build/bin/smhost-python): scripts, packages, modules, SAGEMAKER_TRAINING_MODULE, `import
 smhost`, exceptions and exit codes, signals, subprocess/multiprocessing, C extensions, requirements.txt installs.
 
 Every test runs the real build/bin/smhost.  pip never touches the system: installs go to a per-test
@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from conftest import seen, dump_env_script
+import shutil
+
+from conftest import BUILD, SMHOST, seen, dump_env_script, run_smhost
 
 # libpython inside an ASan-instrumented process is not supported: only the normal build runs these.
 pytestmark = pytest.mark.nosan
@@ -419,6 +421,83 @@ def test_sagemaker_training_module_errors(mlroot, run):
     r = run("train", env=py_env("train.py", SAGEMAKER_TRAINING_MODULE="fw2:main"))
     assert r.returncode == 1
     assert error_message(mlroot.failure_text()).startswith("RuntimeError: framework failed")
+
+
+# ---- the embedding executable (smhost-python) ----------------------------------------------------------------
+
+PYEXE = BUILD / "bin" / "smhost-python"
+
+
+def test_job_process_becomes_smhost_python(mlroot, run):
+    """The runner exec()s smhost-python: the program runs in the job process itself (its parent is smhost), with
+    the smhost module built in and no hand-off descriptor left open."""
+    mlroot.script("train.py", """
+        import json, os, sys
+        fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+        json.dump({"exe": os.readlink("/proc/self/exe"), "parent": os.readlink(f"/proc/{os.getppid()}/exe"),
+                   "builtin": "smhost" in sys.builtin_module_names, "fds": fds,
+                   "orig_argv": sys.orig_argv, "argv": sys.argv},
+                  open(os.path.join(os.environ["SM_MODEL_DIR"], "proc.json"), "w"))
+        """)
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((mlroot.path / "model" / "proc.json").read_text())
+    assert s["exe"] == str(PYEXE.resolve())
+    assert s["parent"] == str(SMHOST.resolve())
+    assert s["builtin"] is True
+    assert s["fds"][:3] == [0, 1, 2] and len(s["fds"]) == 4, s["fds"]  # the 4th is listdir's own
+    assert s["argv"] == [str(mlroot.path / "code" / "train.py")]
+
+
+def test_smhost_python_is_built_like_python3():
+    """Non-PIE (ET_EXEC), the static interpreter (no libpython*.so), the interpreter's symbols exported."""
+    data = PYEXE.read_bytes()
+    assert data[:4] == b"\x7fELF" and int.from_bytes(data[16:18], "little") == 2, "not an ET_EXEC executable"
+    ldd = subprocess.run(["ldd", str(PYEXE)], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in ldd, ldd
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(PYEXE)], capture_output=True, text=True).stdout
+    if syms:  # binutils is there wherever the tree was built
+        assert " T PyLong_FromLong" in syms and " T Py_InitializeFromConfig" in syms
+
+
+def test_python_runner_plugin_does_not_link_libpython():
+    so = BUILD / "lib" / "smhost" / "plugins" / "python.so"
+    ldd = subprocess.run(["ldd", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in ldd, ldd
+
+
+def test_smhost_python_by_hand_explains_itself():
+    r = subprocess.run([str(PYEXE)], capture_output=True, text=True)
+    assert r.returncode == 64
+    assert "started by `smhost train`" in r.stderr and "--script" in r.stderr
+    r = subprocess.run([str(PYEXE), "--script"], capture_output=True, text=True)
+    assert r.returncode == 64 and "needs a value" in r.stderr
+    r = subprocess.run([str(PYEXE), "--status-fd", "x", "--script", "a.py"], capture_output=True, text=True)
+    assert r.returncode == 64 and "--status-fd needs a descriptor number" in r.stderr
+
+
+def test_smhost_python_without_a_job_runs_but_has_no_smhost_module(tmp_path):
+    (tmp_path / "a.py").write_text("import sys\ntry:\n    import smhost\nexcept ImportError as e:\n"
+                                   "    print('no job:', e); sys.exit(3)\n")
+    r = subprocess.run([str(PYEXE), "--script", str(tmp_path / "a.py"), "--", "x"], capture_output=True, text=True)
+    assert r.returncode == 3 and "no job: smhost: no job" in r.stdout, r.stdout + r.stderr
+
+
+def test_missing_smhost_python_is_a_clear_plugin_error(mlroot, tmp_path):
+    """smhost installed without smhost-python beside it: the job fails with a message that says what to do."""
+    (tmp_path / "inst" / "bin").mkdir(parents=True)
+    shutil.copy2(SMHOST, tmp_path / "inst" / "bin" / "smhost")
+    (tmp_path / "inst" / "lib").symlink_to(BUILD / "lib")
+    mlroot.script("train.py", "print('never')\n")
+    r = subprocess.run([str(tmp_path / "inst" / "bin" / "smhost"), "train"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "SAGEMAKER_BASE_DIR": str(mlroot.path),
+                            "SMHOST_PLUGIN_PATH": "", "SAGEMAKER_PROGRAM": "train.py",
+                            "SMHOST_CONFIG": os.devnull})
+    assert r.returncode == 127, r.stderr
+    assert "never" not in r.stdout
+    text = mlroot.failure_text()
+    assert text.startswith("PluginError") and "smhost-python beside the smhost binary" in text, text
+    assert "reinstall smhost" in text
 
 
 # ---- import smhost ----------------------------------------------------------------------------------------------

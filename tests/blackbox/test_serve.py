@@ -18,6 +18,7 @@ import pytest
 from conftest import TEST_PLUGIN_DIR, start_smhost
 
 NATIVE = TEST_PLUGIN_DIR / "serve_test.so"
+NATIVE_INLINE = TEST_PLUGIN_DIR / "serve_test_inline.so"  # the same handler, declaring SMH_HANDLER_THREAD_SAFE
 
 
 def free_port():
@@ -111,6 +112,15 @@ def native_root(mlroot):
     code = mlroot.path / "model" / "code"
     code.mkdir(parents=True, exist_ok=True)
     shutil.copy(NATIVE, code / "serve_test.so")
+    (mlroot.path / "model" / "model.txt").write_text("the-model")
+    return mlroot
+
+
+@pytest.fixture
+def inline_root(mlroot):
+    code = mlroot.path / "model" / "code"
+    code.mkdir(parents=True, exist_ok=True)
+    shutil.copy(NATIVE_INLINE, code / "serve_test_inline.so")
     (mlroot.path / "model" / "model.txt").write_text("the-model")
     return mlroot
 
@@ -339,6 +349,106 @@ def test_multi_model(native_root, serve):
     assert s.request("POST", "/invocations", b"[1]")[0] == 404
 
 
+# ---- inline handlers (SMH_HANDLER_THREAD_SAFE) ---------------------------------------------------------------
+def test_inline_handler_runs_in_the_front_without_workers(inline_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log)})
+    assert log.read_text().split() == [str(s.proc.pid)]  # loaded once, in the front
+    assert children(s.proc.pid) == []  # no zygote, no workers
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", "text/csv", attrs="trace=1")
+    assert (st, body, h["content-type"]) == (200, b"[0,2]", "application/json")
+    assert h["x-amzn-sagemaker-custom-attributes"] == "echo:trace=1"
+    st, h, body = s.invoke(b"5.1,3.5,1.4,0.2\n", "text/csv", accept="text/csv")
+    assert (st, body, h["content-type"]) == (200, b"0\n", "text/csv")
+    assert s.invoke(b"[1]", attrs="whoami")[2] == b"the-model"
+    st, _, body = s.invoke(b"[1]", attrs="fail")  # the same error answers as from a worker
+    assert st == 500 and err_json(body)["message"] == "ValueError: the test handler was asked to fail"
+    assert s.invoke(b"[1]", accept="image/png")[0] == 406
+    assert s.invoke(b"[1]", attrs="status=429")[:3:2] == (429, b"[1]")
+    st, body = s.oversized(6 * 1024 * 1024 + 1)
+    assert st == 413
+    assert s.ping() == 200
+    rc, err = s.stop()
+    assert rc == 0 and "declares SMH_HANDLER_THREAD_SAFE" in err
+
+
+def test_inline_concurrent_requests_nothing_lost(inline_root, serve):
+    s = serve()
+    results = []
+
+    def client(k):
+        for j in range(50):
+            st, _, body = s.invoke(json.dumps([k, j]).encode())
+            results.append(st == 200 and json.loads(body) == [k, j])
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 400 and all(results)
+
+
+def test_inline_runs_one_thread_per_worker_and_finishes_in_flight_on_sigterm(inline_root, serve):
+    s = serve(workers=2)
+    out = []
+
+    def slow():
+        out.append(s.invoke(b"[1]", attrs="sleep=1500")[0])
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert s.ping() == 200 and s.invoke(b"[2]")[2] == b"[2]"  # the other thread answers while one is in invoke()
+    assert time.monotonic() - t0 < 1.0
+    s.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert out == [200]  # the request in flight was finished
+    rc, err = s.stop()
+    assert rc == 0 and "inline on 2 thread(s)" in err and "finishing 1 request(s)" in err
+
+
+def test_inline_never_keeps_the_handler_in_workers(inline_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log), "SMHOST_SERVE_INLINE": "never"})
+    (zygote,) = children(s.proc.pid)
+    assert log.read_text().split() == [str(zygote)]
+    assert s.invoke(b"[1]")[0] == 200
+
+
+def test_handler_without_the_flag_stays_in_workers(native_root, serve, tmp_path):
+    log = tmp_path / "loads"
+    s = serve(env={"SERVE_TEST_LOAD_LOG": str(log)})
+    (zygote,) = children(s.proc.pid)
+    assert log.read_text().split() == [str(zygote)]  # the front only read the flags, in a throwaway child
+    rc, err = s.stop()
+    assert "SMH_HANDLER_THREAD_SAFE" not in err
+
+
+def test_inline_bad_setting_and_failed_load(inline_root):
+    s = Server(inline_root, env={"SMHOST_SERVE_INLINE": "sometimes"})
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 78 and "SMHOST_SERVE_INLINE=sometimes" in err and "never" in err
+    (inline_root.path / "model" / "broken").write_text("")
+    s = Server(inline_root)
+    s.proc.wait(10)
+    rc, err = s.stop()
+    assert rc == 1 and "is broken" in err
+
+
+def test_inline_handler_crash_stops_the_server(inline_root, serve):
+    """The documented price of SMH_HANDLER_THREAD_SAFE: no worker to lose, so a crash ends smhost serve."""
+    s = serve()
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        s.invoke(b"[1]", attrs="crash")
+    from conftest import SANITIZED
+
+    rc = s.proc.wait(10)
+    assert rc == -signal.SIGSEGV or (SANITIZED and rc != 0)  # ASan reports the SEGV and exits
+
+
 # ---- Python handlers -----------------------------------------------------------------------------------------
 IRIS_TRAIN = """
 import joblib, sys
@@ -444,6 +554,62 @@ def test_python_transform_fn_and_program(mlroot, serve):
     s = serve(env={"SAGEMAKER_PROGRAM": "handler.py"})
     st, h, body = s.invoke(b"abc", "text/plain")
     assert (st, body, h["content-type"]) == (200, b"ABC|application/json", "text/plain")
+
+
+PY_WHERE = """
+    import json, os, sys
+    def model_fn(model_dir):
+        return os.getpid()
+    def transform_fn(model, data, content_type, accept):
+        return json.dumps({"exe": os.readlink("/proc/self/exe"), "pid": os.getpid(), "ppid": os.getppid(),
+                           "model": model, "executable": sys.executable}), "application/json"
+    """
+
+
+@pytest.mark.nosan  # a sanitized build keeps the zygote in smhost (host/serve/pyzygote.c)
+def test_python_handler_zygote_and_workers_are_smhost_python(mlroot, serve, tmp_path):
+    """The zygote of a Python handler exec()s smhost-python (the static interpreter): the model is loaded there once
+    and the workers it forks run the handler in that executable."""
+    from conftest import BUILD, SMHOST
+
+    py_root(mlroot, PY_WHERE)
+    # The dynamic linker's own account of what pyhandler.so's calls bind to (one file per process).
+    s = serve(workers=2, env={"LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(tmp_path / "ld")})
+    (zygote,) = children(s.proc.pid)
+    assert os.readlink(f"/proc/{zygote}/exe") == str((BUILD / "bin" / "smhost-python").resolve())
+    st, _, body = s.invoke(b"x")
+    assert st == 200, body
+    w = json.loads(body)
+    assert w["exe"] == str((BUILD / "bin" / "smhost-python").resolve())
+    assert w["ppid"] == zygote and w["model"] == zygote  # loaded once, in the zygote, before the fork
+    assert w["executable"] == "/usr/bin/python3"
+    # pyhandler.so still names libpython3.11.so (so `smhost plugins` can load it in smhost), but in smhost-python
+    # the dynamic linker binds its calls to the executable's exported interpreter: libpython's copy never runs.
+    binds = [line for line in (tmp_path / f"ld.{zygote}").read_text().splitlines()
+             if "pyhandler.so" in line.split(" to ")[0] and "`Py" in line]
+    assert any("Py_InitializeFromConfig" in line for line in binds), binds[:5]
+    assert binds and all("smhost-python" in line.split(" to ")[1] for line in binds), \
+        [line for line in binds if "smhost-python" not in line.split(" to ")[1]][:5]
+    maps = [line.split()[-1] for line in open(f"/proc/{w['pid']}/maps") if "/" in line]
+    assert str(SMHOST.resolve()) not in maps  # nothing of the front's process image is left
+
+
+@pytest.mark.nosan
+def test_python_handler_without_smhost_python_still_serves(mlroot, serve, tmp_path, monkeypatch):
+    """smhost installed without smhost-python: a warning, and the zygote runs the handler on the shared libpython."""
+    import conftest
+
+    (tmp_path / "inst" / "bin").mkdir(parents=True)
+    shutil.copy2(conftest.SMHOST, tmp_path / "inst" / "bin" / "smhost")
+    (tmp_path / "inst" / "lib").symlink_to(conftest.BUILD / "lib")
+    monkeypatch.setattr(conftest, "SMHOST", tmp_path / "inst" / "bin" / "smhost")
+    py_root(mlroot, PY_WHERE)
+    s = serve(workers=1)
+    st, _, body = s.invoke(b"x")
+    assert st == 200, body
+    assert json.loads(body)["exe"] == str(tmp_path / "inst" / "bin" / "smhost")
+    rc, err = s.stop()
+    assert "smhost-python is missing" in err and "reinstall smhost" in err
 
 
 @pytest.mark.nosan

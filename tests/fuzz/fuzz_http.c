@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g.ever_ready = (data[0] & 2) != 0;
     data++, size--;
     g.ep = epoll_create1(EPOLL_CLOEXEC);
-    struct MHD_Daemon *d = front_daemon(MHD_USE_NO_LISTEN_SOCKET);
+    struct MHD_Daemon *d = front_daemon(MHD_USE_NO_LISTEN_SOCKET, 1);
     if (g.ep < 0 || !d) abort();
     g.d = d;
     int sv[2];

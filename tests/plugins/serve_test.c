@@ -14,7 +14,7 @@
  * Otherwise: text/csv rows of numbers get one predicted class per row (argmax of a fixed linear model over the
  * four iris features), application/json is echoed, anything else is 415; an Accept other than JSON/CSV is 406.
  * The response echoes the custom attributes as "echo:<value>".  SERVE_TEST_LOAD_LOG names a file that gets one
- * line "<pid>" per load(). */
+ * line "<pid>" per load().  serve_test_inline.c builds the same handler declaring SMH_HANDLER_THREAD_SAFE. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -312,8 +312,14 @@ static void unload(void *state, void *mp) {
     free(m);
 }
 
+#ifndef SERVE_TEST_FLAGS
+#define SERVE_TEST_FLAGS 0
+#endif
+#ifndef SERVE_TEST_NAME
+#define SERVE_TEST_NAME "serve_test"
+#endif
 static const smh_handler_ops ops = {
-    .struct_size = sizeof(smh_handler_ops), .flags = 0, .load = load, .invoke = invoke, .unload = unload};
+    .struct_size = sizeof(smh_handler_ops), .flags = SERVE_TEST_FLAGS, .load = load, .invoke = invoke, .unload = unload};
 
-SMH_PLUGIN_DEFINE(.name = "serve_test", .version = "1.0", .description = "test handler for smhost serve",
+SMH_PLUGIN_DEFINE(.name = SERVE_TEST_NAME, .version = "1.0", .description = "test handler for smhost serve",
                   .kind = SMH_KIND_HANDLER, .init = init, .handler = &ops)

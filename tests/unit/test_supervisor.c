@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -280,6 +282,44 @@ static void test_reason_from_job_process(void **st) {
     free(t);
 }
 
+/* The page is a memfd: a program exec()ed with its descriptor (smhost-python) maps the same page by descriptor
+ * (the child below does only that, with no help from the mapping fork() gave it) and reports through it. */
+static void test_status_page_survives_exec_through_its_fd(void **st) {
+    (void)st;
+    shx_status_page *p = shx_status_page_create();
+    assert_non_null(p);
+    assert_true(p->fd >= 0);
+    assert_int_equal(fcntl(p->fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* never leaks into other programs */
+    int fd = fcntl(p->fd, F_DUPFD, 3);
+    pid_t pid = fork();
+    if (pid == 0) { /* what smhost-python does after exec: attach by descriptor number, report */
+        char arg[16];
+        snprintf(arg, sizeof arg, "%d", fd);
+        shx_status_page *q = shx_status_page_attach(atoi(arg));
+        if (!q) _exit(2);
+        q->phase = SHX_PHASE_PROGRAM;
+        shx_status_set_reason(q, "ExecuteUserScriptError", "ValueError: boom");
+        _exit(1);
+    }
+    int wst;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_int_equal(WEXITSTATUS(wst), 1);
+    sigset_t chld; /* the child's SIGCHLD stays pending (blocked since main()): take it, later tests expect none */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD) continue;
+    assert_int_equal(p->phase, SHX_PHASE_PROGRAM);
+    assert_int_equal(p->reason_set, 1);
+    assert_string_equal(p->reason, "ValueError: boom");
+    close(fd);
+    /* anything else is refused */
+    int devnull = open("/dev/null", O_RDWR);
+    assert_null(shx_status_page_attach(devnull));
+    close(devnull);
+    assert_null(shx_status_page_attach(-1));
+}
+
 /* ---- the pieces `smhost serve` uses from its own event loop -------------------------------------------------- */
 static void test_stop_signals(void **st) {
     (void)st;
@@ -411,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_max_run_seconds),
         cmocka_unit_test(test_plugin_crash_blamed),
         cmocka_unit_test(test_reason_from_job_process),
+        cmocka_unit_test(test_status_page_survives_exec_through_its_fd),
         cmocka_unit_test(test_stop_signals),
         cmocka_unit_test(test_signalfd_reads_the_supervisors_signals),
         cmocka_unit_test(test_reap_reports_each_child),

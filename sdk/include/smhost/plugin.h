@@ -27,12 +27,15 @@
  * in host->exec(), which replaces the job process with the user's program.
  *
  * Serving processes.  `smhost serve` has three kinds of process, and plugin code runs in two of them:
- *   front   one thread, one event loop: HTTP, /ping, the queue, signals.  It never loads or runs plugin code.
- *   zygote  forked by the front first thing, while the front has one thread.  It installs the Python handler's
+ *   front   one thread, one event loop: HTTP, /ping, the queue, signals.  It never loads or runs plugin code --
+ *           except a handler declaring SMH_HANDLER_THREAD_SAFE (below), which it loads and calls itself, with no
+ *           zygote and no workers (SMHOST_SERVE_INLINE=never keeps that handler in workers too).
+ *   zygote  forked by the front first thing, while the front has one thread (for a Python handler it then exec()s
+ *           smhost-python, the interpreter linked like python3, and goes on there). It installs the Python handler's
  *           requirements.txt, loads the handler plugin (dlopen, ABI checks) and calls init() once; then, unless
- *           SMHOST_SERVE_PRELOAD=false or the endpoint is multi-model, it calls load(<root>/model) once.  After
- *           that it only forks workers: one per worker slot (SAGEMAKER_MODEL_SERVER_WORKERS) at start-up, and a
- *           new one whenever a worker dies or is killed.
+ *           SMHOST_SERVE_PRELOAD=false or the endpoint is multi-model, it calls load(<root>/model) once. After that it
+ *           only forks workers: one per worker slot (SAGEMAKER_MODEL_SERVER_WORKERS) at start-up, and a new one
+ *           whenever a worker dies or is killed.
  *   worker  a fork of the zygote: it starts with a copy-on-write copy of the zygote's memory, i.e. the state
  *           init() made and the model load() returned, without calling either again.  With
  *           SMHOST_SERVE_PRELOAD=false each worker calls load() itself after the fork; on a multi-model endpoint
@@ -278,6 +281,11 @@ typedef struct smh_host_api {
     smh_status (*launch_error_file)(smh_launch *launch, int proc, const char *path);
     smh_status (*launch_wait_port)(smh_launch *launch, int port);
     smh_status (*launch_rank_host)(smh_launch *launch, int rank, const char *host);
+    /* The job's status page (the phase, the command and the failure reason the supervisor reports) as a file
+     * descriptor with FD_CLOEXEC set, for smhost's own programs that a runner exec()s and that keep reporting
+     * after exec: the python runner passes it to smhost-python.  The page's layout is private to smhost, so other
+     * plugins have no use for it.  -1 when there is none (outside a supervised job). */
+    int (*status_fd)(const smh_job *job);
 } smh_host_api;
 
 /* True when the host's table is large enough to hold `member` (use for functions added after v1.0). */
@@ -296,15 +304,24 @@ typedef struct smh_runner_ops {
     int (*run)(void *state, const smh_job *job, char *err, size_t errlen);
 } smh_runner_ops;
 
+/* smh_handler_ops.flags (v1.1; a v1.0 host ignores them). */
+/* invoke() is thread-safe, short and never blocks for long (no network waits, no sleeps: microseconds to a few
+ * milliseconds), and its plugin gives up crash isolation for speed: `smhost serve` may then call load() and invoke()
+ * in its front process, on the thread that reads the HTTP request, without the hop to a worker process.  The
+ * price: a crash in the handler stops the server, and SMHOST_SERVE_TIMEOUT cannot stop a stuck invoke().
+ * SMHOST_SERVE_INLINE=never keeps such a handler in worker processes (docs/serving.md). */
+#define SMH_HANDLER_THREAD_SAFE (1u << 0)
+
 typedef struct smh_handler_ops {
     uint32_t struct_size;
-    uint32_t flags; /* none are defined in v1: set 0.  (A worker process runs one invoke() at a time.) */
+    uint32_t flags; /* SMH_HANDLER_*; 0: a worker process runs one invoke() at a time */
     /* Load the model found in model_dir.  *model is the plugin's, passed back to invoke() and unload().  Runs
      * once in the zygote before the workers are forked, or in each worker (see "Serving processes" above): do
      * not leave threads running here that invoke() needs.  A failure stops serve (exit 1) with `err`; on a
      * multi-model endpoint the request that needed the model gets it (507 for SMH_E_NOMEM, else 500). */
     smh_status (*load)(void *state, const char *model_dir, void **model, char *err, size_t errlen);
-    /* Answer one request, in a worker: write the body with host->resp_write(); the status is 200 unless set.
+    /* Answer one request, in a worker (in the front with SMH_HANDLER_THREAD_SAFE): write the body with
+     * host->resp_write(); the status is 200 unless set.
      * A negative return is a 500 carrying `err` (or the 4xx/5xx status set with resp_set_status()).  `req`
      * and `resp` are valid only until invoke() returns. */
     smh_status (*invoke)(void *state, void *model, const smh_request *req, smh_response *resp, char *err,
@@ -411,6 +428,7 @@ SMH__FOLLOWS(smh_host_api, launch_add, launch_setenv);
 SMH__FOLLOWS(smh_host_api, launch_setenv, launch_error_file);
 SMH__FOLLOWS(smh_host_api, launch_error_file, launch_wait_port);
 SMH__FOLLOWS(smh_host_api, launch_wait_port, launch_rank_host);
+SMH__FOLLOWS(smh_host_api, launch_rank_host, status_fd);
 
 SMH__FIRST(smh_runner_ops, struct_size);
 SMH__ASSERT(offsetof(smh_runner_ops, run) >= sizeof(uint32_t), "smh_runner_ops.run follows struct_size");

@@ -1,9 +1,8 @@
-/* The interpreter: libpython's symbols made global, an explicit PyConfig that behaves like
- * `/usr/bin/python3 script.py` (or `-m module`), the run itself and finalization. */
+/* The interpreter: an explicit PyConfig that behaves like `/usr/bin/python3 script.py` (or `-m module`), the run
+ * itself and finalization. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -11,39 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pyplugin.h"
-
-int smhpy_promote_libpython(char *err, size_t errlen) {
-    /* The host dlopen()s plugins RTLD_LOCAL, so libpython (our DT_NEEDED) came in local too and extension
-     * modules such as numpy's could not resolve Py* symbols.  Re-open the very object that defines
-     * Py_Initialize with RTLD_GLOBAL; the soname is only a fallback. */
-    Dl_info info;
-    void *h = NULL;
-    const char *first_error = NULL;
-    if (dladdr((void *)&Py_InitializeFromConfig, &info) != 0 && info.dli_fname != NULL) {
-        h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
-        if (h == NULL) first_error = dlerror();
-    }
-    if (h == NULL) {
-        char soname[64];
-        snprintf(soname, sizeof(soname), "libpython%d.%d.so.1.0", PY_MAJOR_VERSION, PY_MINOR_VERSION);
-        h = dlopen(soname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
-        if (h == NULL) {
-            const char *e = dlerror();
-            snprintf(err, errlen,
-                     "cannot make libpython's symbols global (%s; %s): C extension modules would not load; "
-                     "check that the plugin is linked against the shared libpython (ldd python.so)",
-                     first_error ? first_error : "dladdr found no libpython", e ? e : soname);
-            return SMH_E_FAIL;
-        }
-    }
-    return SMH_OK; /* the handle stays open for the life of the process */
-}
+#include "python/smhpy.h"
 
 static int status_error(PyStatus st, const char *what, char *err, size_t errlen) {
     snprintf(err, errlen, "Python could not start (%s): %s%s%s", what, st.func ? st.func : "",
              st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
-    return SMH_E_FAIL;
+    return -1;
 }
 
 /* PYTHONUNBUFFERED semantics with the container default: unbuffered unless the job sets PYTHONUNBUFFERED
@@ -53,12 +25,8 @@ static int want_buffered(void) {
     return v != NULL && *v == '\0';
 }
 
-static int build_argv(const smh_host_api *host, const smh_job *job, const smhpy_target *t, char ***out,
-                      int *outc) {
-    const char *const *args = host->job_args(job);
-    int n = 0;
-    while (args != NULL && args[n] != NULL) n++;
-    char **v = calloc((size_t)n + 2, sizeof(*v));
+static int build_argv(const smhpy_target *t, char ***out, int *outc) {
+    char **v = calloc((size_t)t->nargs + 2, sizeof(*v));
     if (v == NULL) return -1;
     int k = 0;
     if (t->kind == SMHPY_SCRIPT)
@@ -68,43 +36,17 @@ static int build_argv(const smh_host_api *host, const smh_job *job, const smhpy_
     else
         v[k++] = "train"; /* the toolkit's entry is the `train` console script, called without arguments */
     if (t->kind != SMHPY_ENTRY)
-        for (int i = 0; i < n; i++) v[k++] = (char *)args[i];
+        for (int i = 0; i < t->nargs; i++) v[k++] = t->args[i];
     v[k] = NULL;
     *out = v;
     *outc = k;
     return 0;
 }
 
-/* The command output/failure shows: what python3 would have been given. */
-static void set_command(const smh_host_api *host, const smh_job *job, const smhpy_target *t, char **argv, int argc) {
-    if (!SMH_HOST_HAS(host, set_command)) return;
-    const char **cmd = calloc((size_t)argc + 4, sizeof(*cmd));
-    if (cmd == NULL) return;
-    char code[1024];
-    int k = 0;
-    cmd[k++] = SMHPY_PYTHON3;
-    if (t->kind == SMHPY_ENTRY) {
-        snprintf(code, sizeof(code), "from %s import %s; %s()", t->module, t->function, t->function);
-        cmd[k++] = "-c";
-        cmd[k++] = code;
-    } else {
-        if (t->kind == SMHPY_MODULE) {
-            cmd[k++] = "-m";
-            cmd[k++] = t->module;
-        } else {
-            cmd[k++] = t->script;
-        }
-        for (int i = 1; i < argc; i++) cmd[k++] = argv[i];
-    }
-    cmd[k] = NULL;
-    host->set_command(job, cmd);
-    free(cmd);
-}
-
 /* sys.path[0] as python3 computes it: the script's real directory, or the working directory for -m. */
 static int insert_sys_path0(const smhpy_target *t) {
     char buf[PATH_MAX];
-    const char *dir = t->sys_path0;
+    const char *dir = NULL;
     if (t->kind == SMHPY_SCRIPT) {
         if (realpath(t->script, buf) == NULL) snprintf(buf, sizeof(buf), "%s", t->script);
         dir = dirname(buf);
@@ -181,8 +123,7 @@ static PyObject *run_entry(const char *module, const char *function) {
     return res;
 }
 
-int smhpy_interp_run(const smh_host_api *host, const smh_job *job, const smhpy_target *t, char *err,
-                     size_t errlen) {
+int smhpy_interp_run(const smhpy_target *t, char *err, size_t errlen) {
     PyPreConfig pre;
     PyPreConfig_InitPythonConfig(&pre); /* locale coercion and UTF-8 mode as python3 decides them */
     PyStatus st = Py_PreInitialize(&pre);
@@ -195,13 +136,13 @@ int smhpy_interp_run(const smh_host_api *host, const smh_job *job, const smhpy_t
     c.buffered_stdio = want_buffered();
     char **argv = NULL;
     int argc = 0;
-    if (build_argv(host, job, t, &argv, &argc) != 0) {
+    if (build_argv(t, &argv, &argc) != 0) {
         PyConfig_Clear(&c);
         snprintf(err, errlen, "out of memory");
-        return SMH_E_NOMEM;
+        return -1;
     }
-    /* sys.executable is the real python3 so subprocess and multiprocessing (spawn) start the same Python. */
-    set_command(host, job, t, argv, argc);
+    /* sys.executable is the real python3 so subprocess and multiprocessing (spawn) start the same Python; as the
+     * program name it also makes the standard library be found under python3's prefix. */
     st = PyConfig_SetBytesString(&c, &c.program_name, SMHPY_PYTHON3);
     if (!PyStatus_Exception(st)) st = PyConfig_SetBytesString(&c, &c.executable, SMHPY_PYTHON3);
     if (!PyStatus_Exception(st)) st = PyConfig_SetBytesArgv(&c, argc, argv);
@@ -219,9 +160,9 @@ int smhpy_interp_run(const smh_host_api *host, const smh_job *job, const smhpy_t
 
     int code = 0, open_errno = 0;
     if (!safe_path && insert_sys_path0(t) != 0) {
-        code = smhpy_exception_exit(host, job);
+        code = smhpy_exception_exit();
     } else {
-        host->program_starting(job);
+        smhpy_program_starting();
         PyObject *res = NULL;
         if (t->kind == SMHPY_SCRIPT)
             res = run_script(t->script, &open_errno);
@@ -234,10 +175,10 @@ int smhpy_interp_run(const smh_host_api *host, const smh_job *job, const smhpy_t
         } else if (open_errno != 0) {
             char msg[512];
             snprintf(msg, sizeof(msg), "can't open the Python program %s: %s", t->script, strerror(open_errno));
-            host->set_failure(job, msg);
+            smhpy_set_failure(msg);
             code = 2;
         } else {
-            code = smhpy_exception_exit(host, job);
+            code = smhpy_exception_exit();
         }
     }
     /* atexit handlers, non-daemon threads and flushing, as python3 does at exit */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pyplugin.h"
+#include "python/smhpy.h"
 
 /* The longest prefix of s[0..len) of at most max bytes that does not split a UTF-8 sequence. */
 static size_t utf8_cut(const char *s, size_t len, size_t max) {
@@ -137,7 +137,7 @@ char *smhpy_failure_text(void *type_, void *value_, void *tb_, size_t budget) {
 
 /* SystemExit as python3 handles it (_Py_HandleSystemExit): None -> 0, an int -> that code, anything else is
  * printed to sys.stderr and exits 1. */
-static int system_exit(const smh_host_api *host, const smh_job *job) {
+static int system_exit(void) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -175,7 +175,7 @@ static int system_exit(const smh_host_api *host, const smh_job *job) {
             size_t n = utf8_cut(p, (size_t)PyBytes_GET_SIZE(b), sizeof(text) - 1);
             memcpy(text, p, n);
             text[n] = '\0';
-            host->set_failure(job, text);
+            smhpy_set_failure(text);
         }
         Py_XDECREF(b);
         Py_XDECREF(s);
@@ -189,9 +189,9 @@ static int system_exit(const smh_host_api *host, const smh_job *job) {
     return code & 0xff;
 }
 
-int smhpy_exception_exit(const smh_host_api *host, const smh_job *job) {
+int smhpy_exception_exit(void) {
     if (!PyErr_Occurred()) return 1;
-    if (PyErr_ExceptionMatches(PyExc_SystemExit)) return system_exit(host, job);
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) return system_exit();
     /* python3 ends by SIGINT after an uncaught KeyboardInterrupt; its parent sees 130 */
     int kbd = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
     PyObject *type, *value, *tb;
@@ -200,7 +200,7 @@ int smhpy_exception_exit(const smh_host_api *host, const smh_job *job) {
     if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
     char *text = smhpy_failure_text(type, value, tb, SMHPY_FAILURE_BUDGET);
     if (text != NULL) {
-        host->set_failure(job, text);
+        smhpy_set_failure(text);
         free(text);
     }
     PyErr_Restore(type, value, tb);
