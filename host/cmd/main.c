@@ -40,6 +40,17 @@ static void usage(FILE *f) {
             "(see README.md).\n");
 }
 
+/* smhost.ini (or SMHOST_CONFIG), and its log level.  -1 with the reason on stderr. */
+static int load_config(shx_config *cfg) {
+    char err[2048];
+    if (shx_config_load(cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "smhost: %s\n", err);
+        return -1;
+    }
+    if (cfg->log_level >= 0) shx_log_set_level(cfg->log_level);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *base = strrchr(argv[0], '/');
     base = base ? base + 1 : argv[0];
@@ -61,12 +72,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "local")) {
         shx_config lcfg;
-        char lerr[2048];
-        if (shx_config_load(&lcfg, lerr, sizeof lerr) < 0) {
-            fprintf(stderr, "smhost: %s\n", lerr);
-            return SHX_EXIT_CONFIG;
-        }
-        if (lcfg.log_level >= 0) shx_log_set_level(lcfg.log_level);
+        if (load_config(&lcfg) < 0) return SHX_EXIT_CONFIG;
         int lrc = shx_local_main(&lcfg, argc - argi + 1, argv + argi - 1); /* argv[0] is "local" */
         shx_config_free(&lcfg);
         return lrc;
@@ -91,12 +97,7 @@ int main(int argc, char **argv) {
     }
 
     shx_config cfg;
-    char err[2048];
-    if (shx_config_load(&cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "smhost: %s\n", err);
-        return SHX_EXIT_CONFIG;
-    }
-    if (cfg.log_level >= 0) shx_log_set_level(cfg.log_level);
+    if (load_config(&cfg) < 0) return SHX_EXIT_CONFIG;
     int rc;
     if (is_train) rc = shx_train_main(&cfg);
     else if (is_rank) rc = shx_rank_main(&cfg);

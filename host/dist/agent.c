@@ -774,14 +774,25 @@ static void peer_term(agent *a, const char *host) {
     if (strcmp(host, a->me)) stop_local(a, a->cfg->stop_grace_seconds, "the job is being stopped");
 }
 
-static void handle_peer_line(agent *a, peer *pe, char *line) {
+/* The lines both directions carry: a failure somewhere, a stop from somewhere.  1 when `line` was one. */
+static int handle_shared_line(agent *a, char *line) {
     if (!strncmp(line, "FAIL ", 5)) {
         char *host, *text;
         int rank, code;
         if (parse_fail(line + 5, &host, &rank, &code, &text) == 0)
             record_failure(a, host, rank, code, text, NULL, 0);
-    } else if (!strncmp(line, "TERM ", 5)) {
+        return 1;
+    }
+    if (!strncmp(line, "TERM ", 5)) {
         peer_term(a, line + 5);
+        return 1;
+    }
+    return 0;
+}
+
+static void handle_peer_line(agent *a, peer *pe, char *line) {
+    if (handle_shared_line(a, line)) {
+        /* done */
     } else if (!strncmp(line, "DONE ", 5)) {
         pe->done = 1;
     } else if (!strncmp(line, "HELLO ", 6)) {
@@ -792,13 +803,8 @@ static void handle_peer_line(agent *a, peer *pe, char *line) {
 static void handle_master_line(agent *a, char *line) {
     if (!strcmp(line, "GO")) {
         a->go = 1;
-    } else if (!strncmp(line, "FAIL ", 5)) {
-        char *host, *text;
-        int rank, code;
-        if (parse_fail(line + 5, &host, &rank, &code, &text) == 0)
-            record_failure(a, host, rank, code, text, NULL, 0);
-    } else if (!strncmp(line, "TERM ", 5)) {
-        peer_term(a, line + 5);
+    } else if (handle_shared_line(a, line)) {
+        /* done */
     } else if (!strncmp(line, "END ", 4)) {
         a->end_received = 1;
         a->end_code = atoi(line + 4);
