@@ -108,6 +108,7 @@ typedef struct front {
     job_list q; /* requests waiting for a worker, oldest first */
     slot slots[MAX_WORKERS];
     int ever_ready; /* every worker loaded the model once */
+    int threaded;   /* inline handlers: libmicrohttpd calls on_request/on_completed from a thread pool */
     int loaded_once[MAX_WORKERS];
     int stopping;
     int closing; /* the grace is over: waiting requests give up */
@@ -168,5 +169,8 @@ void linger_readable(int fd);
 int64_t guard_sweep(int64_t now);
 unsigned guard_conn_limit(void);
 struct MHD_Daemon *front_daemon(unsigned extra_flags, unsigned threads);
+/* routes.c: the front's lock, taken only when g.threaded (inline handlers) */
+void front_lock(void);
+void front_unlock(void);
 void guard_close(void);
 #endif

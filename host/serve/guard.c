@@ -303,12 +303,15 @@ int64_t guard_sweep(int64_t now) {
  * inline handlers' thread pool (inline.c), and the HTTP fuzzer's (MHD_USE_NO_LISTEN_SOCKET, handed connections).  MHD's default SO_REUSEADDR, not SO_REUSEPORT: a second
  * server on the port must fail, not share it. */
 struct MHD_Daemon *front_daemon(unsigned extra_flags, unsigned threads) {
+    /* The connection guard (deadlines, the pool, lingering closes) lives in the event loop; with libmicrohttpd's
+     * own threads (inline handlers) there is none, so connections are not tracked and MHD's timeout applies. */
+    int loop = !(extra_flags & MHD_USE_INTERNAL_POLLING_THREAD);
     return MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG | extra_flags,
         (uint16_t)g.cfg.port, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g.cfg.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_SOCK_ADDR,
-        g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL, MHD_OPTION_THREAD_POOL_SIZE,
-        threads > 1 ? threads : 0u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        loop ? on_connection : NULL, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g.cfg.header_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, guard_conn_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_SOCK_ADDR, g.cfg.listen_set ? (const struct sockaddr *)&g.cfg.listen_addr : NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u, MHD_OPTION_END);
 }

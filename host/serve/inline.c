@@ -94,6 +94,7 @@ int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *e
 
 int shx_inline_serve(int sfd) {
     g.ever_ready = 1;
+    g.threaded = 1;
     unsigned threads = g.cfg.workers > 0 ? (unsigned)g.cfg.workers : 1;
     struct MHD_Daemon *d = front_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, threads);
     if (!d) {

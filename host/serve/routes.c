@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,9 +150,21 @@ static enum MHD_Result invoke_inline(struct MHD_Connection *c, req_ctx *rc, cons
                        .custom_attributes = attrs ? attrs : "",
                        .model_name = ""};
     inline_answer a = {500, NULL};
+    front_unlock(); /* the handler runs in parallel on the pool's threads; the front's state stays locked */
     shx_inline_invoke(&req, inline_done, &a);
+    front_lock();
     log_request(method, url, a.status, start);
     return queue_response(c, a.status, a.resp);
+}
+
+/* In inline mode libmicrohttpd calls the front's callbacks from several threads: they take this lock, which is
+ * let go only while an inline handler runs.  The event loop is one thread and never locks. */
+static pthread_mutex_t front_mutex = PTHREAD_MUTEX_INITIALIZER;
+void front_lock(void) {
+    if (g.threaded) pthread_mutex_lock(&front_mutex);
+}
+void front_unlock(void) {
+    if (g.threaded) pthread_mutex_unlock(&front_mutex);
 }
 
 /* ---- multi-model registry ----------------------------------------------------------------------------------- */
@@ -364,7 +377,7 @@ static int framing_error(struct MHD_Connection *c, char *msg, size_t len) {
  * the handler runs once more when the answer is ready (job_answer resumes the connection). */
 static req_ctx ctx_ping, ctx_exec; /* markers for the two hot body-less routes: no allocation */
 
-enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+static enum MHD_Result on_request_locked(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     req_ctx *rc = *con_cls;
     if (rc && rc != &ctx_ping && rc != &ctx_exec && rc->done) { /* back from a worker */
@@ -527,7 +540,23 @@ enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
     return ret;
 }
 
+enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                           const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    front_lock();
+    enum MHD_Result r = on_request_locked(cls, c, url, method, version, upload, upload_size, con_cls);
+    front_unlock();
+    return r;
+}
+
+static void on_completed_locked(struct MHD_Connection *c, void **con_cls);
 void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)toe;
+    front_lock();
+    on_completed_locked(c, con_cls);
+    front_unlock();
+}
+
+static void on_completed_locked(struct MHD_Connection *c, void **con_cls) {
     req_ctx *rc = *con_cls;
     *con_cls = NULL;
     conn_phase_set(conn_of(c), CI_HEADERS, NULL); /* waiting for its next request */
