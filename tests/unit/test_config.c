@@ -13,6 +13,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
+#include "tmpdir.h"
 
 static char g_dir[64];
 
@@ -25,9 +26,7 @@ static int setup(void **state) {
 }
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_dir);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_dir);
     unsetenv("SMHOST_CONFIG");
     return rc == 0 ? 0 : -1;
 }

@@ -13,6 +13,7 @@
 
 #include "job/devices.h"
 #include "core/util.h"
+#include "tmpdir.h"
 
 static char g_root[64];
 
@@ -26,9 +27,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     unsetenv("SMHOST_TEST_SYSROOT");
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_root);
     return rc == 0 ? 0 : -1;
 }
 

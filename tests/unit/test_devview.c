@@ -13,6 +13,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "job/devices.h"
 #include "job/devview.h"
 #include "job/job.h"
@@ -187,9 +188,7 @@ static void test_signs(void **state) {
     mk("/dev/kfd", "");
     assert_int_equal(shx_device_signs("amd", empty, why, sizeof why), 1);
     unsetenv("SMHOST_TEST_SYSROOT");
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    assert_int_equal(tmpdir_remove(g_root), 0);
 }
 
 /* ---- [devices] in smhost.ini -------------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "dist/launch.h"
 #include "job/job.h"
 
@@ -249,9 +250,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_root);
     return rc == 0 ? 0 : -1;
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "job/job.h"
 #include "plugin/hostapi.h"
 #include "supervisor/status.h"
@@ -30,12 +31,7 @@ static const smh_host_api *H;
 #define JOB ((const smh_job *)&g_hj)
 
 static void put(const char *rel, const char *text) {
-    char *p = shx_path_join(g_root, rel), *dir = shx_xstrdup(p);
-    *strrchr(dir, '/') = 0;
-    assert_int_equal(shx_mkdirs(dir, 0755), 0);
-    assert_int_equal(shx_write_file(p, text, strlen(text), 0), 0);
-    free(dir);
-    free(p);
+    tmpdir_put(g_root, rel, text);
 }
 
 /* ---- the table ---------------------------------------------------------------------------------------------- */
@@ -364,9 +360,7 @@ static int teardown_job(void **state) {
     free(g_hj.pip_env);
     shx_job_free(&g_job);
     shx_config_free(&g_cfg);
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_root);
     return rc == 0 ? 0 : -1;
 }
 

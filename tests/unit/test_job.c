@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/exitcodes.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "job/job.h"
 
 static char g_root[64];
@@ -22,12 +23,7 @@ static shx_config g_cfg;
 
 /* Write <root>/<rel> (creating directories). */
 static void put(const char *rel, const char *text) {
-    char *p = shx_path_join(g_root, rel), *dir = shx_xstrdup(p);
-    *strrchr(dir, '/') = 0;
-    assert_int_equal(shx_mkdirs(dir, 0755), 0);
-    assert_int_equal(shx_write_file(p, text, strlen(text), 0), 0);
-    free(dir);
-    free(p);
+    tmpdir_put(g_root, rel, text);
 }
 
 /* A fresh, empty ML root for every test, and an environment with none of the variables the job reads. */
@@ -43,9 +39,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_root);
     return rc == 0 ? 0 : -1;
 }
 

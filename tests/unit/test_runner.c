@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/exitcodes.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "job/job.h"
 #include "plugin/registry.h"
 #include "plugin/runner.h"
@@ -215,9 +216,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_dir);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_dir);
     free(g_code), free(g_plugins), free(g_noplugins), free(g_build);
     return rc == 0 ? 0 : -1;
 }

@@ -13,6 +13,7 @@
 
 #include "core/config.h"
 #include "core/util.h"
+#include "tmpdir.h"
 #include "serve/settings.h"
 
 static char g_root[64];
@@ -38,9 +39,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_root);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_root);
     return rc == 0 ? 0 : -1;
 }
 

@@ -22,6 +22,7 @@
 #include "core/exitcodes.h"
 #include "unpack/source.h"
 #include "core/util.h"
+#include "tmpdir.h"
 
 static char g_dir[64];
 static char *g_code, *g_outside;
@@ -39,9 +40,7 @@ static int setup(void **state) {
 }
 static int teardown(void **state) {
     (void)state;
-    char *cmd = shx_xasprintf("rm -rf '%s'", g_dir);
-    int rc = system(cmd);
-    free(cmd);
+    int rc = tmpdir_remove(g_dir);
     free(g_code);
     free(g_outside);
     return rc == 0 ? 0 : -1;
