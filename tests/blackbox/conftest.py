@@ -191,3 +191,24 @@ def dump_env_script(mlroot, name="train"):
 
 def seen(mlroot):
     return json.loads((mlroot.path / "model" / "seen.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def s3srv():
+    """A real S3 server, OpenStack Swift with s3api (tests/s3/swift_s3.py) on loopback, with bucket "bkt": one per
+    test session, shared by test_s3.py and test_local.py."""
+    if not shutil.which("swift-ring-builder"):
+        pytest.fail("OpenStack Swift is not installed: run tools/deps.sh (Debian packages swift, swift-proxy, "
+                    "swift-account, swift-container, swift-object)")
+    sys.path.insert(0, str(REPO / "tests" / "s3"))
+    import swift_s3
+    import tempfile
+    root = tempfile.mkdtemp(prefix="smhost-swift-")
+    srv = swift_s3.SwiftS3(root)
+    try:
+        srv.start()
+        srv.curl("PUT", "/bkt")
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)

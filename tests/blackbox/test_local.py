@@ -586,26 +586,6 @@ def test_serve_listens_on_loopback_only(server):
     socket.create_connection(("127.0.0.1", server), timeout=5).close()
 
 
-@pytest.fixture(scope="module")
-def s3srv():
-    """A real S3 server (OpenStack Swift with s3api; tests/s3/swift_s3.py) on loopback, as test_s3.py uses."""
-    import shutil
-    import sys
-    if not shutil.which("swift-ring-builder"):
-        pytest.fail("OpenStack Swift is not installed: run tools/deps.sh")
-    sys.path.insert(0, str(REPO / "tests" / "s3"))
-    import swift_s3
-    root = tempfile.mkdtemp(prefix="smhost-swift-")
-    srv = swift_s3.SwiftS3(root)
-    try:
-        srv.start()
-        srv.curl("PUT", "/bkt")
-        yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @needs_ns
 def test_source_dir_from_s3_is_downloaded_outside_the_hosts(job, s3srv):
     with tarfile.open(job / "src.tar.gz", "w:gz") as t:

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -27,22 +26,6 @@ import swift_s3  # noqa: E402
 
 SECRET = swift_s3.SwiftS3.secret_key
 TOKEN = "container-auth-token-4f1c9e"
-
-
-@pytest.fixture(scope="session")
-def s3srv():
-    if not shutil.which("swift-ring-builder"):
-        pytest.fail("OpenStack Swift is not installed: run tools/deps.sh (Debian packages swift, swift-proxy, "
-                    "swift-account, swift-container, swift-object)")
-    root = tempfile.mkdtemp(prefix="smhost-swift-")
-    srv = swift_s3.SwiftS3(root)
-    try:
-        srv.start()
-        srv.curl("PUT", "/bkt")
-        yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def put_object(srv, key_encoded, path):
