@@ -100,7 +100,7 @@ $(INTDIR)/unpack.so: $(UNPACK_MOD_OBJ) $(LIBSHX)
 # The gethostname() library of distributed jobs (preload/gethostname.c): no sanitizers, it is preloaded into ranks.
 $(PRELOAD): preload/gethostname.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(WARN) -O2 -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
+	$(CC) -std=c11 $(WARN) -O2 -fPIC -shared -fvisibility=hidden -o $@ $< -ldl -pthread
 # libcurl (Debian's libcurl4-gnutls-dev: the GnuTLS stack libmicrohttpd already uses) for S3 with SigV4.
 $(INTDIR)/s3.so: $(S3_MOD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)

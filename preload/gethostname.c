@@ -6,18 +6,19 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char g_name[256];
-static int g_state; /* 0 unread, 1 have a name, 2 none */
+static int g_state; /* after load(): 1 have a name, else none */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT; /* threads calling gethostname() at once: one load() */
 
 static void load(void) {
     const char *base = getenv("SAGEMAKER_BASE_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/input/config/resourceconfig.json", base && *base ? base : "/opt/ml");
-    g_state = 2;
     FILE *f = fopen(path, "re");
     if (!f) return;
     char buf[65536];
@@ -40,7 +41,7 @@ static void load(void) {
 }
 
 __attribute__((visibility("default"))) int gethostname(char *name, size_t len) {
-    if (!g_state) load();
+    pthread_once(&g_once, load);
     if (g_state != 1) {
         int (*real)(char *, size_t) = (int (*)(char *, size_t))dlsym(RTLD_NEXT, "gethostname");
         if (real) return real(name, len);

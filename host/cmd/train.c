@@ -196,6 +196,7 @@ static int job_main(void *arg) {
         shx_launch l;
         rc = shx_dist_plan(&l, job, job->cfg, 1, err, sizeof err);
         if (rc) {
+            shx_dist_cleanup(&l); /* the launch directory may exist already */
             shx_dist_launch_free(&l);
             return job_fail(page, rc == SHX_EXIT_CONFIG ? "PluginError" : "ClientError", rc, "%s", err);
         }

@@ -39,10 +39,10 @@ static int call(const char *module, const char *entry, shx_module_args *a, char 
 }
 
 int shx_modules_serve(const shx_config *cfg, int argc, char **argv) {
-    char err[1024];
+    char err[1024] = ""; /* only call() writes it: when serve.so cannot be loaded */
     shx_module_args a = {.cfg = cfg, .argc = argc, .argv = argv};
     int rc = call("serve.so", "shx_module_serve", &a, err, sizeof err);
-    if (rc == SHX_EXIT_SOFTWARE && err[0] && strstr(err, "internal module")) shx_error("%s", err);
+    if (err[0]) shx_error("%s", err);
     return rc;
 }
 
@@ -89,6 +89,6 @@ void shx_modules_s3_sync_start(void *h) {
 void shx_modules_s3_sync_finish(void *h, int bound_seconds) {
     char err[1024] = "";
     shx_module_args a = {.handle = h, .bound_seconds = bound_seconds};
-    if (call("s3.so", "shx_module_s3_sync_finish", &a, err, sizeof err) == SHX_EXIT_SOFTWARE && strstr(err, "module"))
-        shx_error("%s", err);
+    call("s3.so", "shx_module_s3_sync_finish", &a, err, sizeof err);
+    if (err[0]) shx_error("%s", err); /* only call() writes it: when s3.so cannot be loaded */
 }

@@ -228,7 +228,6 @@ static void describe(nv *s, nvmlDevice_t h, smh_device *d, int is_mig) {
 
 static int gpu_visible(const gpu *g, const dv_list *l, int position) {
     if (dv_visible(l, position, g->dev.uuid)) return 1;
-    if (l->all) return 1;
     for (int j = 0; j < g->nmig; j++) /* a listed MIG device makes its GPU usable */
         for (int i = 0; i < l->n; i++)
             if (!dv_is_index(l->item[i]) && dv_item_matches(l->item[i], -1, g->mig[j].uuid)) return 1;
@@ -360,7 +359,10 @@ static smh_status nv_isolate(void *state, const smh_device *devs, size_t ndev, i
     size_t used = 0;
     for (int k = 0; k < per; k++) {
         const smh_device *d = vis[rank * per + k];
-        int w = snprintf(value + used, valuelen - used, "%s%s", k ? "," : "", d->uuid[0] ? d->uuid : "?");
+        /* CUDA stops at an entry it cannot parse: a GPU without a UUID cannot be named, so no isolation (the host
+         * warns that every rank sees every device) rather than a rank seeing none. */
+        if (!d->uuid[0]) return SMH_E_RANGE;
+        int w = snprintf(value + used, valuelen - used, "%s%s", k ? "," : "", d->uuid);
         if (w < 0 || (size_t)w >= valuelen - used) return SMH_E_RANGE;
         used += (size_t)w;
     }

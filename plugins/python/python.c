@@ -402,7 +402,7 @@ static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
         code = install_package(host, job, host->job_path(job, SMH_PATH_CODE));
         if (code != 0) return code;
     }
-    char exe[PATH_MAX];
+    char exe[PATH_MAX] = SMHPY_EXE_NAME; /* named in the message even when the path cannot be made */
     if (exe_path(exe, sizeof exe) != 0 || access(exe, X_OK) != 0) {
         snprintf(err, errlen, "the python runner needs %s beside the smhost binary (%s: %s); reinstall smhost "
                  "(make install puts it there)", SMHPY_EXE_NAME, exe, strerror(errno));
