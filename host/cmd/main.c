@@ -15,8 +15,6 @@
 #include "cmd/devices.h"
 #include "local/local.h"
 
-#include <smhost/plugin.h>
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: smhost COMMAND [--json]\n"

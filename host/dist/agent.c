@@ -176,9 +176,6 @@ static char *take_line(shx_buf *in) {
     return line;
 }
 
-static const char *sig_word(int sig, char *buf, size_t cap) {
-    return shx_signal_name(sig, buf, cap);
-}
 
 /* ---- output ----------------------------------------------------------------------------------------------- */
 static void emit(agent *a, rproc *r, stream *s, const char *line, size_t n) {
@@ -370,13 +367,10 @@ static void local_failure(agent *a, rproc *r) {
     if (r->signo) {
         /* A signal is the news; the stderr tail (if any) follows it. */
         int oom = r->signo == SIGKILL && a->oom_before >= 0 && shx_oom_kill_count() > a->oom_before;
-        char *m2 = shx_xasprintf("%s%s%s", oom ? "killed by the kernel's out-of-memory killer (SIGKILL)"
-                                                : sig_word(r->signo, sn, sizeof sn),
+        char *m2 = shx_xasprintf("%s%s%s%s", oom ? "" : "killed by ",
+                                 oom ? "killed by the kernel's out-of-memory killer (SIGKILL)"
+                                     : shx_signal_name(r->signo, sn, sizeof sn),
                                  msg ? ": " : "", msg ? msg : "");
-        if (!oom) {
-            free(m2);
-            m2 = shx_xasprintf("killed by %s%s%s", sig_word(r->signo, sn, sizeof sn), msg ? ": " : "", msg ? msg : "");
-        }
         free(msg);
         msg = m2;
     } else if (!msg) {
@@ -571,7 +565,7 @@ static int take_signal(agent *a, int wait_ms) {
     int stop = 0;
     while (read(a->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
         int s = (int)si.ssi_signo;
-        if (s == SIGTERM || s == SIGINT || s == SIGQUIT || s == SIGHUP) stop = s;
+        if (shx_sup_is_stop_signal(s)) stop = s;
         if (s == SIGCHLD) reap_children(a);
     }
     return stop;
@@ -625,7 +619,7 @@ static int barrier(agent *a) {
             if (s) {
                 char sn[32];
                 snprintf(err, sizeof err, "received %s while waiting for the other hosts to join: nothing started",
-                         sig_word(s, sn, sizeof sn));
+                         shx_signal_name(s, sn, sizeof sn));
                 shx_status_set_reason(a->page, "JobStopped", err);
                 broadcast(a, "TERM %s", a->me, 0, 0, NULL);
                 return 128 + s;
@@ -691,7 +685,7 @@ static int barrier(agent *a) {
         if (s) {
             char sn[32];
             snprintf(err, sizeof err, "received %s while waiting for the master host to start: nothing started",
-                     sig_word(s, sn, sizeof sn));
+                     shx_signal_name(s, sn, sizeof sn));
             shx_status_set_reason(a->page, "JobStopped", err);
             return 128 + s;
         }
@@ -716,7 +710,7 @@ static int barrier(agent *a) {
             char sn[32];
             send_line(a->mfd, "TERM %s", a->me);
             snprintf(err, sizeof err, "received %s while waiting for every host to join: nothing started",
-                     sig_word(s, sn, sizeof sn));
+                     shx_signal_name(s, sn, sizeof sn));
             shx_status_set_reason(a->page, "JobStopped", err);
             return 128 + s;
         }
@@ -828,7 +822,7 @@ static int wait_ports(agent *a, int port) {
             int s = take_signal(a, 200);
             if (s) {
                 snprintf(err, sizeof err, "received %s while waiting for %s:%d: nothing started",
-                         sig_word(s, sn, sizeof sn), h, port);
+                         shx_signal_name(s, sn, sizeof sn), h, port);
                 shx_status_set_reason(a->page, "JobStopped", err);
                 broadcast(a, "TERM %s", a->me, 0, 0, NULL);
                 return 128 + s;
@@ -1077,7 +1071,7 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
                 struct signalfd_siginfo si;
                 while (read(a.sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     int s = (int)si.ssi_signo;
-                    if (s == SIGTERM || s == SIGINT || s == SIGQUIT || s == SIGHUP) {
+                    if (shx_sup_is_stop_signal(s)) {
                         /* The supervisor forwarded it to our group: the ranks have it too and its grace period
                          * runs.  Tell the other hosts. */
                         if (!a.term) {

@@ -176,8 +176,8 @@ static int enter_userns(char *err, size_t errlen) {
                  "and the kernel refused one (unshare(CLONE_NEWUSER): %s). Run as root (sudo smhost local ...), or "
                  "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 on Debian, "
                  "user.max_user_namespaces > 0, or kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu); in a "
-                 "container, run it with --privileged or with seccomp allowing unshare.%s",
-                 (int)uid, strerror(e), "");
+                 "container, run it with --privileged or with seccomp allowing unshare.",
+                 (int)uid, strerror(e));
         return SHX_EXIT_UNAVAILABLE;
     }
     char map[64];

@@ -154,7 +154,6 @@ int shx_local_cluster_main(const shx_config *cfg, int argc, char **argv) {
     shx_cluster_init(&c, n, rundir);
     c.grace_s = grace;
     c.stop_on_failure = !keep_going;
-    shx_strvec hostlist = {0};
     shx_buf hl = {0};
     for (int h = 0; h < n; h++) shx_buf_printf(&hl, "%s%s", h ? "," : "", c.hosts[h].name);
     int rc = 0;
@@ -202,7 +201,6 @@ int shx_local_cluster_main(const shx_config *cfg, int argc, char **argv) {
         free(host->binds);
     }
     shx_buf_free(&hl);
-    shx_strvec_free(&hostlist);
     shx_strvec_free(&binds);
     shx_strvec_free(&envs);
     shx_cluster_free(&c);

@@ -727,7 +727,6 @@ static int local_transform(int argc, char **argv) {
     }
     shx_strvec files = {0};
     char *in_abs = realpath(input, NULL);
-    int single = 0;
     if (in_abs && shx_is_dir(in_abs)) {
         list_files(in_abs, NULL, &files);
         shx_strvec_sort(&files);
@@ -735,14 +734,12 @@ static int local_transform(int argc, char **argv) {
         char *slash = strrchr(in_abs, '/');
         shx_strvec_push(&files, slash + 1);
         *slash = 0;
-        single = 1;
     } else {
         fprintf(stderr, "smhost local transform: --input %s: %s\n", input, in_abs ? "not a file or directory"
                                                                             : strerror(errno));
         free(in_abs);
         return SHX_EXIT_NOINPUT;
     }
-    (void)single;
     if (!files.n) {
         fprintf(stderr, "smhost local transform: --input %s holds no files\n", input);
         free(in_abs);

@@ -12,6 +12,7 @@
 #include "plugin/backends.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -198,9 +199,7 @@ static shx_backend_report *find_report(shx_devview *v, const char *name) {
 }
 
 static void env_default(shx_devview *v, const char *name, const char *value) {
-    size_t nl = strlen(name);
-    for (size_t i = 0; i < v->env_defaults.n; i++) /* the first backend to ask wins */
-        if (!strncmp(v->env_defaults.v[i], name, nl) && v->env_defaults.v[i][nl] == '=') return;
+    if (v->env_defaults.n && shx_env_lookup(v->env_defaults.v, name)) return; /* the first backend to ask wins */
     shx_strvec_take(&v->env_defaults, shx_xasprintf("%s=%s", name, value));
 }
 
@@ -237,16 +236,9 @@ static void parse(shx_devview *v, const char *data, size_t len, shx_backend_repo
             r->state = st <= SHX_BK_FALLBACK ? (shx_backend_state)st : SHX_BK_FALLBACK;
             r->reported = 1;
             snprintf(r->message, sizeof r->message, "%s", p + sizeof st);
-            r->name[sizeof r->name - 1] = '\0';
             *cur = NULL;
         }
     }
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *env, int nranks) {
@@ -293,9 +285,9 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
         } else {
             shx_buf in = {0};
             int limit = cfg->device_probe_timeout_seconds > 0 ? cfg->device_probe_timeout_seconds : 60;
-            double deadline = now_s() + limit;
+            int64_t deadline = shx_now_ms() + (int64_t)limit * 1000;
             for (;;) {
-                int left = (int)((deadline - now_s()) * 1000);
+                int64_t left = deadline - shx_now_ms();
                 if (left <= 0) {
                     kill(pid, SIGKILL);
                     snprintf(tbuf, sizeof tbuf, "the device probe did not finish within %d s (a hung driver?); "
@@ -304,7 +296,7 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
                     break;
                 }
                 struct pollfd pf = {.fd = fds[0], .events = POLLIN};
-                int pr = poll(&pf, 1, left);
+                int pr = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
                 if (pr < 0 && errno == EINTR) continue;
                 if (pr <= 0) continue;
                 char chunk[8192];

@@ -26,12 +26,6 @@
 #define ATTEMPTS 5                   /* per request: 1 + 4 retries, backoff 0.25, 0.5, 1, 2 s */
 #define ERRBODY_MAX (16 * 1024)
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int shx_s3_stop_pending(void) {
     sigset_t p;
     if (sigpending(&p) < 0) return 0;
@@ -40,8 +34,8 @@ int shx_s3_stop_pending(void) {
 
 /* Sleep ms; returns early with the signal when stop is set and SIGTERM/SIGINT is pending. */
 static int sleep_ms(int64_t ms, int stop) {
-    int64_t end = now_ms() + ms;
-    for (int64_t left = ms; left > 0; left = end - now_ms()) {
+    int64_t end = shx_now_ms() + ms;
+    for (int64_t left = ms; left > 0; left = end - shx_now_ms()) {
         if (stop && shx_s3_stop_pending()) return shx_s3_stop_pending();
         int64_t step = left > 100 ? 100 : left;
         struct timespec ts = {0, (long)step * 1000000};
@@ -358,7 +352,7 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
         free(tmp);
         return SHX_EXIT_CANTCREAT;
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = shx_now_ms();
     /* The first part tells the size (Content-Range) and the ETag the other parts must match. */
     s3req first = {.fd = fd, .in_fd = -1};
     int rc = run_request(s, &first, "download", "GET", bucket, key, NULL, 0, PART_SIZE - 1, NULL, err, errlen);
@@ -399,7 +393,7 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
                 rc = 128 + sig;
                 break;
             }
-            int64_t now = now_ms(), next_due = -1;
+            int64_t now = shx_now_ms(), next_due = -1;
             for (size_t i = 0; i < nparts && running < PARALLEL && !rc; i++) {
                 part *p = &parts[i];
                 if (p->state != 0) continue;
@@ -440,7 +434,7 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
                     shx_s3req_reset(&p->r);
                 } else if (v == 1 && ++p->attempts < ATTEMPTS) {
                     p->state = 0;
-                    p->due = now_ms() + shx_s3_backoff_ms(p->attempts - 1);
+                    p->due = shx_now_ms() + shx_s3_backoff_ms(p->attempts - 1);
                     shx_debug("download s3://%s/%s: part at %" PRId64 " failed (HTTP %ld, %s); retrying", bucket, key,
                               p->start, p->r.status, cc ? curl_easy_strerror(cc) : "S3 error");
                 } else {
@@ -452,7 +446,7 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
             }
             if (!rc && done < nparts) {
                 int wait = 200;
-                if (!running && next_due > 0) wait = (int)(next_due - now_ms() > 0 ? next_due - now_ms() : 0);
+                if (!running && next_due > 0) wait = (int)(next_due - shx_now_ms() > 0 ? next_due - shx_now_ms() : 0);
                 curl_multi_poll(m, NULL, 0, wait, NULL);
             }
         }
@@ -476,7 +470,7 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
     }
     if (rc) unlink(tmp);
     else {
-        int64_t ms = now_ms() - t0;
+        int64_t ms = shx_now_ms() - t0;
         shx_info("downloaded s3://%s/%s (%" PRId64 " bytes) in %.2f s (%.1f MiB/s)", bucket, key, total, ms / 1000.0,
                  ms > 0 ? total / 1048576.0 / (ms / 1000.0) : 0.0);
     }

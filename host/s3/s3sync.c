@@ -53,12 +53,6 @@ struct shx_s3_sync {
     int started, finishing, uploaded, failed;
 };
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *child_rel(const char *rel, const char *name) {
     return *rel ? shx_xasprintf("%s/%s", rel, name) : shx_xstrdup(name);
 }
@@ -159,18 +153,18 @@ static void upload_one(shx_s3_sync *y, size_t i) {
         shx_debug("intermediate output: %s is gone before its upload (deletions are not mirrored)", path);
     } else {
         char err[2048];
-        int64_t t0 = now_ms();
+        int64_t t0 = shx_now_ms();
         int rc = shx_s3_upload(y->s, y->bucket, key, path, err, sizeof err);
         p->tries++;
         if (!rc) {
             y->uploaded++;
             shx_debug("intermediate output: uploaded %s (%lld bytes) to s3://%s/%s in %" PRId64 " ms", path,
-                      (long long)st.st_size, y->bucket, key, now_ms() - t0);
+                      (long long)st.st_size, y->bucket, key, shx_now_ms() - t0);
         } else if (p->tries < TRIES && !y->finishing) {
             int64_t wait = 5000LL << (p->tries - 1);
             shx_warn("intermediate output: cannot upload %s (attempt %d of %d): %s; trying again in %" PRId64 " s",
                      path, p->tries, TRIES, err, wait / 1000);
-            p->due = now_ms() + wait;
+            p->due = shx_now_ms() + wait;
             done = 0;
         } else {
             y->failed++;
@@ -188,7 +182,7 @@ static void upload_one(shx_s3_sync *y, size_t i) {
 static void *run(void *arg) {
     shx_s3_sync *y = arg;
     for (;;) {
-        int64_t now = now_ms(), next = -1;
+        int64_t now = shx_now_ms(), next = -1;
         for (size_t i = 0; i < y->np; i++)
             if (next < 0 || y->p[i].due < next) next = y->p[i].due;
         int timeout = next < 0 ? -1 : next <= now ? 0 : (int)(next - now);
@@ -203,7 +197,7 @@ static void *run(void *arg) {
             }
             break;
         }
-        now = now_ms();
+        now = shx_now_ms();
         for (size_t i = 0; i < y->np;) {
             if (y->p[i].due > now) {
                 i++;
@@ -308,7 +302,7 @@ int shx_s3_sync_start(shx_s3_sync *y) {
 }
 
 int shx_s3_sync_finish(shx_s3_sync *y, int bound_seconds) {
-    int64_t t0 = now_ms();
+    int64_t t0 = shx_now_ms();
     uint64_t one = 1;
     if (write(y->evfd, &one, sizeof one) < 0) {}
     if (!y->started) {
@@ -329,7 +323,7 @@ int shx_s3_sync_finish(shx_s3_sync *y, int bound_seconds) {
     int failed = y->failed;
     if (y->uploaded || failed)
         shx_info("intermediate output: %d upload(s) to s3://%s/%s/, %d failed; final flush %.2f s", y->uploaded,
-                 y->bucket, y->prefix, failed, (now_ms() - t0) / 1000.0);
+                 y->bucket, y->prefix, failed, (shx_now_ms() - t0) / 1000.0);
     shx_s3_sync_free(y);
     return failed;
 }

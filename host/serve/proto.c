@@ -297,9 +297,13 @@ char *shx_json_error(int code, const char *message) {
     cJSON_AddStringToObject(o, "type", shx_http_reason(code));
     cJSON_AddStringToObject(o, "message", m);
     free(m);
+    return shx_json_print(o);
+}
+
+char *shx_json_print(cJSON *o) {
     char *p = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    char *out = shx_xstrdup(p ? p : "null"); /* NULL only when out of memory */
+    char *out = shx_xstrdup(p ? p : "null"); /* ours, freed with free(); p is NULL only when out of memory */
     cJSON_free(p);
     return out;
 }

@@ -64,5 +64,8 @@ int shx_recv_fd(int sock, int *fd, int32_t *slot, int32_t *gen);
 
 /* {"code":N,"type":"NotFound","message":"..."}: the JSON body of every error smhost serve answers.  Caller frees. */
 char *shx_json_error(int code, const char *message);
+/* o printed compactly (and deleted): every JSON body the serving side writes goes through cJSON.  Caller frees. */
+struct cJSON;
+char *shx_json_print(struct cJSON *o);
 const char *shx_http_reason(int code);
 #endif

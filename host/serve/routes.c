@@ -183,21 +183,12 @@ static void mm_remove(const char *name) {
         }
 }
 
-/* Every JSON body the front writes goes through cJSON (the one JSON writer of the serving side). */
-static char *json_print(cJSON *o) {
-    char *p = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    char *out = shx_xstrdup(p ? p : "null"); /* NULL only when out of memory */ /* ours: freed with free(), whatever cJSON's allocator is */
-    cJSON_free(p);
-    return out;
-}
-
 static char *json_status(const char *fmt, const char *name) {
     char *text = shx_xasprintf(fmt, name);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", text);
     free(text);
-    return json_print(o);
+    return shx_json_print(o);
 }
 
 static cJSON *mm_describe_one(const mm_model *m) {
@@ -224,7 +215,7 @@ static enum MHD_Result mm_list(struct MHD_Connection *c) {
     cJSON *o = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(o, "models");
     for (size_t k = 0; k < g.nmm; k++)
         if (!g.mm[k].loading) cJSON_AddItemToArray(list, mm_describe_one(&g.mm[k]));
-    return send_json(c, 200, json_print(o));
+    return send_json(c, 200, shx_json_print(o));
 }
 
 static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
@@ -236,7 +227,7 @@ static enum MHD_Result mm_describe(struct MHD_Connection *c, const char *name) {
     }
     cJSON *list = cJSON_CreateArray();
     cJSON_AddItemToArray(list, mm_describe_one(m));
-    return send_json(c, 200, json_print(list));
+    return send_json(c, 200, shx_json_print(list));
 }
 
 static enum MHD_Result mm_unload(struct MHD_Connection *c, const char *name) {

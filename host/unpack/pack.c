@@ -17,10 +17,6 @@
 #include "core/log.h"
 #include "core/util.h"
 
-static int cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* the names in dir, sorted (a stable archive for the same tree) */
 static void list_dir(const char *dir, shx_strvec *out) {
     DIR *d = opendir(dir);
@@ -29,7 +25,7 @@ static void list_dir(const char *dir, shx_strvec *out) {
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) shx_strvec_push(out, e->d_name);
     closedir(d);
-    if (out->n) qsort(out->v, out->n, sizeof *out->v, cmp);
+    shx_strvec_sort(out);
 }
 
 static int add_path(struct archive *a, const char *path, const char *name, char *err, size_t errlen) {
