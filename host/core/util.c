@@ -289,3 +289,50 @@ const char *shx_signal_name(int sig, char *buf, size_t cap) {
     else snprintf(buf, cap, "signal %d", sig);
     return buf;
 }
+
+/* Empties the directory open as fd (taken: closed here), then the caller removes it.  dev: the filesystem to
+ * stay on, or 0.  *first keeps the first error. */
+static void rm_dir_fd(int fd, dev_t dev, int *first) {
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        if (!*first) *first = -errno;
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+        struct stat st;
+        if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT && !*first) *first = -errno;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (dev && st.st_dev != dev) continue; /* a mount point: left alone */
+            int sub = openat(fd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                if (errno != ENOENT && !*first) *first = -errno;
+                continue;
+            }
+            rm_dir_fd(sub, dev, first);
+            if (unlinkat(fd, n, AT_REMOVEDIR) < 0 && errno != ENOENT && !(dev && errno == EBUSY) && !*first)
+                *first = -errno;
+        } else if (unlinkat(fd, n, 0) < 0 && errno != ENOENT && !*first) {
+            *first = -errno;
+        }
+    }
+    closedir(d);
+}
+
+int shx_rmtree(const char *path, unsigned flags) {
+    struct stat st;
+    if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode)) return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+    int first = 0, fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : -errno;
+    rm_dir_fd(fd, flags & SHX_RMTREE_ONE_FS ? st.st_dev : 0, &first);
+    if (rmdir(path) < 0 && errno != ENOENT && !((flags & SHX_RMTREE_ONE_FS) && errno == EBUSY) && !first)
+        first = -errno;
+    return first;
+}

@@ -47,6 +47,12 @@ int shx_mkdirs(const char *path, int mode); /* mkdir -p; 0 or -errno */
 int shx_is_dir(const char *path);
 int shx_is_file(const char *path);
 int shx_dir_is_empty(const char *path); /* 1 empty or missing, 0 not empty */
+/* rm -rf: removes path, a file or a whole tree, never following a symbolic link, and goes on past entries it
+ * cannot remove.  A missing path is no error.  SHX_RMTREE_ONE_FS stays on path's filesystem and leaves a mount
+ * point below it (and what it holds) in place, as a namespace still using it needs.  Returns 0, or the -errno
+ * of the first entry that could not be removed (what is left then names the culprit). */
+#define SHX_RMTREE_ONE_FS 1u
+int shx_rmtree(const char *path, unsigned flags);
 /* Directory of the running executable (/proc/self/exe), without trailing slash. */
 char *shx_self_dir(void);
 /* Truncate s (in place) to at most max bytes without splitting a UTF-8 sequence; replaces invalid

@@ -2,7 +2,6 @@
 #include "dist/launch.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <limits.h>
 #include <errno.h>
 #include <stdio.h>
@@ -382,12 +381,6 @@ char *shx_dist_describe(const shx_launch *l) {
     return shx_buf_steal(&b);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-    (void)st, (void)type, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 void shx_dist_cleanup(const shx_launch *l) {
-    if (l->run_dir && strstr(l->run_dir, "/smhost-launch-")) nftw(l->run_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (l->run_dir && strstr(l->run_dir, "/smhost-launch-")) shx_rmtree(l->run_dir, 0);
 }

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -72,22 +71,6 @@ int shx_cluster_exit_code(const shx_cluster *c) {
 
 /* ---- run directory --------------------------------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)ftw;
-    int rc = flag == FTW_DP ? rmdir(path) : unlink(path);
-    /* EBUSY: a mount point still in use by a live namespace; leave it */
-    return rc < 0 && errno != ENOENT && errno != EBUSY ? -errno : 0;
-}
-
-int shx_local_rmtree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(st.st_mode)) return unlink(path) < 0 ? -errno : 0;
-    int rc = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-    return rc < 0 ? -errno : rc;
-}
-
 static const char *tmpdir(void) {
     const char *t = getenv("TMPDIR");
     return t && *t ? t : "/tmp";
@@ -109,7 +92,7 @@ static void clean_stale(void) {
             if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
                 shx_info("removing %s, left by a local run that was killed", dir);
                 close(fd);
-                shx_local_rmtree(dir);
+                shx_rmtree(dir, SHX_RMTREE_ONE_FS);
             } else if (fd >= 0) {
                 close(fd);
             }
@@ -135,7 +118,7 @@ char *shx_local_rundir_create(char *err, size_t errlen) {
     if (fd < 0 || flock(fd, LOCK_EX) < 0) {
         snprintf(err, errlen, "cannot lock %s/.lock: %s", tmpl, strerror(errno));
         if (fd >= 0) close(fd);
-        shx_local_rmtree(tmpl);
+        shx_rmtree(tmpl, SHX_RMTREE_ONE_FS);
         free(tmpl);
         return NULL;
     }
@@ -145,7 +128,7 @@ char *shx_local_rundir_create(char *err, size_t errlen) {
 
 void shx_local_rundir_remove(char *dir) {
     if (!dir) return;
-    if (!getenv("SMHOST_LOCAL_KEEP")) shx_local_rmtree(dir);
+    if (!getenv("SMHOST_LOCAL_KEEP")) shx_rmtree(dir, SHX_RMTREE_ONE_FS);
     else shx_info("kept the run directory %s (SMHOST_LOCAL_KEEP)", dir);
     free(dir);
 }

@@ -67,6 +67,4 @@ int shx_cluster_exit_code(const shx_cluster *c);
  * Directories with that prefix whose lock nobody holds (a run that was killed) are removed first. */
 char *shx_local_rundir_create(char *err, size_t errlen);
 void shx_local_rundir_remove(char *dir);
-/* rm -rf that never follows links nor crosses into other file systems (bind mounts).  0 or -errno. */
-int shx_local_rmtree(const char *path);
 #endif

@@ -141,7 +141,7 @@ static int prepare_model(const char *model, const char *source_dir, const char *
             snprintf(err, errlen, "--source-dir %s: not a directory", source_dir);
             rc = SHX_EXIT_NOINPUT;
         } else {
-            shx_local_rmtree(code); /* the private copy's code/, never the user's */
+            shx_rmtree(code, SHX_RMTREE_ONE_FS); /* the private copy's code/, never the user's */
             if (symlink(s, code) < 0) {
                 snprintf(err, errlen, "cannot link %s: %s", code, strerror(errno));
                 rc = SHX_EXIT_CANTCREAT;

@@ -32,7 +32,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -331,15 +330,10 @@ static int copy_all(unpack *u, struct archive *in, struct archive *out) {
     return rc;
 }
 
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT) shx_warn("cannot remove %s: %s", path, strerror(errno));
-    return 0;
-}
+/* rm -rf, with a warning naming what stays behind */
 static void remove_tree(const char *path) {
-    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = shx_rmtree(path, 0);
+    if (rc < 0) shx_warn("cannot remove all of %s: %s", path, strerror(-rc));
 }
 
 /* Renames every name in staging into root.  On failure moves nothing back: removes what it moved. */

@@ -17,9 +17,6 @@ static inline void tmpdir_put(const char *root, const char *rel, const char *tex
 
 /* rm -rf dir: 0, or -1 when that failed. */
 static inline int tmpdir_remove(const char *dir) {
-    char *cmd = shx_xasprintf("rm -rf '%s'", dir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    return shx_rmtree(dir, 0) == 0 ? 0 : -1;
 }
 #endif
