@@ -1,4 +1,5 @@
 /* Small shared helpers (see util.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <time.h>
 #include "core/util.h"
@@ -335,4 +336,20 @@ int shx_rmtree(const char *path, unsigned flags) {
     if (rmdir(path) < 0 && errno != ENOENT && !((flags & SHX_RMTREE_ONE_FS) && errno == EBUSY) && !first)
         first = -errno;
     return first;
+}
+
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+
+int shx_is_stop_signal(int sig) {
+    for (size_t k = 0; k < sizeof stop_signals / sizeof *stop_signals; k++)
+        if (sig == stop_signals[k]) return 1;
+    return 0;
+}
+
+int shx_stop_signal_pending(void) {
+    sigset_t set;
+    if (sigpending(&set) < 0) return 0;
+    for (size_t k = 0; k < sizeof stop_signals / sizeof *stop_signals; k++)
+        if (sigismember(&set, stop_signals[k]) == 1) return stop_signals[k];
+    return 0;
 }

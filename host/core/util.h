@@ -62,6 +62,11 @@ size_t shx_utf8_clean(char *s, size_t max);
 /* The one monotonic clock (CLOCK_MONOTONIC): milliseconds and microseconds. */
 int64_t shx_now_ms(void);
 int64_t shx_now_us(void);
+/* SIGTERM, SIGINT, SIGQUIT and SIGHUP: the signals that stop a job or a server. */
+int shx_is_stop_signal(int sig);
+/* The first stop signal pending (smhost blocks them and reads them later from its signalfd), or 0: how long work
+ * outside the event loop (a download, an unpack) notices that it should end. */
+int shx_stop_signal_pending(void);
 /* "SIGTERM" for 15, "signal 99" for a number without a name; the text lives in buf (cap >= 16). */
 const char *shx_signal_name(int sig, char *buf, size_t cap);
 #endif

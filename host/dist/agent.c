@@ -565,7 +565,7 @@ static int take_signal(agent *a, int wait_ms) {
     int stop = 0;
     while (read(a->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
         int s = (int)si.ssi_signo;
-        if (shx_sup_is_stop_signal(s)) stop = s;
+        if (shx_is_stop_signal(s)) stop = s;
         if (s == SIGCHLD) reap_children(a);
     }
     return stop;
@@ -1071,7 +1071,7 @@ int shx_dist_run(shx_launch *l, shx_job *job, const shx_config *cfg, shx_status_
                 struct signalfd_siginfo si;
                 while (read(a.sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     int s = (int)si.ssi_signo;
-                    if (shx_sup_is_stop_signal(s)) {
+                    if (shx_is_stop_signal(s)) {
                         /* The supervisor forwarded it to our group: the ranks have it too and its grace period
                          * runs.  Tell the other hosts. */
                         if (!a.term) {

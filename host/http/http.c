@@ -13,17 +13,9 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud) {
     return size * n;
 }
 
-static int pending_stop(void) {
-    sigset_t p;
-    if (sigpending(&p) < 0) return 0;
-    if (sigismember(&p, SIGINT)) return SIGINT;
-    if (sigismember(&p, SIGTERM)) return SIGTERM;
-    return 0;
-}
-
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
     shx_http_req *r = ud;
-    r->stopped_by = pending_stop();
+    r->stopped_by = shx_stop_signal_pending();
     return r->stopped_by ? 1 : 0;
 }
 

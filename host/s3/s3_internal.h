@@ -43,6 +43,4 @@ int shx_s3req_describe(shx_s3 *s, s3req *r, const char *what, const char *bucket
                        char *err, size_t errlen);
 void shx_s3req_reset(s3req *r);
 int64_t shx_s3_backoff_ms(int attempt);
-/* SIGTERM or SIGINT when one is pending for this thread or the process (the supervisor blocks them), else 0. */
-int shx_s3_stop_pending(void);
 #endif

@@ -26,17 +26,11 @@
 #define ATTEMPTS 5                   /* per request: 1 + 4 retries, backoff 0.25, 0.5, 1, 2 s */
 #define ERRBODY_MAX (16 * 1024)
 
-int shx_s3_stop_pending(void) {
-    sigset_t p;
-    if (sigpending(&p) < 0) return 0;
-    return sigismember(&p, SIGTERM) ? SIGTERM : sigismember(&p, SIGINT) ? SIGINT : 0;
-}
-
-/* Sleep ms; returns early with the signal when stop is set and SIGTERM/SIGINT is pending. */
+/* Sleep ms; returns early with the signal when stop is set and a stop signal is pending. */
 static int sleep_ms(int64_t ms, int stop) {
     int64_t end = shx_now_ms() + ms;
     for (int64_t left = ms; left > 0; left = end - shx_now_ms()) {
-        if (stop && shx_s3_stop_pending()) return shx_s3_stop_pending();
+        if (stop && shx_stop_signal_pending()) return shx_stop_signal_pending();
         int64_t step = left > 100 ? 100 : left;
         struct timespec ts = {0, (long)step * 1000000};
         nanosleep(&ts, NULL);
@@ -46,7 +40,7 @@ static int sleep_ms(int64_t ms, int stop) {
 
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
     s3req *r = ud;
-    return r->check_stop && (r->stopped = shx_s3_stop_pending()) != 0; /* nonzero aborts the transfer */
+    return r->check_stop && (r->stopped = shx_stop_signal_pending()) != 0; /* nonzero aborts the transfer */
 }
 
 int64_t shx_s3_backoff_ms(int attempt) {
@@ -255,8 +249,9 @@ int shx_s3req_verdict(s3req *r, CURLcode cc) {
 int shx_s3req_describe(shx_s3 *s, s3req *r, const char *what, const char *bucket, const char *key, int attempts,
                        char *err, size_t errlen) {
     if (r->stopped) {
+        char sn[16];
         snprintf(err, errlen, "%s s3://%s/%s: stopped by %s before the program started", what, bucket, key,
-                 r->stopped == SIGTERM ? "SIGTERM" : "SIGINT");
+                 shx_signal_name(r->stopped, sn, sizeof sn));
         return 128 + r->stopped;
     }
     char tries[64] = "";
@@ -386,10 +381,11 @@ int shx_s3_download(shx_s3 *s, const char *bucket, const char *key, const char *
         char *ifmatch = etag[0] ? shx_xasprintf("If-Match: %s", etag) : NULL;
         size_t done = 0, running = 0;
         while (!rc && done < nparts) {
-            int sig = s->stop_on_signal ? shx_s3_stop_pending() : 0;
+            int sig = s->stop_on_signal ? shx_stop_signal_pending() : 0;
             if (sig) {
+                char sn[16];
                 snprintf(err, errlen, "download s3://%s/%s: stopped by %s before the program started", bucket, key,
-                         sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                         shx_signal_name(sig, sn, sizeof sn));
                 rc = 128 + sig;
                 break;
             }

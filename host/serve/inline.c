@@ -116,7 +116,7 @@ int shx_inline_serve(int sfd) {
         }
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-            if (shx_sup_is_stop_signal((int)si.ssi_signo)) stop_sig = (int)si.ssi_signo;
+            if (shx_is_stop_signal((int)si.ssi_signo)) stop_sig = (int)si.ssi_signo;
         shx_sup_reap(NULL, NULL);
     }
     __atomic_store_n(&g.stopping, 1, __ATOMIC_RELAXED);

@@ -202,7 +202,7 @@ static int serve_loop(int ctl, int sfd) {
                 struct signalfd_siginfo si;
                 while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     int sig = (int)si.ssi_signo;
-                    if (!shx_sup_is_stop_signal(sig) || g.stopping) continue;
+                    if (!shx_is_stop_signal(sig) || g.stopping) continue;
                     g.stopping = 1;
                     g_grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
                     MHD_socket ls = MHD_quiesce_daemon(g.d);

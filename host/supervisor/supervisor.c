@@ -35,9 +35,6 @@
 
 /* Signals forwarded to the program's process group.  The first four also start the stop grace period. */
 static const int forwarded[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
-static int is_stop_signal(int s) {
-    return s == SIGTERM || s == SIGINT || s == SIGQUIT || s == SIGHUP;
-}
 
 static sigset_t sup_set(void) {
     sigset_t set;
@@ -460,7 +457,7 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 int sig = (int)si.ssi_signo;
                 if (sig == SIGCHLD || sig == SIGPIPE) continue;
-                if (is_stop_signal(sig) && !res->stop_signal && s.pid) {
+                if (shx_is_stop_signal(sig) && !res->stop_signal && s.pid) {
                     res->stop_signal = sig;
                     char sigbuf[32];
                     shx_info("received %s: passing it to the program, which has %d s to exit",
@@ -500,9 +497,6 @@ int shx_sup_signalfd(void) {
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-int shx_sup_is_stop_signal(int sig) {
-    return is_stop_signal(sig);
-}
 
 int shx_sup_reap(void (*on_exit)(pid_t pid, int status, void *arg), void *arg) {
     int n = 0;

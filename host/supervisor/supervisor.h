@@ -46,8 +46,6 @@ void shx_sup_result_free(shx_sup_result *r);
 /* The signals smhost takes synchronously (the stop signals, SIGUSR1/2, SIGWINCH, SIGCHLD, SIGPIPE): blocks them,
  * as shx_sup_early_init did already, and returns a non-blocking signalfd that reads them, or -1 (errno set). */
 int shx_sup_signalfd(void);
-/* SIGTERM, SIGINT, SIGQUIT and SIGHUP: the signals that stop a job or a server. */
-int shx_sup_is_stop_signal(int sig);
 /* Reap every child that has exited (our own, and the orphans a subreaper or PID 1 inherits), calling
  * on_exit(pid, wait status, arg) for each when on_exit is not NULL.  Returns how many were reaped, or -1 when no
  * child is left. */

@@ -64,16 +64,6 @@ static int fail(unpack *u, int code, const char *fmt, ...) {
     return code;
 }
 
-/* A stop signal waiting for smhost (they are blocked and read later by the supervisor): 0 when none. */
-static int stop_pending(void) {
-    sigset_t set;
-    if (sigpending(&set)) return 0;
-    const int stops[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
-    for (size_t k = 0; k < sizeof stops / sizeof *stops; k++)
-        if (sigismember(&set, stops[k]) == 1) return stops[k];
-    return 0;
-}
-
 static int stopped(unpack *u, int sig) {
     return fail(u, 128 + sig, "smhost got SIG%s while unpacking sagemaker_submit_directory %s: stopped; nothing was "
                 "unpacked into %s", sigabbrev_np(sig) ? sigabbrev_np(sig) : "a stop signal", u->submit, u->code_dir);
@@ -236,7 +226,7 @@ static int put_entry(unpack *u, struct archive *in, struct archive *out, struct 
                               name, archive_error_string(in), u->code_dir);
                 goto done;
             }
-            int sig = stop_pending();
+            int sig = shx_stop_signal_pending();
             if (sig) {
                 rc = stopped(u, sig);
                 goto done;
@@ -293,7 +283,7 @@ static int copy_all(unpack *u, struct archive *in, struct archive *out) {
             break;
         }
         count++;
-        int sig = stop_pending();
+        int sig = shx_stop_signal_pending();
         if (sig) {
             rc = stopped(u, sig);
             break;

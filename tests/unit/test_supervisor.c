@@ -324,8 +324,8 @@ static void test_status_page_survives_exec_through_its_fd(void **st) {
 static void test_stop_signals(void **st) {
     (void)st;
     int stop[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP}, other[] = {SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGPIPE};
-    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++) assert_true(shx_sup_is_stop_signal(stop[i]));
-    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) assert_false(shx_sup_is_stop_signal(other[i]));
+    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++) assert_true(shx_is_stop_signal(stop[i]));
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) assert_false(shx_is_stop_signal(other[i]));
 }
 
 static void test_signalfd_reads_the_supervisors_signals(void **st) {
