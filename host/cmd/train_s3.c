@@ -74,9 +74,8 @@ void shx_train_s3_sync_end(const shx_job *job, void *h) {
     const char *b = shx_job_inherited(job, "SMHOST_S3_FLUSH_SECONDS");
     int bound = 120;
     if (b && *b) {
-        char *end;
-        long n = strtol(b, &end, 10);
-        if (*end || n < 0 || n > 86400) shx_warn("SMHOST_S3_FLUSH_SECONDS=%s is not a number of seconds; using 120", b);
+        long n;
+        if (shx_parse_long(b, 0, 86400, &n) < 0) shx_warn("SMHOST_S3_FLUSH_SECONDS=%s is not a number of seconds; using 120", b);
         else bound = (int)n;
     }
     shx_modules_s3_sync_finish(h, bound);

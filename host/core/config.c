@@ -136,15 +136,10 @@ static char *reader(char *str, int num, void *stream) {
     return str;
 }
 
-/* A whole number >= 0 that fits an int: digits only, no sign, no blanks. */
+/* A whole number >= 0 that fits an int (shx_parse_long's rule). */
 static int parse_count(const char *v, int *out) {
-    if (!v || !*v) return -1;
-    long long x = 0;
-    for (const char *c = v; *c; c++) {
-        if (*c < '0' || *c > '9') return -1;
-        x = x * 10 + (*c - '0');
-        if (x > INT_MAX) return -1;
-    }
+    long x;
+    if (shx_parse_long(v, 0, INT_MAX, &x) < 0) return -1;
     *out = (int)x;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* Host logging (see log.h). */
 #include "core/log.h"
+#include "core/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +33,8 @@ int shx_log_parse_level(const char *s) {
     } names[] = {{"debug", 10}, {"info", 20}, {"warning", 30}, {"warn", 30}, {"error", 40}, {"critical", 50}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcasecmp(s, names[i].name)) return names[i].level;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < 0 || v > 100) return -1;
-    return (int)v;
+    long v;
+    return shx_parse_long(s, 0, 100, &v) < 0 ? -1 : (int)v;
 }
 
 static const char *level_name(int level) {

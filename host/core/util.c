@@ -4,6 +4,7 @@
 #include <time.h>
 #include "core/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -351,5 +352,18 @@ int shx_stop_signal_pending(void) {
     if (sigpending(&set) < 0) return 0;
     for (size_t k = 0; k < sizeof stop_signals / sizeof *stop_signals; k++)
         if (sigismember(&set, stop_signals[k]) == 1) return stop_signals[k];
+    return 0;
+}
+
+int shx_parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s) return -1;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)(*s == '-' || *s == '+' ? s[1] : *s))) return -1; /* strtol would take blanks */
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    while (isspace((unsigned char)*end)) end++;
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
     return 0;
 }

@@ -62,6 +62,11 @@ size_t shx_utf8_clean(char *s, size_t max);
 /* The one monotonic clock (CLOCK_MONOTONIC): milliseconds and microseconds. */
 int64_t shx_now_ms(void);
 int64_t shx_now_us(void);
+/* The one rule for a whole number that a user wrote (an environment variable, an option, an ini value), as
+ * Python's int() reads it, which the toolkit uses for its variables: decimal digits with an optional sign,
+ * blanks around them forgiven; nothing else ("", "1.5", "0x10", "12abc" are refused).  0 with *out set when
+ * lo <= value <= hi, else -1. */
+int shx_parse_long(const char *s, long lo, long hi, long *out);
 /* SIGTERM, SIGINT, SIGQUIT and SIGHUP: the signals that stop a job or a server. */
 int shx_is_stop_signal(int sig);
 /* The first stop signal pending (smhost blocks them and reads them later from its signalfd), or 0: how long work

@@ -209,9 +209,9 @@ const char *shx_job_inherited(const shx_job *job, const char *name) {
 static int hp_procs_per_host(const shx_job *job) {
     const pyj_value *v = pyj_dict_get(job->hyperparameters, "sagemaker_mpi_num_of_processes_per_host");
     if (!v) return 0;
-    char *s = pyj_str_of(v), *end;
-    long n = strtol(s, &end, 10);
-    int ok = end != s && !*end && n > 0 && n < 100000;
+    char *s = pyj_str_of(v);
+    long n;
+    int ok = shx_parse_long(s, 1, 99999, &n) == 0;
     free(s);
     return ok ? (int)n : 0;
 }

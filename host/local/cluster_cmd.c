@@ -113,10 +113,9 @@ int shx_local_cluster_main(const shx_config *cfg, int argc, char **argv) {
             return SHX_EXIT_USAGE;
         }
         if (!strcmp(a, "--hosts") || !strcmp(a, "--grace-seconds")) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
+            long v;
             int is_hosts = !strcmp(a, "--hosts");
-            if (*end || v < (is_hosts ? 1 : 0) || v > (is_hosts ? SHX_CLUSTER_MAX_HOSTS : 86400)) {
+            if (shx_parse_long(argv[++i], is_hosts ? 1 : 0, is_hosts ? SHX_CLUSTER_MAX_HOSTS : 86400, &v) < 0) {
                 fprintf(stderr, "smhost local cluster: %s '%s': expected a whole number from %d to %d\n", a, argv[i],
                         is_hosts ? 1 : 0, is_hosts ? SHX_CLUSTER_MAX_HOSTS : 86400);
                 return SHX_EXIT_USAGE;

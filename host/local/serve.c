@@ -281,9 +281,8 @@ static void block_signals(sigset_t *orig) {
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < lo || n > hi) {
+    long n;
+    if (shx_parse_long(v, lo, hi, &n) < 0) {
         fprintf(stderr, "smhost local: %s '%s': expected a whole number from %d to %d\n", opt, v, lo, hi);
         return -1;
     }

@@ -200,9 +200,8 @@ static int parse_args(job *j, int argc, char **argv, char *err, size_t errlen) {
         else if (!strcmp(a, "--job-name")) set_str(&j->job_name, v);
         else if (!strcmp(a, "--region")) set_str(&j->region, v);
         else if (!strcmp(a, "--instance-count") || !strcmp(a, "--log-level") || !strcmp(a, "--grace-seconds")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || !*v || n < 0 || n > 100000)
+            long n;
+            if (shx_parse_long(v, 0, 100000, &n) < 0)
                 return fail(err, errlen, SHX_EXIT_USAGE, "%s '%s': expected a whole number", a, v);
             if (!strcmp(a, "--instance-count")) j->instance_count = (int)n;
             else if (!strcmp(a, "--log-level")) j->log_level = (int)n;

@@ -22,11 +22,8 @@ static int env_int(const char *name, int def, int lo, int hi, int *out, char *er
         *out = def;
         return 0;
     }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    while (*end == ' ') end++;
-    if (errno || *end || x < lo || x > hi) {
+    long x;
+    if (shx_parse_long(v, lo, hi, &x) < 0) {
         snprintf(err, errlen, "%s=%s is not a whole number from %d to %d: fix or unset it", name, v, lo, hi);
         return -1;
     }

@@ -448,11 +448,8 @@ static void remove_debris(const char *code_dir) {
 static long env_long(const char *name, long def, long lo, long hi) {
     const char *v = getenv(name);
     if (!v || !*v) return def;
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || x < lo || x > hi) return -1;
-    return x;
+    long x;
+    return shx_parse_long(v, lo, hi, &x) < 0 ? -1 : x;
 }
 
 int shx_source_prepare(const char *submit, const char *code_dir, char *err, size_t errlen) {

@@ -321,13 +321,6 @@ static void test_status_page_survives_exec_through_its_fd(void **st) {
 }
 
 /* ---- the pieces `smhost serve` uses from its own event loop -------------------------------------------------- */
-static void test_stop_signals(void **st) {
-    (void)st;
-    int stop[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP}, other[] = {SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGPIPE};
-    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++) assert_true(shx_is_stop_signal(stop[i]));
-    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) assert_false(shx_is_stop_signal(other[i]));
-}
-
 static void test_signalfd_reads_the_supervisors_signals(void **st) {
     (void)st;
     int fd = shx_sup_signalfd();
@@ -452,7 +445,6 @@ int main(void) {
         cmocka_unit_test(test_plugin_crash_blamed),
         cmocka_unit_test(test_reason_from_job_process),
         cmocka_unit_test(test_status_page_survives_exec_through_its_fd),
-        cmocka_unit_test(test_stop_signals),
         cmocka_unit_test(test_signalfd_reads_the_supervisors_signals),
         cmocka_unit_test(test_reap_reports_each_child),
         cmocka_unit_test(test_end_leftovers_terms_then_kills_and_reaps),

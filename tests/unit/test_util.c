@@ -1,4 +1,5 @@
-/* shx_rmtree: rm -rf that never follows a symbolic link, tolerates a missing path, and removes files too. */
+/* core/util's rules that several modules share: shx_rmtree (rm -rf that never follows a symbolic link, tolerates a
+ * missing path, and removes files too), shx_parse_long (whole numbers users write), the stop signals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +7,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -94,12 +96,63 @@ static void test_reports_the_first_error_and_goes_on(void **state) {
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static void test_parse_long(void **state) {
+    (void)state;
+    long v = -7;
+    const struct {
+        const char *s;
+        long want;
+    } good[] = {{"0", 0}, {"8", 8}, {" 8", 8}, {"8 ", 8}, {"\t8\n", 8}, {"+8", 8}, {"-3", -3}, {"0010", 10}};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        if (shx_parse_long(good[i].s, -10, 100, &v) != 0) fail_msg("\"%s\" refused", good[i].s);
+        assert_int_equal(v, good[i].want);
+    }
+    const char *bad[] = {"", " ", "abc", "1.5", "0x10", "12abc", "1 2", "--1", "+-1", "- 1", "1_000",
+                         "99999999999999999999", NULL};
+    for (size_t i = 0; bad[i]; i++) {
+        v = 42;
+        if (shx_parse_long(bad[i], -10, 1000000, &v) != -1) fail_msg("\"%s\" accepted", bad[i]);
+        assert_int_equal(v, 42); /* untouched */
+    }
+    assert_int_equal(shx_parse_long(NULL, 0, 1, &v), -1);
+    /* the bounds are inclusive */
+    assert_int_equal(shx_parse_long("1", 1, 5, &v), 0);
+    assert_int_equal(shx_parse_long("5", 1, 5, &v), 0);
+    assert_int_equal(shx_parse_long("0", 1, 5, &v), -1);
+    assert_int_equal(shx_parse_long("6", 1, 5, &v), -1);
+}
+
+static void test_stop_signals(void **state) {
+    (void)state;
+    const int stop[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP}, other[] = {SIGCHLD, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE, 0};
+    for (size_t i = 0; i < sizeof stop / sizeof *stop; i++) assert_true(shx_is_stop_signal(stop[i]));
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) assert_false(shx_is_stop_signal(other[i]));
+    /* pending: only while blocked and not yet taken; a non-stop signal pending does not count */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &set, &old), 0);
+    assert_int_equal(shx_stop_signal_pending(), 0);
+    raise(SIGUSR1);
+    assert_int_equal(shx_stop_signal_pending(), 0);
+    raise(SIGHUP);
+    assert_int_equal(shx_stop_signal_pending(), SIGHUP);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) > 0) {
+    }
+    assert_int_equal(shx_stop_signal_pending(), 0);
+    assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_removes_a_deep_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_never_follows_a_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_path_and_plain_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_the_first_error_and_goes_on, setup, teardown),
+        cmocka_unit_test(test_parse_long),
+        cmocka_unit_test(test_stop_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
