@@ -13,6 +13,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void oom(void) {
@@ -366,4 +367,8 @@ int shx_parse_long(const char *s, long lo, long hi, long *out) {
     if (errno || *end || v < lo || v > hi) return -1;
     *out = v;
     return 0;
+}
+
+int shx_exit_code_of(int wait_status) {
+    return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
 }

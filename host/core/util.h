@@ -67,6 +67,8 @@ int64_t shx_now_us(void);
  * blanks around them forgiven; nothing else ("", "1.5", "0x10", "12abc" are refused).  0 with *out set when
  * lo <= value <= hi, else -1. */
 int shx_parse_long(const char *s, long lo, long hi, long *out);
+/* The exit code a shell reports for a wait status ($?): the exit status, or 128 + the signal that killed it. */
+int shx_exit_code_of(int wait_status);
 /* SIGTERM, SIGINT, SIGQUIT and SIGHUP: the signals that stop a job or a server. */
 int shx_is_stop_signal(int sig);
 /* The first stop signal pending (smhost blocks them and reads them later from its signalfd), or 0: how long work

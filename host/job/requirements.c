@@ -118,7 +118,7 @@ int shx_requirements_install(const char *code_dir, const char *const *envp, int 
             return SHX_EXIT_OSERR;
         }
     }
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    int code = shx_exit_code_of(status);
     if (code == 0) {
         shx_buf_free(&tail);
         return 0;

@@ -397,7 +397,7 @@ __attribute__((noreturn)) static void host_init(const shx_cluster *c, const shx_
             if (w != p) continue;
             /* the program ended: this host ends (the kernel kills the rest of its PID namespace) */
             if (!c->namespaces) kill(-p, SIGKILL); /* without a PID namespace, its process group */
-            _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            _exit(shx_exit_code_of(st));
         }
     }
 }
@@ -652,7 +652,7 @@ int shx_cluster_run(shx_cluster *c, char *err, size_t errlen) {
                         h->running = 0;
                         running--;
                         h->end_ms = shx_now_ms();
-                        h->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                        h->exit_code = shx_exit_code_of(st);
                         if (h->exit_code && !c->first_failed && !c->stop_signal && !rc) {
                             c->first_failed = h->index;
                             if (c->stop_on_failure && running > 0) {

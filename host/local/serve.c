@@ -261,7 +261,7 @@ static int server_stop(server *s) {
         kill(s->pid, SIGTERM);
         int st;
         while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {}
-        code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        code = shx_exit_code_of(st);
         s->pid = -1;
     }
     if (s->rundir) {
@@ -362,7 +362,7 @@ static int local_serve(const shx_config *cfg, int argc, char **argv) {
         pid_t w = waitpid(s.pid, &st, WNOHANG);
         if (w == s.pid) {
             s.pid = -1;
-            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            rc = shx_exit_code_of(st);
             fprintf(stderr, "smhost local serve: the server stopped by itself (exit code %d)\n", rc);
             server_stop(&s);
             return rc ? rc : SHX_EXIT_SOFTWARE;

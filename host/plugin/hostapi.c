@@ -295,7 +295,7 @@ static smh_status api_spawn_wait(const smh_job *job, const char *const argv[], c
             return SMH_E_FAIL;
         }
     }
-    *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *exit_code = shx_exit_code_of(st);
     return SMH_OK;
 }
 

@@ -145,6 +145,22 @@ static void test_stop_signals(void **state) {
     assert_int_equal(sigprocmask(SIG_SETMASK, &old, NULL), 0);
 }
 
+static void test_exit_code_of(void **state) {
+    (void)state;
+    pid_t a = fork();
+    if (a == 0) _exit(3);
+    pid_t b = fork();
+    if (b == 0) {
+        raise(SIGKILL);
+        _exit(0);
+    }
+    int sa, sb;
+    assert_int_equal(waitpid(a, &sa, 0), a);
+    assert_int_equal(waitpid(b, &sb, 0), b);
+    assert_int_equal(shx_exit_code_of(sa), 3);
+    assert_int_equal(shx_exit_code_of(sb), 128 + SIGKILL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_removes_a_deep_tree, setup, teardown),
@@ -153,6 +169,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reports_the_first_error_and_goes_on, setup, teardown),
         cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_stop_signals),
+        cmocka_unit_test(test_exit_code_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
