@@ -172,17 +172,15 @@ static smh_status amd_isolate(void *state, const smh_device *devs, size_t ndev, 
     int n = 0;
     for (size_t i = 0; i < ndev && n < MAX_GPUS; i++)
         if (devs[i].flags & SMH_DEVICE_VISIBLE) v[n++] = &devs[i];
-    if (nranks <= 0 || rank < 0 || rank >= nranks || n < nranks) return SMH_E_RANGE;
-    int per = n / nranks;
+    int first, per;
+    if (dv_share(n, rank, nranks, &first, &per) < 0) return SMH_E_RANGE;
     snprintf(name, namelen, "ROCR_VISIBLE_DEVICES");
     size_t used = 0;
     value[0] = '\0';
-    for (int k = 0; k < per; k++) {
-        const smh_device *d = v[rank * per + k];
-        int w = d->uuid[0] ? snprintf(value + used, valuelen - used, "%s%s", k ? "," : "", d->uuid)
-                           : snprintf(value + used, valuelen - used, "%s%d", k ? "," : "", d->index);
-        if (w < 0 || (size_t)w >= valuelen - used) return SMH_E_RANGE;
-        used += (size_t)w;
+    for (int k = first; k < first + per; k++) {
+        char idx[16];
+        snprintf(idx, sizeof idx, "%d", v[k]->index);
+        if (dv_append(value, valuelen, &used, v[k]->uuid[0] ? v[k]->uuid : idx) < 0) return SMH_E_RANGE;
     }
     return SMH_OK;
 }

@@ -136,4 +136,23 @@ static inline int dv_parse_cores(const char *value, unsigned char *set, int max)
     return 0;
 }
 
+/* [devices] isolate: rank `rank` of `nranks` gets an equal, contiguous share of n units, [*first, *first + *per).
+ * -1 when there are fewer units than ranks or the rank is out of range. */
+static inline int dv_share(int n, int rank, int nranks, int *first, int *per) {
+    if (nranks <= 0 || rank < 0 || rank >= nranks || n < nranks) return -1;
+    *per = n / nranks;
+    *first = rank * *per;
+    return 0;
+}
+
+/* Append item to the comma-separated list in value (cap bytes, *used of them taken).  -1 when it does not fit. */
+static inline int dv_append(char *value, size_t cap, size_t *used, const char *item) {
+    size_t len = strlen(item), comma = *used ? 1 : 0;
+    if (*used + comma + len >= cap) return -1;
+    if (comma) value[(*used)++] = ',';
+    memcpy(value + *used, item, len + 1);
+    *used += len;
+    return 0;
+}
+
 #endif

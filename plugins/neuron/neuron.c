@@ -223,15 +223,15 @@ static smh_status ne_isolate(void *state, const smh_device *devs, size_t ndev, i
             if (set[base + (int)c]) cores[n++] = base + (int)c;
         base += (int)devs[i].cores;
     }
-    if (nranks <= 0 || rank < 0 || rank >= nranks || n < nranks) return SMH_E_RANGE;
-    int per = n / nranks;
+    int first, per;
+    if (dv_share(n, rank, nranks, &first, &per) < 0) return SMH_E_RANGE;
     snprintf(name, namelen, "NEURON_RT_VISIBLE_CORES");
     size_t used = 0;
     value[0] = '\0';
-    for (int k = 0; k < per; k++) {
-        int w = snprintf(value + used, valuelen - used, "%s%d", k ? "," : "", cores[rank * per + k]);
-        if (w < 0 || (size_t)w >= valuelen - used) return SMH_E_RANGE;
-        used += (size_t)w;
+    for (int k = first; k < first + per; k++) {
+        char core[16];
+        snprintf(core, sizeof core, "%d", cores[k]);
+        if (dv_append(value, valuelen, &used, core) < 0) return SMH_E_RANGE;
     }
     return SMH_OK;
 }

@@ -352,19 +352,15 @@ static smh_status nv_isolate(void *state, const smh_device *devs, size_t ndev, i
     int n = 0;
     for (size_t i = 0; i < ndev && n < MAX_GPUS; i++)
         if ((devs[i].flags & SMH_DEVICE_VISIBLE) && !(devs[i].flags & SMH_DEVICE_MIG_CHILD)) vis[n++] = &devs[i];
-    if (nranks <= 0 || rank < 0 || rank >= nranks || n < nranks) return SMH_E_RANGE;
-    int per = n / nranks;
+    int first, per;
+    if (dv_share(n, rank, nranks, &first, &per) < 0) return SMH_E_RANGE;
     snprintf(name, namelen, "CUDA_VISIBLE_DEVICES");
     value[0] = '\0';
     size_t used = 0;
-    for (int k = 0; k < per; k++) {
-        const smh_device *d = vis[rank * per + k];
+    for (int k = first; k < first + per; k++) {
         /* CUDA stops at an entry it cannot parse: a GPU without a UUID cannot be named, so no isolation (the host
          * warns that every rank sees every device) rather than a rank seeing none. */
-        if (!d->uuid[0]) return SMH_E_RANGE;
-        int w = snprintf(value + used, valuelen - used, "%s%s", k ? "," : "", d->uuid);
-        if (w < 0 || (size_t)w >= valuelen - used) return SMH_E_RANGE;
-        used += (size_t)w;
+        if (!vis[k]->uuid[0] || dv_append(value, valuelen, &used, vis[k]->uuid) < 0) return SMH_E_RANGE;
     }
     return SMH_OK;
 }

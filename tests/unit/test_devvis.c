@@ -100,6 +100,30 @@ static void test_neuron_cores(void **state) {
     assert_int_equal(dv_parse_cores("1;2", set, 64), -1);
 }
 
+static void test_share_and_append(void **state) {
+    (void)state;
+    int first = -1, per = -1;
+    assert_int_equal(dv_share(8, 3, 4, &first, &per), 0);
+    assert_int_equal(first, 6);
+    assert_int_equal(per, 2);
+    assert_int_equal(dv_share(7, 2, 3, &first, &per), 0); /* the odd unit out is nobody's */
+    assert_int_equal(first, 4);
+    assert_int_equal(per, 2);
+    assert_int_equal(dv_share(2, 0, 3, &first, &per), -1); /* fewer units than ranks */
+    assert_int_equal(dv_share(4, 4, 4, &first, &per), -1);
+    assert_int_equal(dv_share(4, -1, 4, &first, &per), -1);
+    assert_int_equal(dv_share(4, 0, 0, &first, &per), -1);
+    char v[12] = "";
+    size_t used = 0;
+    assert_int_equal(dv_append(v, sizeof v, &used, "GPU-a"), 0);
+    assert_int_equal(dv_append(v, sizeof v, &used, "3"), 0);
+    assert_string_equal(v, "GPU-a,3");
+    assert_int_equal(dv_append(v, sizeof v, &used, "long"), -1); /* ",long" would need 13 bytes with the NUL */
+    assert_string_equal(v, "GPU-a,3");
+    assert_int_equal(dv_append(v, sizeof v, &used, "xyz"), 0);
+    assert_string_equal(v, "GPU-a,3,xyz");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nvidia_all_none_void),
@@ -108,6 +132,7 @@ int main(void) {
         cmocka_unit_test(test_cuda_stops_at_first_invalid),
         cmocka_unit_test(test_cuda_uuid_prefixes),
         cmocka_unit_test(test_neuron_cores),
+        cmocka_unit_test(test_share_and_append),
     };
     return cmocka_run_group_tests_name("devvis", tests, NULL, NULL);
 }
