@@ -32,19 +32,20 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     if (!spec->python || !spec->handler_name) return;
     char *self = shx_self_dir();
     char *boot = shx_xasprintf("%s" SMHPY_PYBOOT_DIR SMHPY_PYBOOT_NAME, self);
-    free(self);
     const char *lost = access(boot, R_OK) != 0 ? boot : access(SMHPY_PYTHON3, X_OK) != 0 ? SMHPY_PYTHON3 : NULL;
     if (lost || strpbrk(boot, " :")) {
         shx_warn("serve: %s %s: Python handlers run on the shared libpython in smhost, about 10%% slower; reinstall "
                  "smhost (make install puts pyboot.so in lib/smhost/internal)", lost ? lost : boot,
                  lost ? strerror(errno) : "cannot be named in LD_PRELOAD (a space or colon in the path)");
         free(boot);
+        free(self);
         return;
     }
     int fd = fcntl(ctl, F_DUPFD, 3); /* without FD_CLOEXEC: python3 inherits it */
     if (fd < 0) {
         shx_warn("serve: cannot pass the zygote's socket to python3: %s", strerror(errno));
         free(boot);
+        free(self);
         return;
     }
     const char *first = NULL;
@@ -65,7 +66,7 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     char fd_s[16], lvl_s[16];
     snprintf(fd_s, sizeof fd_s, "%d", fd);
     snprintf(lvl_s, sizeof lvl_s, "%d", shx_log_get_level());
-    const char *argv[] = {SMHPY_PYTHON3, "--serve-zygote", "--ctl", fd_s, "--log-level", lvl_s,
+    const char *argv[] = {SMHPY_PYTHON3, "--serve-zygote", "--smhost-dir", self, "--ctl", fd_s, "--log-level", lvl_s,
                           "--handler", spec->handler_name,
                           "--model-dir", spec->model_dir ? spec->model_dir : "",
                           "--code-dir", spec->code_dir ? spec->code_dir : "",
@@ -84,6 +85,7 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     free(preload);
     close(fd);
     free(boot);
+    free(self);
 }
 
 static void __attribute__((noreturn)) zygote_failed(int ctl, int code, const char *msg) {
@@ -106,6 +108,7 @@ SHX_MODULE_EXPORT int shx_module_serve_zygote(const shx_module_args *a) {
         else if (!strcmp(o, "--single-model")) spec.multi_model = 0;
         else if (!strcmp(o, "--serve-zygote")) continue;
         else if (v && !strcmp(o, "--ctl")) ctl = atoi(a->argv[++i]);
+        else if (v && !strcmp(o, "--smhost-dir")) shx_self_dir_set(a->argv[++i]); /* not python3's */
         else if (v && !strcmp(o, "--log-level")) shx_log_set_level(atoi(a->argv[++i]));
         else if (v && !strcmp(o, "--handler")) spec.handler_name = a->argv[++i];
         else if (v && !strcmp(o, "--model-dir")) spec.model_dir = a->argv[++i];
