@@ -459,7 +459,6 @@ joblib.dump(LogisticRegression(max_iter=500).fit(X, y), sys.argv[1])
 """
 
 
-@pytest.mark.nosan
 def test_python_sklearn_sample(mlroot, serve):
     import subprocess
 
@@ -490,7 +489,6 @@ def test_python_sklearn_sample(mlroot, serve):
     assert st == 500 and "ValueError" in err_json(body)["message"]
 
 
-@pytest.mark.nosan
 def test_python_ping_503_until_loaded_and_errors(mlroot, serve):
     py_root(mlroot, """
         import time
@@ -540,7 +538,6 @@ def test_python_ping_503_until_loaded_and_errors(mlroot, serve):
     assert rc == 0 and "RuntimeError: handler exploded" in err and "GET /ping" not in err
 
 
-@pytest.mark.nosan
 def test_python_transform_fn_and_program(mlroot, serve):
     code = mlroot.path / "model" / "code"
     code.mkdir(parents=True)
@@ -621,7 +618,6 @@ def test_python_handler_without_pyboot_still_serves(mlroot, serve, tmp_path, mon
     assert "pyboot.so" in err and "reinstall smhost" in err and "shared libpython" in err
 
 
-@pytest.mark.nosan
 def test_python_missing_model_fn_fails_startup(mlroot):
     py_root(mlroot, "def predict_fn(x, m):\n    return x\n")
     s = Server(mlroot)
@@ -630,7 +626,6 @@ def test_python_missing_model_fn_fails_startup(mlroot):
     assert rc == 1 and "no model_fn" in err
 
 
-@pytest.mark.nosan
 def test_python_requirements_installed_first(mlroot, serve):
     py_root(mlroot, """
         import numpy
@@ -646,7 +641,6 @@ def test_python_requirements_installed_first(mlroot, serve):
     assert "requirements.txt" in err and "pip install" in err
 
 
-@pytest.mark.nosan
 def test_python_bad_requirements_stop_serve(mlroot):
     py_root(mlroot, "def model_fn(d):\n    return 1\n")
     (mlroot.path / "model" / "code" / "requirements.txt").write_text("this is === not a requirement\n")
