@@ -148,6 +148,44 @@ def test_unbuffered_can_be_turned_off_and_python_vars_are_honoured(mlroot, run):
     assert (mlroot.path / "model" / "flags").read_text() == "1"
 
 
+def test_pythonsafepath_drops_sys_path0_for_scripts_and_the_training_module(mlroot, run):
+    """smhost's PYTHONPATH names the code dir too, so sys.path holds it twice, unless PYTHONSAFEPATH drops the
+    first (the script's directory, or the working directory for the training module), as in python3."""
+    code = str(mlroot.path / "code")
+    dump = "import json, os, sys\njson.dump(sys.path, open(os.environ['SM_MODEL_DIR'] + '/path.json', 'w'))\n"
+    mlroot.script("train.py", dump)
+    (mlroot.path / "code" / "fw5.py").write_text("def main():\n" + textwrap.indent(dump, "    "))
+    for env, count in ((py_env("train.py"), 2), (py_env("train.py", PYTHONSAFEPATH="1"), 1),
+                       ({"SAGEMAKER_TRAINING_MODULE": "fw5:main"}, 2),
+                       ({"SAGEMAKER_TRAINING_MODULE": "fw5:main", "PYTHONSAFEPATH": "1"}, 1)):
+        r = run("train", env=env)
+        assert r.returncode == 0, r.stderr
+        path = json.loads((mlroot.path / "model" / "path.json").read_text())
+        assert path.count(code) == count and path[0] == code, (env, path)
+
+
+@pytest.mark.parametrize("body,code,reason", [
+    ("import sys\nsys.exit(4)\n", 4, None),
+    ("import sys\nsys.exit('no data')\n", 1, "no data"),
+    ("raise KeyError('k')\n", 1, "KeyError: 'k'"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n", 130, "KeyboardInterrupt"),
+])
+def test_training_module_exits_like_python3_c(mlroot, run, body, code, reason):
+    (mlroot.path / "code" / "fw6.py").write_text("def main():\n" + textwrap.indent(body, "    "))
+    r = run("train", env={"SAGEMAKER_TRAINING_MODULE": "fw6:main"})
+    assert r.returncode == code, r.stderr
+    if reason:
+        assert error_message(mlroot.failure_text()).startswith(reason)
+
+
+def test_keyboard_interrupt_is_the_failure_reason(mlroot, run):
+    mlroot.script("train.py", "import os, signal\ndef stop():\n    os.kill(os.getpid(), signal.SIGINT)\nstop()\n")
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 130
+    msg = error_message(mlroot.failure_text())
+    assert msg.startswith("KeyboardInterrupt") and "in stop" in msg
+
+
 def test_output_is_not_lost_or_reordered(mlroot, run):
     mlroot.script("train.py", """
         import sys
