@@ -34,7 +34,7 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     char *boot = shx_xasprintf("%s" SMHPY_PYBOOT_DIR SMHPY_PYBOOT_NAME, self);
     const char *lost = access(boot, R_OK) != 0 ? boot : access(SMHPY_PYTHON3, X_OK) != 0 ? SMHPY_PYTHON3 : NULL;
     if (lost || strpbrk(boot, " :")) {
-        shx_warn("serve: %s %s: Python handlers run on the shared libpython in smhost, about 10%% slower; reinstall "
+        shx_warn("serve: %s: %s; Python handlers run on the shared libpython in smhost, about 10%% slower; reinstall "
                  "smhost (make install puts pyboot.so in lib/smhost/internal)", lost ? lost : boot,
                  lost ? strerror(errno) : "cannot be named in LD_PRELOAD (a space or colon in the path)");
         free(boot);
@@ -60,14 +60,14 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     char *preload = shx_xasprintf("%s%s%s%s%s", first ? first : "", first ? ":" : "", boot, old ? ":" : "",
                                   old ? old : "");
     char handoff[64];
-    snprintf(handoff, sizeof handoff, SMHPY_HANDOFF_VERSION ",zygote,%zu,%d", strlen(preload) - (old ? strlen(old) : 0),
-             old != NULL);
+    size_t strip = strlen(preload) - (old ? strlen(old) : 0); /* what pyboot takes off again */
+    snprintf(handoff, sizeof handoff, SMHPY_HANDOFF_VERSION ",zygote,%zu,%d", strip, old != NULL);
     char *saved = old ? shx_xstrdup(old) : NULL;
     char fd_s[16], lvl_s[16];
     snprintf(fd_s, sizeof fd_s, "%d", fd);
     snprintf(lvl_s, sizeof lvl_s, "%d", shx_log_get_level());
-    const char *argv[] = {SMHPY_PYTHON3, "--serve-zygote", "--smhost-dir", self, "--ctl", fd_s, "--log-level", lvl_s,
-                          "--handler", spec->handler_name,
+    const char *argv[] = {SMHPY_PYTHON3, "--serve-zygote", "--smhost-dir", self,
+                          "--ctl", fd_s, "--log-level", lvl_s, "--handler", spec->handler_name,
                           "--model-dir", spec->model_dir ? spec->model_dir : "",
                           "--code-dir", spec->code_dir ? spec->code_dir : "",
                           spec->preload ? "--preload" : "--no-preload",
