@@ -9,8 +9,8 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- builder: compiles smhost, its plugins and the samples; nothing of it but /out reaches the image --------
-# python3-dev brings Debian's static libpython3.11.a, which smhost-python (the Python runner's interpreter,
-# docs/python.md) links like /usr/bin/python3; `make install` strips it (6.8 MB).
+# python3-dev brings Python's headers: pyhandler embeds libpython3.11, and pyboot.so (what smhost preloads into
+# /usr/bin/python3 for Python jobs and handlers, docs/python.md) calls python3's C API without linking libpython.
 FROM ${BASE_IMAGE} AS builder
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -27,8 +27,8 @@ RUN make clean \
 FROM ${BASE_IMAGE}
 ARG WITH_TORCH=0
 # libinih1 .. libpython3.11: what smhost, its internal modules and its plugins link against (libcurl3-gnutls: s3.so,
-# with ca-certificates for https to S3, and http.so, the client of `smhost local`; smhost-python needs only libexpat
-# and zlib, which python3 brings).  python3-pip: requirements.txt installs.
+# with ca-certificates for https to S3, and http.so, the client of `smhost local`).  python3 runs Python jobs and
+# handlers itself (with smhost's pyboot.so preloaded).  python3-pip: requirements.txt installs.
 # openmpi-bin brings mpirun and openssh-client (its remote launcher).
 # Debian's python3-scipy (under scikit-learn) depends on python3-pythran, an ahead-of-time compiler that
 # drags in g++, Boost and the BLAS and Python headers; scipy never imports it at run time.  A local empty

@@ -237,18 +237,17 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/smhost/plugins $(DESTDIR)$(PREFIX)/lib/smhost/internal $(DESTDIR)$(PREFIX)/include/smhost \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)/etc/smhost
 	install -m 755 $(BIN)/smhost $(DESTDIR)$(PREFIX)/bin/smhost
-	install -m 755 -s $(BIN)/smhost-python $(DESTDIR)$(PREFIX)/bin/smhost-python
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/train
 	ln -sf smhost $(DESTDIR)$(PREFIX)/bin/serve
 	install -m 644 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/smhost/plugins/
-	install -m 644 $(MODULES) $(DESTDIR)$(PREFIX)/lib/smhost/internal/
+	install -m 644 $(MODULES) $(PYBOOT) $(DESTDIR)$(PREFIX)/lib/smhost/internal/
 	install -m 644 $(PRELOAD) $(DESTDIR)$(PREFIX)/lib/smhost/
 	install -m 644 sdk/include/smhost/*.h $(DESTDIR)$(PREFIX)/include/smhost/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/smhost.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 	@if [ ! -f $(DESTDIR)/etc/smhost/smhost.ini ]; then install -m 644 sdk/smhost.ini.sample $(DESTDIR)/etc/smhost/smhost.ini; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/smhost $(DESTDIR)$(PREFIX)/bin/smhost-python $(DESTDIR)$(PREFIX)/bin/train \
+	rm -f $(DESTDIR)$(PREFIX)/bin/smhost $(DESTDIR)$(PREFIX)/bin/train \
 	    $(DESTDIR)$(PREFIX)/bin/serve
 	rm -rf $(DESTDIR)$(PREFIX)/lib/smhost $(DESTDIR)$(PREFIX)/include/smhost $(DESTDIR)$(PREFIX)/lib/pkgconfig/smhost.pc
 

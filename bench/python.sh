@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Benchmark: Python under `smhost train` (the python runner exec()ing smhost-python) against `/usr/bin/python3`
-# started directly, side by side in one run (runs interleaved), printing medians and the ratio smhost/python3:
+# Benchmark: Python under `smhost train` (the python runner exec()ing /usr/bin/python3 with smhost's pyboot.so
+# preloaded) against `/usr/bin/python3` started directly, side by side in one run (runs interleaved), printing
+# medians and the ratio smhost/python3:
 #   trivial       wall time of a script that does nothing (start-up; smhost's side includes the supervisor,
 #                 the job set-up and the runner plugin)                                       goal <= 1.10x
 #   numpy import  wall time of a script that imports numpy                                    goal <= 1.10x
 #   py loop       CPU time inside the program: 600k dict inserts and a recursive fib (pure Python)  <= 1.02x
 #   sklearn fit   CPU time inside the program: a RandomForest fit (C code, one thread)             <= 1.02x
 # (CPU time, time.process_time(), so that other load on a shared machine does not swamp a 2% difference.)
+# Then what the preload itself costs: python3 on a script that does nothing, alone and with pyboot.so preloaded and
+# a job handed over (the whole pyboot path: hand-off, job read, smhost module, audit hook), interleaved,
+# posix_spawn()ed from one Python process so that nothing else is timed.
 #   bench/python.sh [BUILD_DIR] [RUNS]   BUILD_DIR defaults to ./build, RUNS to 21 (start-up: 3x RUNS)
 #   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run for `make bench-smoke` (3 runs, small loops):
 #                                        fails when a path or command is broken; its numbers mean nothing
@@ -18,7 +22,8 @@ smoke="${SMHOST_BENCH_SMOKE:-0}"
 smhost="$build/bin/smhost"
 py=/usr/bin/python3
 [ -x "$smhost" ] || { echo "bench/python.sh: $smhost not found: run make first" >&2; exit 66; }
-[ -x "$build/bin/smhost-python" ] || { echo "bench/python.sh: $build/bin/smhost-python not found: run make first" >&2; exit 66; }
+pyboot="$build/lib/smhost/internal/pyboot.so"
+[ -f "$pyboot" ] || { echo "bench/python.sh: $pyboot not found: run make first" >&2; exit 66; }
 scale=1 fibn=25
 if [ "$smoke" = 1 ]; then runs=3; scale=20 fibn=15; fi
 
@@ -75,7 +80,7 @@ cd "$tmp/ml/code"
 smh_env=(env -i PATH=/usr/bin:/bin HOME="$tmp" LANG=C.UTF-8 SAGEMAKER_BASE_DIR="$tmp/ml" SMHOST_CONFIG="$ini"
          SMHOST_PLUGIN_PATH= SM_LOG_LEVEL=40 BENCH_OUT="$tmp/inner")
 py_env=(env -i PATH=/usr/bin:/bin HOME="$tmp" LANG=C.UTF-8 BENCH_OUT="$tmp/inner")
-echo "Python under smhost train (smhost-python) vs /usr/bin/python3 ($(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)$([ "$smoke" = 1 ] && echo '; SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works, the numbers mean nothing'))"
+echo "Python under smhost train (python3 with pyboot.so) vs /usr/bin/python3 ($(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)$([ "$smoke" = 1 ] && echo '; SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works, the numbers mean nothing'))"
 printf '%-14s %-6s %6s %14s %14s %8s %6s\n' "case" "time" "runs" "python3 (ms)" "smhost (ms)" "ratio" "goal"
 for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fit:cpu:1.02; do
     IFS=: read -r name kind goal <<<"$case"
@@ -95,3 +100,33 @@ for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fi
     awk -v n="$label" -v k="$kind" -v r="$n" -v a="$mp" -v b="$ms" -v g="$goal" 'BEGIN {
         printf "%-14s %-6s %6d %14.2f %14.2f %7.3fx %5.2fx%s\n", n, k, r, a/1000, b/1000, b/a, g, (b/a <= g ? "" : "  (over goal)") }'
 done
+
+# The preload's own start-up cost (see the top).  The job is what the runner would hand over, for `import smhost`.
+echo '{"model_dir": "/opt/ml/model", "hyperparameters": {}}' > "$tmp/job.json"
+n=$((runs * 10))
+"$py" - "$py" "$pyboot" "$tmp/job.json" "$tmp/ml/code/trivial.py" "$n" <<'PYEOF'
+import os, statistics, sys, time
+py, pyboot, job, script, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+base = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+fd = os.open(job, os.O_RDONLY)
+os.set_inheritable(fd, True)
+variants = [("python3", base), ("python3 + pyboot.so, no job", dict(base, LD_PRELOAD=pyboot)),
+            ("python3 + pyboot.so, a job", dict(base, LD_PRELOAD=pyboot, SMHOST_PYBOOT=f"1,job,0,0,-1,{fd}"))]
+times = {name: [] for name, _ in variants}
+devnull = os.open(os.devnull, os.O_WRONLY)
+for i in range(n + 2):
+    for name, env in variants:
+        t0 = time.perf_counter_ns()
+        pid = os.posix_spawn(py, [py, script], env, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1)])
+        _, status = os.waitpid(pid, 0)
+        t1 = time.perf_counter_ns()
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"bench/python.sh: {name} failed with status {status}")
+        if i >= 2:  # the first rounds warm the page cache
+            times[name].append((t1 - t0) / 1e6)
+ref = statistics.median(times["python3"])
+print(f"\nStart-up cost of the preload itself: python3 {script.rsplit('/', 1)[1]} ({n} interleaved runs, medians)")
+for name, _ in variants:
+    m = statistics.median(times[name])
+    print(f"  {name:30s} {m:8.2f} ms  {m / ref:6.3f}x  {m - ref:+6.2f} ms")
+PYEOF

@@ -61,10 +61,13 @@ cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -I"$REPO/sdk/include" -I"$REPO/tests
   -o "$T/inline/model/code/iris.so" "$REPO/tests/plugins/serve_test_inline.c"
 
 P_PY=$(port); P_NAT=$(port); P_BYO=$(port); P_PY1=$(port); P_INL=$(port); P_NGX=$(port); P_PYS=$(port); P_NATQ=$(port)
-# The same smhost without smhost-python beside it: its Python zygote stays in smhost, on the shared libpython.
-mkdir -p "$T/shared/bin"
+# The same smhost without its pyboot.so: its Python zygote stays in smhost, on the shared libpython.
+mkdir -p "$T/shared/bin" "$T/shared/lib/smhost/internal"
 cp "$SMHOST" "$T/shared/bin/smhost"
-ln -s "$BUILD/lib" "$T/shared/lib"
+ln -s "$BUILD/lib/smhost/plugins" "$T/shared/lib/smhost/plugins"
+for so in "$BUILD"/lib/smhost/internal/*.so; do
+  [ "${so##*/}" = pyboot.so ] || ln -s "$so" "$T/shared/lib/smhost/internal/"
+done
 SAGEMAKER_BASE_DIR=$T/py SAGEMAKER_BIND_TO_PORT=$P_PY SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   "$SMHOST" serve 2>"$T/smhost-py.log" & PIDS+=($!)
 PY_PID=$!
@@ -165,7 +168,7 @@ print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i
 done
 echo
 
-# Python handler workers forked from smhost-python (static interpreter) against the same workers forked from smhost
+# Python handler workers forked from python3 (its own interpreter) against the same workers forked from smhost
 # on the shared libpython, alternating runs of wrk -c4: requests/s, and the workers' CPU time per request
 # (utime+stime of the zygote's children over the requests wrk completed), which other load on a shared machine
 # disturbs far less than requests/s.  Medians of five.
@@ -193,7 +196,7 @@ for _ in range(5):
     st.append(run(sys.argv[1], sys.argv[2]))
     sh.append(run(sys.argv[3], sys.argv[4]))
 med = lambda xs, i: statistics.median(x[i] for x in xs)
-print(f"pyhandler workers, zygote in smhost-python vs on the shared libpython (wrk -c4, medians of 5): "
+print(f"pyhandler workers, zygote in python3 vs on the shared libpython (wrk -c4, medians of 5): "
       f"{med(st, 0):.0f} vs {med(sh, 0):.0f} req/s ({med(st, 0) / med(sh, 0):.3f}x); worker CPU per request "
       f"{med(st, 1):.1f} vs {med(sh, 1):.1f} us ({med(st, 1) / med(sh, 1):.3f}x)")
 PYEOF

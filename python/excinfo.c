@@ -1,5 +1,5 @@
-/* Uncaught exceptions: the exit code python3 would give, the traceback on stderr as python3 prints it, and a
- * failure reason for the host: "Type: message" first, then the last frames that fit in SageMaker's 1024 bytes. */
+/* The failure reason of an uncaught exception (python3 itself prints the traceback and picks the exit code):
+ * "Type: message" first, then the last frames that fit in SageMaker's 1024 bytes. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -133,77 +133,4 @@ char *smhpy_failure_text(void *type_, void *value_, void *tb_, size_t budget) {
     }
     while (out.len > 0 && out.p[out.len - 1] == '\n') out.p[--out.len] = '\0';
     return out.p;
-}
-
-/* SystemExit as python3 handles it (_Py_HandleSystemExit): None -> 0, an int -> that code, anything else is
- * printed to sys.stderr and exits 1. */
-static int system_exit(void) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    int code = 0;
-    PyObject *c = NULL;
-    if (value != NULL && value != Py_None) {
-        c = PyObject_GetAttrString(value, "code");
-        if (c == NULL) {
-            PyErr_Clear();
-            c = value;
-            Py_INCREF(c);
-        }
-    }
-    if (c == NULL || c == Py_None) {
-        code = 0;
-    } else if (PyLong_Check(c)) {
-        code = (int)PyLong_AsLong(c);
-        PyErr_Clear();
-    } else {
-        PyObject *f = PySys_GetObject("stderr"); /* borrowed */
-        if (f == NULL || f == Py_None || PyFile_WriteObject(c, f, Py_PRINT_RAW) != 0 ||
-            PyFile_WriteString("\n", f) != 0) {
-            PyErr_Clear();
-            PyObject_Print(c, stderr, Py_PRINT_RAW);
-            fputc('\n', stderr);
-        }
-        PyObject *flushed = f != NULL && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
-        Py_XDECREF(flushed);
-        PyErr_Clear();
-        PyObject *s = PyObject_Str(c);
-        PyObject *b = to_utf8(s);
-        if (b != NULL) {
-            char text[SMHPY_FAILURE_BUDGET];
-            const char *p = PyBytes_AS_STRING(b);
-            size_t n = utf8_cut(p, (size_t)PyBytes_GET_SIZE(b), sizeof(text) - 1);
-            memcpy(text, p, n);
-            text[n] = '\0';
-            smhpy_set_failure(text);
-        }
-        Py_XDECREF(b);
-        Py_XDECREF(s);
-        PyErr_Clear();
-        code = 1;
-    }
-    Py_XDECREF(c);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-    return code & 0xff;
-}
-
-int smhpy_exception_exit(void) {
-    if (!PyErr_Occurred()) return 1;
-    if (PyErr_ExceptionMatches(PyExc_SystemExit)) return system_exit();
-    /* python3 ends by SIGINT after an uncaught KeyboardInterrupt; its parent sees 130 */
-    int kbd = PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
-    char *text = smhpy_failure_text(type, value, tb, SMHPY_FAILURE_BUDGET);
-    if (text != NULL) {
-        smhpy_set_failure(text);
-        free(text);
-    }
-    PyErr_Restore(type, value, tb);
-    PyErr_Print(); /* sys.excepthook: the traceback on stderr, sys.last_* set, as python3 does */
-    return kbd ? 130 : 1;
 }

@@ -1,25 +1,40 @@
-/* The hand-off from the python runner plugin (plugins/python, in the job process) to smhost-python, which it
- * exec()s so that the job process becomes the interpreter with no process in between:
+/* The hand-off from smhost to pyboot.so (python/pyboot.c), the small library smhost preloads into /usr/bin/python3
+ * so that Python jobs and the zygote of Python handlers run in python3 itself (docs/python.md).
  *
- *   smhost-python --status-fd N --job-fd M (--script PATH | --module NAME | --entry MODULE:FUNCTION) -- ARGS...
+ * The python runner plugin (plugins/python, in the job process) and the serve zygote (host/serve/pyzygote.c)
+ * exec() SMHPY_PYTHON3 with
  *
- * --status-fd  the job's status page (smh_host_api.status_fd, without FD_CLOEXEC): phase and failure reason.
- * --job-fd     a sealed memfd holding the job as one JSON object whose members are the `smhost` module's
- *              attributes (model_dir ..., hyperparameters, channels, hosts, current_host, master_host, is_master,
- *              num_cpus, num_gpus, num_neurons, devices).  It is parsed only when user code imports smhost.
- * ARGS         the user's arguments: sys.argv[1:] (for --entry there are none: the toolkit calls train()).
+ *   LD_PRELOAD=<libdir>/smhost/internal/pyboot.so[:<what LD_PRELOAD was>]
+ *   SMHOST_PYBOOT=1,job,STRIP,KEEP,STATUS_FD,JOB_FD[,MODULE:FUNCTION]     a training job
+ *   SMHOST_PYBOOT=1,zygote,STRIP,KEEP                                       smhost serve's Python zygote
  *
- * Both descriptors are closed before user code runs.  Both sides are built from this tree, so the format may
- * change with smhost's version; it is no public interface. */
+ * and python3's argv: for a job the toolkit's own command line (`python3 /opt/ml/code/train.py ARGS`,
+ * `python3 -m pkg.mod ARGS`; for MODULE:FUNCTION, SAGEMAKER_TRAINING_MODULE, `python3 -c 'from MODULE import
+ * FUNCTION; FUNCTION()'`, which pyboot runs itself, with sys.argv ["train"]), for the zygote `python3
+ * --serve-zygote ...` (pyzygote.c's options).
+ *
+ * STRIP  how many bytes at the start of LD_PRELOAD smhost added (pyboot.so, and in sanitizer builds the ASan runtime
+ *        before it, with the separating colon when KEEP is 1)
+ * KEEP   1 when LD_PRELOAD was set before (it is put back to the rest), 0 when it was not (it is removed)
+ * STATUS_FD  the job's status page (smh_host_api.status_fd, no FD_CLOEXEC), or -1: phase and failure reason
+ * JOB_FD     a sealed memfd holding the job as one JSON object whose members are the `smhost` module's attributes
+ *            (model_dir ..., hyperparameters, channels, hosts, current_host, master_host, is_master, num_cpus,
+ *            num_gpus, num_neurons, devices); parsed only when user code imports smhost
+ *
+ * pyboot removes both variables (and its own entry from LD_PRELOAD) and closes both descriptors before any Python
+ * code runs, so neither the program's os.environ nor its child processes see them.  Both sides are built from this
+ * tree, so the format may change with smhost's version (the leading 1); it is no public interface. */
 #ifndef SMHPY_HANDOFF_H
 #define SMHPY_HANDOFF_H
 
-/* The python3 whose installation smhost-python embeds: sys.executable (subprocess and multiprocessing start
- * it), the prefix the standard library is found under, and the interpreter that runs pip. */
+/* The python3 that runs Python jobs and handlers: sys.executable, and the interpreter that runs pip. */
 #ifndef SMHPY_PYTHON3
 #define SMHPY_PYTHON3 "/usr/bin/python3"
 #endif
-#define SMHPY_EXE_NAME "smhost-python" /* installed beside the smhost binary */
+#define SMHPY_PYBOOT_NAME "pyboot.so" /* in <dir of smhost>/../lib/smhost/internal/ */
+#define SMHPY_PYBOOT_DIR "/../lib/smhost/internal/"
+#define SMHPY_HANDOFF_ENV "SMHOST_PYBOOT"
+#define SMHPY_HANDOFF_VERSION "1"
 
 typedef enum smhpy_kind {
     SMHPY_SCRIPT = 1, /* python3 script.py args */

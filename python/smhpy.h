@@ -1,38 +1,30 @@
-/* smhost-python: the embedding executable the python runner exec()s (docs/python.md).  Internal interfaces
+/* pyboot.so: the library smhost preloads into /usr/bin/python3 (handoff.h, docs/python.md).  Internal interfaces
  * shared by its files; nothing here is part of the SDK.
  *
- * It is linked like Debian's /usr/bin/python3 itself -- non-PIE, with the static libpython3.11.a and
- * -export-dynamic so C extension modules resolve the interpreter's symbols from the executable -- because the
- * position-independent libpython3.11.so runs Python code about 10% slower.  The `smhost` module is built in. */
+ * It is linked without libpython: python3 exports the interpreter's C API (-export-dynamic), and pyboot.so only
+ * ever runs inside python3.  It exports one symbol, __libc_start_main, through which it gets control before
+ * python3's main(). */
 #ifndef SMHPY_SMHPY_H
 #define SMHPY_SMHPY_H
 #include <stddef.h>
 
 #include "python/handoff.h"
 
-#define SMHPY_NAME "python"
 #define SMHPY_FAILURE_BUDGET 1024 /* bytes of FailureReason SageMaker shows */
 
-typedef struct smhpy_target {
-    smhpy_kind kind;
-    const char *script;   /* SMHPY_SCRIPT: absolute path */
-    const char *module;   /* SMHPY_MODULE / SMHPY_ENTRY */
-    const char *function; /* SMHPY_ENTRY */
-    char **args;          /* the user's arguments, NULL-terminated */
-    int nargs;
-} smhpy_target;
-
-/* main.c: reporting to the supervisor through the job's status page (a no-op without one). */
-void smhpy_set_failure(const char *reason);
+/* pyboot.c: reporting to the supervisor through the job's status page (a no-op without one). */
+void smhpy_set_failure(const char *kind, const char *reason);
 void smhpy_program_starting(void);
 
-/* interp.c: configure and start the interpreter, run the target, finalize.  Returns the program's exit code
- * (0..255), or -1 with err filled when Python itself could not start. */
-int smhpy_interp_run(const smhpy_target *t, char *err, size_t errlen);
+/* interp.c: python3's own main (Py_BytesMain) with one difference: stdout and stderr are unbuffered unless
+ * PYTHONUNBUFFERED is set to the empty string.  Returns the exit code, or does not return (sys.exit, a signal). */
+int smhpy_run_main(int argc, char **argv);
+/* interp.c: SAGEMAKER_TRAINING_MODULE: `import module; module.function()` with sys.argv ["train"] and the working
+ * directory as sys.path[0], exceptions handled as python3 handles them.  program is python3's path. */
+int smhpy_run_entry(const char *program, const char *module, const char *function);
+/* interp.c: the audit hook (PySys_AddAuditHook) that sees user code start and the uncaught exception. */
+int smhpy_audit_hook(const char *event, void *args, void *unused);
 
-/* excinfo.c: with a Python exception set, report it the way python3 does (SystemExit, KeyboardInterrupt,
- * traceback on stderr), give the supervisor its failure reason, clear it and return the exit code. */
-int smhpy_exception_exit(void);
 /* excinfo.c: "Type: message\n" then the last traceback frames that fit in budget bytes.  Leaves the
  * exception state as it found it.  Caller frees; NULL only when out of memory. */
 char *smhpy_failure_text(void *type, void *value, void *tb, size_t budget);

@@ -9,7 +9,8 @@ pkgs=(
   libarchive-dev                    # unpacking sagemaker_submit_directory tarballs safely
   libmicrohttpd-dev                 # the HTTP server of smhost serve
   libcurl4-gnutls-dev               # s3.so (S3 with SigV4) and http.so (the client of smhost local); GnuTLS, as libmicrohttpd
-  python3-dev                       # libpython3.11: pyhandler (shared) and smhost-python (the static libpython3.11.a)
+  python3-dev                       # Python's headers and libpython3.11.so: pyhandler (embeds it) and pyboot.so (headers only:
+                                    # it is preloaded into /usr/bin/python3 and calls its exported C API)
   libcmocka-dev                     # unit tests
   python3-pytest                    # black-box tests
   clang libclang-rt-14-dev          # libFuzzer targets (make fuzz, make fuzz-smoke): clang's fuzzer runtime

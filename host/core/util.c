@@ -227,7 +227,15 @@ int shx_dir_is_empty(const char *path) {
     return empty;
 }
 
+static char *g_self_dir;
+
+void shx_self_dir_set(const char *dir) {
+    free(g_self_dir);
+    g_self_dir = dir ? shx_xstrdup(dir) : NULL;
+}
+
 char *shx_self_dir(void) {
+    if (g_self_dir) return shx_xstrdup(g_self_dir);
     char buf[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n <= 0) return shx_xstrdup(".");

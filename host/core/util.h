@@ -53,8 +53,11 @@ int shx_dir_is_empty(const char *path); /* 1 empty or missing, 0 not empty */
  * of the first entry that could not be removed (what is left then names the culprit). */
 #define SHX_RMTREE_ONE_FS 1u
 int shx_rmtree(const char *path, unsigned flags);
-/* Directory of the running executable (/proc/self/exe), without trailing slash. */
+/* Directory of the running executable (/proc/self/exe), without trailing slash: where smhost is, which the
+ * plugin and module directories are found from.  Code of smhost's running in another executable (serve.so in the
+ * Python zygote, which is python3) sets smhost's directory first with shx_self_dir_set(). */
 char *shx_self_dir(void);
+void shx_self_dir_set(const char *dir);
 /* Truncate s (in place) to at most max bytes without splitting a UTF-8 sequence; replaces invalid
  * sequences with '?' first.  Returns the new length. */
 size_t shx_utf8_clean(char *s, size_t max);

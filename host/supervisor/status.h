@@ -1,7 +1,7 @@
 /* The status page: one MAP_SHARED page made before the job process is forked, through which the job process tells
  * the supervisor what it is doing (so a crash is blamed on the right party), which command it runs, and the failure
- * reason to report.  The supervisor only reads it.  The page lives in a memfd so that a host program a runner
- * exec()s (smhost-python) can map it again and keep reporting: smh_host_api.status_fd. */
+ * reason to report.  The supervisor only reads it.  The page lives in a memfd so that a program a runner exec()s
+ * with smhost's code in it (python3 with pyboot.so) can map it again and keep reporting: smh_host_api.status_fd. */
 #ifndef SHX_STATUS_H
 #define SHX_STATUS_H
 
@@ -27,7 +27,7 @@ typedef struct shx_status_page {
 } shx_status_page;
 
 shx_status_page *shx_status_page_create(void);
-/* Map the page of a status fd passed across exec() (smhost-python).  NULL when fd is no status page. */
+/* Map the page of a status fd passed across exec() (pyboot.so in python3).  NULL when fd is no status page. */
 shx_status_page *shx_status_page_attach(int fd);
 void shx_status_set_reason(shx_status_page *p, const char *kind, const char *reason);
 #endif

@@ -2,8 +2,8 @@
  *
  * Everything here happens in the job process (the supervisor forks it and loads this plugin there).  run() picks
  * the target, installs a package when the code dir is one, records the command, hands the job over and exec()s
- * smhost-python (python/handoff.h), the embedding executable built like python3 itself: the job process becomes
- * the interpreter.  This plugin never links libpython. */
+ * python3 itself with smhost's pyboot.so preloaded (python/handoff.h): the job process becomes the interpreter.
+ * This plugin never links libpython. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -175,7 +175,7 @@ static void jb_add(jbuf *b, const char *s, size_t n) {
 }
 static void jb_s(jbuf *b, const char *s) { jb_add(b, s, strlen(s)); }
 
-/* A JSON string, or null.  Bytes >= 0x80 pass through: smhost-python decodes the document with surrogateescape,
+/* A JSON string, or null.  Bytes >= 0x80 pass through: pyboot decodes the document with surrogateescape,
  * so a path that is no UTF-8 arrives as os.fsdecode() would give it. */
 static void jb_str(jbuf *b, const char *s) {
     if (s == NULL) {
@@ -328,18 +328,18 @@ static char *job_json(const smh_host_api *host, const smh_job *job, size_t *len,
     return b.p;
 }
 
-/* The job JSON in a sealed memfd that smhost-python inherits (no FD_CLOEXEC).  Returns the fd or -1. */
+/* The job JSON in a sealed memfd that python3 inherits (no FD_CLOEXEC).  Returns the fd or -1. */
 static int job_fd(const char *text, size_t len, char *err, size_t errlen) {
     int fd = memfd_create("smhost-job", MFD_ALLOW_SEALING);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create the job hand-off for smhost-python (memfd_create: %s)", strerror(errno));
+        snprintf(err, errlen, "cannot create the job hand-off for python3 (memfd_create: %s)", strerror(errno));
         return -1;
     }
     for (size_t off = 0; off < len;) {
         ssize_t w = write(fd, text + off, len - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            snprintf(err, errlen, "cannot write the job hand-off for smhost-python: %s", strerror(errno));
+            snprintf(err, errlen, "cannot write the job hand-off for python3: %s", strerror(errno));
             close(fd);
             return -1;
         }
@@ -349,8 +349,9 @@ static int job_fd(const char *text, size_t len, char *err, size_t errlen) {
     return fd;
 }
 
-/* smhost-python beside the smhost binary this job process runs (the supervisor forked it: /proc/self/exe). */
-static int exe_path(char *out, size_t cap) {
+/* pyboot.so in smhost's internal directory (python/handoff.h), beside serve.so, from the smhost binary this job
+ * process runs (the supervisor forked it: /proc/self/exe). */
+static int pyboot_path(char *out, size_t cap) {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) return -1;
@@ -358,22 +359,27 @@ static int exe_path(char *out, size_t cap) {
     char *slash = strrchr(self, '/');
     if (slash == NULL) return -1;
     *slash = '\0';
-    return snprintf(out, cap, "%s/%s", self, SMHPY_EXE_NAME) < (int)cap ? 0 : -1;
+    return snprintf(out, cap, "%s" SMHPY_PYBOOT_DIR SMHPY_PYBOOT_NAME, self) < (int)cap ? 0 : -1;
 }
 
 /* The command output/failure shows: what python3 would have been given. */
-static void set_command(const smh_host_api *host, const smh_job *job, const smhpy_target *t) {
-    if (!SMH_HOST_HAS(host, set_command)) return;
+static void entry_code(char *out, size_t cap, const smhpy_target *t) {
+    snprintf(out, cap, "from %s import %s; %s()", t->module, t->function, t->function);
+}
+
+/* The command python3 runs (argv[0] is SMHPY_PYTHON3), which output/failure shows too.  NULL-terminated; the
+ * caller frees the array (not the strings).  code: room for the -c string of SAGEMAKER_TRAINING_MODULE. */
+static const char **python_argv(const smh_host_api *host, const smh_job *job, const smhpy_target *t, char *code,
+                                size_t codecap) {
     const char *const *args = host->job_args(job);
     size_t n = 0;
     while (args != NULL && args[n] != NULL) n++;
     const char **cmd = calloc(n + 5, sizeof(*cmd));
-    if (cmd == NULL) return;
-    char code[1024];
+    if (cmd == NULL) return NULL;
     size_t k = 0;
     cmd[k++] = SMHPY_PYTHON3;
-    if (t->kind == SMHPY_ENTRY) {
-        snprintf(code, sizeof(code), "from %s import %s; %s()", t->module, t->function, t->function);
+    if (t->kind == SMHPY_ENTRY) { /* pyboot runs it with sys.argv ["train"], as the toolkit's train entry does */
+        entry_code(code, codecap, t);
         cmd[k++] = "-c";
         cmd[k++] = code;
     } else {
@@ -386,27 +392,59 @@ static void set_command(const smh_host_api *host, const smh_job *job, const smhp
         for (size_t i = 0; i < n; i++) cmd[k++] = args[i];
     }
     cmd[k] = NULL;
-    host->set_command(job, cmd);
-    free(cmd);
+    return cmd;
+}
+
+/* Points python3 at pyboot.so and the hand-off (python/handoff.h): LD_PRELOAD gets pyboot.so in front of what it
+ * holds (the user's own preloads, the gethostname library of distributed ranks), which pyboot puts back. */
+static int set_handoff(const char *pyboot, int sfd, int jfd, const smhpy_target *t, char *err, size_t errlen) {
+    if (strpbrk(pyboot, " :") != NULL) {
+        snprintf(err, errlen, "smhost is installed under a path with a space or a colon (%s), which LD_PRELOAD cannot "
+                 "name; install smhost elsewhere (make install PREFIX=...)", pyboot);
+        return -1;
+    }
+    const char *old = getenv("LD_PRELOAD");
+    size_t strip = strlen(pyboot) + (old != NULL ? 1 : 0);
+    char handoff[512];
+    int n = snprintf(handoff, sizeof handoff, SMHPY_HANDOFF_VERSION ",job,%zu,%d,%d,%d", strip, old != NULL, sfd,
+                     jfd);
+    if (t->kind == SMHPY_ENTRY)
+        n = snprintf(handoff + n, sizeof handoff - (size_t)n, ",%s:%s", t->module, t->function) + n;
+    char *preload = malloc(strip + (old ? strlen(old) : 0) + 1);
+    if (preload == NULL || n >= (int)sizeof handoff) {
+        free(preload);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sprintf(preload, "%s%s%s", pyboot, old ? ":" : "", old ? old : "");
+    int rc = setenv("LD_PRELOAD", preload, 1) == 0 && setenv(SMHPY_HANDOFF_ENV, handoff, 1) == 0 ? 0 : -1;
+    free(preload);
+    if (rc != 0) snprintf(err, errlen, "cannot set the environment of python3: %s", strerror(errno));
+    return rc;
 }
 
 static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
     const smh_host_api *host = ((smhpy_state *)state)->host;
     /* The host runs us with the job's environment as the process environment and clean signal state, as after
-     * exec(): smhost-python inherits both. */
+     * exec(): python3 inherits both. */
     smhpy_target t;
     int install = 0;
     int code = pick_target(host, job, &t, &install);
     if (code != 0) return code;
+    if (access(SMHPY_PYTHON3, X_OK) != 0) {
+        snprintf(err, errlen, "the python runner needs %s, which is missing (%s): install Python 3 in the image "
+                 "(Debian: apt-get install python3)", SMHPY_PYTHON3, strerror(errno));
+        return SMH_E_NOTFOUND;
+    }
+    char pyboot[PATH_MAX] = SMHPY_PYBOOT_NAME; /* named in the message even when the path cannot be made */
+    if (pyboot_path(pyboot, sizeof pyboot) != 0 || access(pyboot, R_OK) != 0) {
+        snprintf(err, errlen, "the python runner needs smhost's %s (%s: %s); reinstall smhost (make install puts "
+                 "it there)", SMHPY_PYBOOT_NAME, pyboot, strerror(errno));
+        return SMH_E_NOTFOUND;
+    }
     if (install) {
         code = install_package(host, job, host->job_path(job, SMH_PATH_CODE));
         if (code != 0) return code;
-    }
-    char exe[PATH_MAX] = SMHPY_EXE_NAME; /* named in the message even when the path cannot be made */
-    if (exe_path(exe, sizeof exe) != 0 || access(exe, X_OK) != 0) {
-        snprintf(err, errlen, "the python runner needs %s beside the smhost binary (%s: %s); reinstall smhost "
-                 "(make install puts it there)", SMHPY_EXE_NAME, exe, strerror(errno));
-        return SMH_E_NOTFOUND;
     }
     size_t len = 0;
     char *text = job_json(host, job, &len, err, errlen);
@@ -414,50 +452,26 @@ static int py_run(void *state, const smh_job *job, char *err, size_t errlen) {
     int jfd = job_fd(text, len, err, errlen);
     free(text);
     if (jfd < 0) return SMH_E_FAIL;
-    /* The status page, without FD_CLOEXEC, so smhost-python reports the phase and the failure reason. */
+    /* The status page, without FD_CLOEXEC, so pyboot reports the phase and the failure reason. */
     int sfd = SMH_HOST_HAS(host, status_fd) ? host->status_fd(job) : -1;
     if (sfd >= 0) sfd = fcntl(sfd, F_DUPFD, 3);
 
-    const char *const *args = host->job_args(job);
-    size_t n = 0;
-    while (args != NULL && args[n] != NULL) n++;
-    const char **argv = calloc(n + 12, sizeof(*argv));
+    char entry[1024];
+    const char **argv = python_argv(host, job, &t, entry, sizeof entry);
     if (argv == NULL) {
         snprintf(err, errlen, "out of memory");
         return SMH_E_NOMEM;
     }
-    char sfd_s[16], jfd_s[16], entry[400];
-    snprintf(sfd_s, sizeof sfd_s, "%d", sfd);
-    snprintf(jfd_s, sizeof jfd_s, "%d", jfd);
-    size_t k = 0;
-    argv[k++] = exe;
-    if (sfd >= 0) {
-        argv[k++] = "--status-fd";
-        argv[k++] = sfd_s;
+    if (SMH_HOST_HAS(host, set_command)) host->set_command(job, argv);
+    if (set_handoff(pyboot, sfd, jfd, &t, err, errlen) != 0) {
+        free(argv);
+        return SMH_E_FAIL;
     }
-    argv[k++] = "--job-fd";
-    argv[k++] = jfd_s;
-    if (t.kind == SMHPY_SCRIPT) {
-        argv[k++] = "--script";
-        argv[k++] = t.script;
-    } else if (t.kind == SMHPY_MODULE) {
-        argv[k++] = "--module";
-        argv[k++] = t.module;
-    } else {
-        snprintf(entry, sizeof entry, "%s:%s", t.module, t.function);
-        argv[k++] = "--entry";
-        argv[k++] = entry;
-    }
-    argv[k++] = "--";
-    if (t.kind != SMHPY_ENTRY)
-        for (size_t i = 0; i < n; i++) argv[k++] = args[i];
-    argv[k] = NULL;
-    set_command(host, job, &t);
-    execv(exe, (char *const *)argv);
+    execv(SMHPY_PYTHON3, (char *const *)argv);
     int e = errno;
     free(argv);
-    snprintf(err, errlen, "cannot execute %s: %s; reinstall smhost", exe, strerror(e));
-    return SMH_E_EXEC;
+    snprintf(err, errlen, "cannot execute %s: %s", SMHPY_PYTHON3, strerror(e));
+    return e == ENOENT ? SMH_E_NOTFOUND : SMH_E_EXEC;
 }
 
 static const smh_runner_ops py_runner = {
@@ -468,7 +482,7 @@ static const smh_runner_ops py_runner = {
 static const char *const py_extensions[] = {".py", NULL};
 
 SMH_PLUGIN_DEFINE(.name = SMHPY_NAME, .version = "1.0.0",
-                  .description = "runs Python programs in smhost-python, python3 with the smhost module built in "
-                                 "(scripts, packages, modules)",
+                  .description = "runs Python programs in python3 with the smhost module built in (scripts, packages, "
+                                 "modules)",
                   .kind = SMH_KIND_RUNNER, .claims = 0, .extensions = py_extensions, .init = py_init,
                   .fini = py_fini, .runner = &py_runner)

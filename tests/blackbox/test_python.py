@@ -1,5 +1,6 @@
-"""The Python runner (plugins/python exec()ing build/bin/smhost-python): scripts, packages, modules, SAGEMAKER_TRAINING_MODULE, `import
-smhost`, exceptions and exit codes, signals, subprocess/multiprocessing, C extensions, requirements.txt installs.
+"""The Python runner (plugins/python exec()ing /usr/bin/python3 with lib/smhost/internal/pyboot.so preloaded): scripts,
+packages, modules, SAGEMAKER_TRAINING_MODULE, `import smhost`, exceptions and exit codes, signals,
+subprocess/multiprocessing, C extensions, requirements.txt installs.
 
 Every test runs the real build/bin/smhost.  pip never touches the system: installs go to a per-test
 PYTHONUSERBASE (PIP_USER=1), offline (PIP_NO_INDEX=1) from wheels the test builds itself.
@@ -16,9 +17,6 @@ import pytest
 import shutil
 
 from conftest import BUILD, SMHOST, seen, dump_env_script, run_smhost
-
-# libpython inside an ASan-instrumented process is not supported: only the normal build runs these.
-pytestmark = pytest.mark.nosan
 
 PY = "/usr/bin/python3"
 
@@ -148,6 +146,44 @@ def test_unbuffered_can_be_turned_off_and_python_vars_are_honoured(mlroot, run):
     assert r.returncode == 0, r.stderr
     assert load(mlroot)["write_through"] is False
     assert (mlroot.path / "model" / "flags").read_text() == "1"
+
+
+def test_pythonsafepath_drops_sys_path0_for_scripts_and_the_training_module(mlroot, run):
+    """smhost's PYTHONPATH names the code dir too, so sys.path holds it twice, unless PYTHONSAFEPATH drops the
+    first (the script's directory, or the working directory for the training module), as in python3."""
+    code = str(mlroot.path / "code")
+    dump = "import json, os, sys\njson.dump(sys.path, open(os.environ['SM_MODEL_DIR'] + '/path.json', 'w'))\n"
+    mlroot.script("train.py", dump)
+    (mlroot.path / "code" / "fw5.py").write_text("def main():\n" + textwrap.indent(dump, "    "))
+    for env, count in ((py_env("train.py"), 2), (py_env("train.py", PYTHONSAFEPATH="1"), 1),
+                       ({"SAGEMAKER_TRAINING_MODULE": "fw5:main"}, 2),
+                       ({"SAGEMAKER_TRAINING_MODULE": "fw5:main", "PYTHONSAFEPATH": "1"}, 1)):
+        r = run("train", env=env)
+        assert r.returncode == 0, r.stderr
+        path = json.loads((mlroot.path / "model" / "path.json").read_text())
+        assert path.count(code) == count and path[0] == code, (env, path)
+
+
+@pytest.mark.parametrize("body,code,reason", [
+    ("import sys\nsys.exit(4)\n", 4, None),
+    ("import sys\nsys.exit('no data')\n", 1, "no data"),
+    ("raise KeyError('k')\n", 1, "KeyError: 'k'"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n", 130, "KeyboardInterrupt"),
+])
+def test_training_module_exits_like_python3_c(mlroot, run, body, code, reason):
+    (mlroot.path / "code" / "fw6.py").write_text("def main():\n" + textwrap.indent(body, "    "))
+    r = run("train", env={"SAGEMAKER_TRAINING_MODULE": "fw6:main"})
+    assert r.returncode == code, r.stderr
+    if reason:
+        assert error_message(mlroot.failure_text()).startswith(reason)
+
+
+def test_keyboard_interrupt_is_the_failure_reason(mlroot, run):
+    mlroot.script("train.py", "import os, signal\ndef stop():\n    os.kill(os.getpid(), signal.SIGINT)\nstop()\n")
+    r = run("train", env=py_env("train.py"))
+    assert r.returncode == 130
+    msg = error_message(mlroot.failure_text())
+    assert msg.startswith("KeyboardInterrupt") and "in stop" in msg
 
 
 def test_output_is_not_lost_or_reordered(mlroot, run):
@@ -423,41 +459,78 @@ def test_sagemaker_training_module_errors(mlroot, run):
     assert error_message(mlroot.failure_text()).startswith("RuntimeError: framework failed")
 
 
-# ---- the embedding executable (smhost-python) ----------------------------------------------------------------
+# ---- python3 itself, with pyboot.so preloaded ----------------------------------------------------------------------
 
-PYEXE = BUILD / "bin" / "smhost-python"
+PYBOOT = BUILD / "lib" / "smhost" / "internal" / "pyboot.so"
+PROC_SCRIPT = """
+    import json, os, subprocess, sys
+    fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+    child = subprocess.run(["/usr/bin/env"], capture_output=True, text=True).stdout.splitlines()
+    json.dump({"exe": os.readlink("/proc/self/exe"), "parent": os.readlink(f"/proc/{os.getppid()}/exe"),
+               "builtin": "smhost" in sys.builtin_module_names, "fds": fds, "env": dict(os.environ),
+               "child_env": dict(line.split("=", 1) for line in child if "=" in line),
+               "maps": sorted({l.split()[-1] for l in open("/proc/self/maps") if "/" in l}),
+               "orig_argv": sys.orig_argv, "argv": sys.argv, "flags_u": sys.flags.dont_write_bytecode},
+              open(os.path.join(os.environ["SM_MODEL_DIR"], "proc.json"), "w"))
+    """
 
 
-def test_job_process_becomes_smhost_python(mlroot, run):
-    """The runner exec()s smhost-python: the program runs in the job process itself (its parent is smhost), with
-    the smhost module built in and no hand-off descriptor left open."""
-    mlroot.script("train.py", """
-        import json, os, sys
-        fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
-        json.dump({"exe": os.readlink("/proc/self/exe"), "parent": os.readlink(f"/proc/{os.getppid()}/exe"),
-                   "builtin": "smhost" in sys.builtin_module_names, "fds": fds,
-                   "orig_argv": sys.orig_argv, "argv": sys.argv},
-                  open(os.path.join(os.environ["SM_MODEL_DIR"], "proc.json"), "w"))
-        """)
+def test_job_process_becomes_python3(mlroot, run):
+    """The runner exec()s /usr/bin/python3 itself: the program runs in the job process (its parent is smhost) with
+    python3's own argv, the smhost module built in, and nothing of the hand-off left: no descriptor, no LD_PRELOAD or
+    SMHOST_PYBOOT in os.environ or in the environment of the processes it starts."""
+    mlroot.script("train.py", PROC_SCRIPT)
+    mlroot.hyperparameters({"lr": 0.5})
     r = run("train", env=py_env("train.py"))
     assert r.returncode == 0, r.stderr
     s = json.loads((mlroot.path / "model" / "proc.json").read_text())
-    assert s["exe"] == str(PYEXE.resolve())
+    script = str(mlroot.path / "code" / "train.py")
+    assert s["exe"] == os.path.realpath(PY)
     assert s["parent"] == str(SMHOST.resolve())
     assert s["builtin"] is True
     assert s["fds"][:3] == [0, 1, 2] and len(s["fds"]) == 4, s["fds"]  # the 4th is listdir's own
-    assert s["argv"] == [str(mlroot.path / "code" / "train.py")]
+    assert s["argv"] == [script, "--lr", "0.5"]
+    assert s["orig_argv"] == [PY, script, "--lr", "0.5"]  # exactly the toolkit's command line
+    for env in (s["env"], s["child_env"]):
+        assert "LD_PRELOAD" not in env and "SMHOST_PYBOOT" not in env
+    assert s["child_env"]["SM_HP_LR"] == "0.5"
+    assert str(PYBOOT.resolve()) in s["maps"]  # it is there, only invisible
 
 
-def test_smhost_python_is_built_like_python3():
-    """Non-PIE (ET_EXEC), the static interpreter (no libpython*.so), the interpreter's symbols exported."""
-    data = PYEXE.read_bytes()
-    assert data[:4] == b"\x7fELF" and int.from_bytes(data[16:18], "little") == 2, "not an ET_EXEC executable"
-    ldd = subprocess.run(["ldd", str(PYEXE)], capture_output=True, text=True, check=True).stdout
-    assert "libpython" not in ldd, ldd
-    syms = subprocess.run(["nm", "-D", "--defined-only", str(PYEXE)], capture_output=True, text=True).stdout
+# (a library in smhost's own environment would be preloaded into the sanitized smhost too, before the ASan runtime)
+@pytest.mark.parametrize("preload", [pytest.param("libm.so.6", marks=pytest.mark.nosan), ""])
+def test_the_users_ld_preload_is_kept(mlroot, run, preload):
+    """An image's own LD_PRELOAD (jemalloc, tcmalloc...) still applies to python3 and reaches user code and its
+    children unchanged; an empty one stays empty."""
+    mlroot.script("train.py", PROC_SCRIPT)
+    r = run("train", env=py_env("train.py", LD_PRELOAD=preload))
+    assert r.returncode == 0, r.stderr
+    s = json.loads((mlroot.path / "model" / "proc.json").read_text())
+    assert s["env"]["LD_PRELOAD"] == s["child_env"]["LD_PRELOAD"] == preload
+    assert "SMHOST_PYBOOT" not in s["env"]
+    if preload:
+        assert any(m.endswith("/" + preload) for m in s["maps"]), s["maps"]
+
+
+def test_sagemaker_training_module_runs_in_python3(mlroot, run):
+    (mlroot.path / "code" / "fw4.py").write_text("import sys\ndef main():\n" + textwrap.indent(
+        textwrap.dedent(PROC_SCRIPT), "    ") + "\n")
+    r = run("train", env={"SAGEMAKER_TRAINING_MODULE": "fw4:main", "SAGEMAKER_PROGRAM": "train.py"})
+    assert r.returncode == 0, r.stderr
+    s = json.loads((mlroot.path / "model" / "proc.json").read_text())
+    assert s["exe"] == os.path.realpath(PY) and s["argv"] == ["train"]
+    assert "LD_PRELOAD" not in s["env"] and "SMHOST_PYBOOT" not in s["env"]
+    assert len(s["fds"]) == 4, s["fds"]
+
+
+def test_pyboot_is_built_to_be_preloaded_into_python3():
+    """One exported symbol (a preloaded library's symbols come first in python3 and its extension modules), no
+    libpython (python3 exports the interpreter), and never a sanitizer runtime, whatever the build."""
+    ldd = subprocess.run(["ldd", str(PYBOOT)], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in ldd and "libasan" not in ldd and "libubsan" not in ldd, ldd
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(PYBOOT)], capture_output=True, text=True).stdout
     if syms:  # binutils is there wherever the tree was built
-        assert " T PyLong_FromLong" in syms and " T Py_InitializeFromConfig" in syms
+        assert [l.split()[-1] for l in syms.splitlines()] == ["__libc_start_main"], syms
 
 
 def test_python_runner_plugin_does_not_link_libpython():
@@ -466,38 +539,69 @@ def test_python_runner_plugin_does_not_link_libpython():
     assert "libpython" not in ldd, ldd
 
 
-def test_smhost_python_by_hand_explains_itself():
-    r = subprocess.run([str(PYEXE)], capture_output=True, text=True)
-    assert r.returncode == 64
-    assert "started by `smhost train`" in r.stderr and "--script" in r.stderr
-    r = subprocess.run([str(PYEXE), "--script"], capture_output=True, text=True)
-    assert r.returncode == 64 and "needs a value" in r.stderr
-    r = subprocess.run([str(PYEXE), "--status-fd", "x", "--script", "a.py"], capture_output=True, text=True)
-    assert r.returncode == 64 and "--status-fd needs a descriptor number" in r.stderr
-
-
-def test_smhost_python_without_a_job_runs_but_has_no_smhost_module(tmp_path):
+def test_python3_with_pyboot_but_no_hand_off_is_plain_python3(tmp_path):
+    """pyboot does nothing unless smhost handed a job over: python3 runs as it is (no smhost module)."""
     (tmp_path / "a.py").write_text("import sys\ntry:\n    import smhost\nexcept ImportError as e:\n"
-                                   "    print('no job:', e); sys.exit(3)\n")
-    r = subprocess.run([str(PYEXE), "--script", str(tmp_path / "a.py"), "--", "x"], capture_output=True, text=True)
-    assert r.returncode == 3 and "no job: smhost: no job" in r.stdout, r.stdout + r.stderr
+                                   "    print('no smhost:', sys.argv[1:]); sys.exit(3)\n")
+    r = subprocess.run([PY, str(tmp_path / "a.py"), "x"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(PYBOOT)})
+    assert r.returncode == 3 and "no smhost: ['x']" in r.stdout, r.stdout + r.stderr
 
 
-def test_missing_smhost_python_is_a_clear_plugin_error(mlroot, tmp_path):
-    """smhost installed without smhost-python beside it: the job fails with a message that says what to do."""
-    (tmp_path / "inst" / "bin").mkdir(parents=True)
-    shutil.copy2(SMHOST, tmp_path / "inst" / "bin" / "smhost")
-    (tmp_path / "inst" / "lib").symlink_to(BUILD / "lib")
+@pytest.mark.parametrize("handoff,why", [("0,job,0,0,-1,3", "another version of smhost"),
+                                         ("1,job,0,0,x,3", "descriptors"),
+                                         ("1,job,0,0,-1,99", "cannot read the job"),
+                                         ("1,fly,0,0", "unknown mode")])
+def test_bad_hand_off_is_refused_clearly(tmp_path, handoff, why):
+    r = subprocess.run([PY, "-c", "print('ran')"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(PYBOOT), "SMHOST_PYBOOT": handoff})
+    assert r.returncode == 70 and "ran" not in r.stdout
+    assert why in r.stderr and "reinstall smhost" in r.stderr, r.stderr
+
+
+def _installed_without_pyboot(tmp_path):
+    """smhost, its plugins and its internal modules, but no pyboot.so: a partial install."""
+    inst = tmp_path / "inst"
+    (inst / "bin").mkdir(parents=True)
+    shutil.copy2(SMHOST, inst / "bin" / "smhost")
+    (inst / "lib" / "smhost" / "internal").mkdir(parents=True)
+    (inst / "lib" / "smhost" / "plugins").symlink_to(BUILD / "lib" / "smhost" / "plugins")
+    for so in (BUILD / "lib" / "smhost" / "internal").glob("*.so"):
+        if so.name != "pyboot.so":
+            (inst / "lib" / "smhost" / "internal" / so.name).symlink_to(so)
+    return inst / "bin" / "smhost"
+
+
+def test_missing_pyboot_is_a_clear_plugin_error(mlroot, tmp_path):
+    """smhost installed without lib/smhost/internal/pyboot.so: the job fails with a message that says what to do."""
+    smhost = _installed_without_pyboot(tmp_path)
     mlroot.script("train.py", "print('never')\n")
-    r = subprocess.run([str(tmp_path / "inst" / "bin" / "smhost"), "train"], capture_output=True, text=True,
+    r = subprocess.run([str(smhost), "train"], capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "SAGEMAKER_BASE_DIR": str(mlroot.path),
                             "SMHOST_PLUGIN_PATH": "", "SAGEMAKER_PROGRAM": "train.py",
                             "SMHOST_CONFIG": os.devnull})
     assert r.returncode == 127, r.stderr
     assert "never" not in r.stdout
     text = mlroot.failure_text()
-    assert text.startswith("PluginError") and "smhost-python beside the smhost binary" in text, text
+    assert text.startswith("PluginError") and "needs smhost's pyboot.so" in text, text
     assert "reinstall smhost" in text
+
+
+def test_missing_python3_is_a_clear_plugin_error(mlroot):
+    """An image without python3 (here: /usr/bin hidden by an empty tmpfs in a private mount namespace)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root for a private mount namespace")
+    mlroot.script("train.py", "print('never')\n")
+    r = subprocess.run(["unshare", "-m", "/bin/sh", "-c", 'mount -t tmpfs none /usr/bin && exec "$0" train',
+                        str(SMHOST)], capture_output=True, text=True,
+                       env={**os.environ, "SAGEMAKER_BASE_DIR": str(mlroot.path), "SMHOST_PLUGIN_PATH": "",
+                            "SAGEMAKER_PROGRAM": "train.py", "SMHOST_CONFIG": os.devnull})
+    if "mount" in r.stderr and r.returncode not in (127,):
+        pytest.skip(f"no private mount namespace here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 127, r.stderr
+    text = mlroot.failure_text()
+    assert text.startswith("PluginError") and f"needs {PY}, which is missing" in text, text
+    assert "apt-get install python3" in text
 
 
 # ---- import smhost ----------------------------------------------------------------------------------------------

@@ -459,7 +459,6 @@ joblib.dump(LogisticRegression(max_iter=500).fit(X, y), sys.argv[1])
 """
 
 
-@pytest.mark.nosan
 def test_python_sklearn_sample(mlroot, serve):
     import subprocess
 
@@ -490,7 +489,6 @@ def test_python_sklearn_sample(mlroot, serve):
     assert st == 500 and "ValueError" in err_json(body)["message"]
 
 
-@pytest.mark.nosan
 def test_python_ping_503_until_loaded_and_errors(mlroot, serve):
     py_root(mlroot, """
         import time
@@ -540,7 +538,6 @@ def test_python_ping_503_until_loaded_and_errors(mlroot, serve):
     assert rc == 0 and "RuntimeError: handler exploded" in err and "GET /ping" not in err
 
 
-@pytest.mark.nosan
 def test_python_transform_fn_and_program(mlroot, serve):
     code = mlroot.path / "model" / "code"
     code.mkdir(parents=True)
@@ -566,53 +563,61 @@ PY_WHERE = """
     """
 
 
-@pytest.mark.nosan  # a sanitized build keeps the zygote in smhost (host/serve/pyzygote.c)
-def test_python_handler_zygote_and_workers_are_smhost_python(mlroot, serve, tmp_path):
-    """The zygote of a Python handler exec()s smhost-python (the static interpreter): the model is loaded there once
-    and the workers it forks run the handler in that executable."""
-    from conftest import BUILD, SMHOST
+def test_python_handler_zygote_and_workers_are_python3(mlroot, serve, tmp_path):
+    """The zygote of a Python handler exec()s /usr/bin/python3 with pyboot.so preloaded: the model is loaded there
+    once and the workers it forks run the handler on python3's own interpreter, with no trace of the preload in
+    their environment."""
+    from conftest import SANITIZED, SMHOST
 
-    py_root(mlroot, PY_WHERE)
+    py_root(mlroot, PY_WHERE.replace('"executable": sys.executable}', '"executable": sys.executable, '
+                                     '"env": dict(os.environ)}'))
     # The dynamic linker's own account of what pyhandler.so's calls bind to (one file per process).
     s = serve(workers=2, env={"LD_DEBUG": "bindings", "LD_DEBUG_OUTPUT": str(tmp_path / "ld")})
     (zygote,) = children(s.proc.pid)
-    assert os.readlink(f"/proc/{zygote}/exe") == str((BUILD / "bin" / "smhost-python").resolve())
+    python3 = os.path.realpath("/usr/bin/python3")
+    assert os.readlink(f"/proc/{zygote}/exe") == python3
     st, _, body = s.invoke(b"x")
     assert st == 200, body
     w = json.loads(body)
-    assert w["exe"] == str((BUILD / "bin" / "smhost-python").resolve())
+    assert w["exe"] == python3
     assert w["ppid"] == zygote and w["model"] == zygote  # loaded once, in the zygote, before the fork
     assert w["executable"] == "/usr/bin/python3"
-    # pyhandler.so still names libpython3.11.so (so `smhost plugins` can load it in smhost), but in smhost-python
-    # the dynamic linker binds its calls to the executable's exported interpreter: libpython's copy never runs.
+    assert "LD_PRELOAD" not in w["env"] and "SMHOST_PYBOOT" not in w["env"]
+    # pyhandler.so still names libpython3.11.so (so `smhost plugins` can load it in smhost), but in python3 the
+    # dynamic linker binds its calls to the executable's exported interpreter: libpython's copy never runs.
     binds = [line for line in (tmp_path / f"ld.{zygote}").read_text().splitlines()
              if "pyhandler.so" in line.split(" to ")[0] and "`Py" in line]
     assert any("Py_InitializeFromConfig" in line for line in binds), binds[:5]
-    assert binds and all("smhost-python" in line.split(" to ")[1] for line in binds), \
-        [line for line in binds if "smhost-python" not in line.split(" to ")[1]][:5]
+    assert binds and all("python3" in line.split(" to ")[1] and "libpython" not in line.split(" to ")[1]
+                         for line in binds), [line for line in binds if "libpython" in line.split(" to ")[1]][:5]
     maps = [line.split()[-1] for line in open(f"/proc/{w['pid']}/maps") if "/" in line]
     assert str(SMHOST.resolve()) not in maps  # nothing of the front's process image is left
+    assert any(m.endswith("/pyboot.so") for m in maps)
+    assert any("libasan" in m for m in maps) == SANITIZED  # sanitizer builds preload the ASan runtime first
 
 
-@pytest.mark.nosan
-def test_python_handler_without_smhost_python_still_serves(mlroot, serve, tmp_path, monkeypatch):
-    """smhost installed without smhost-python: a warning, and the zygote runs the handler on the shared libpython."""
+def test_python_handler_without_pyboot_still_serves(mlroot, serve, tmp_path, monkeypatch):
+    """smhost installed without pyboot.so: a warning, and the zygote runs the handler on the shared libpython."""
     import conftest
 
-    (tmp_path / "inst" / "bin").mkdir(parents=True)
-    shutil.copy2(conftest.SMHOST, tmp_path / "inst" / "bin" / "smhost")
-    (tmp_path / "inst" / "lib").symlink_to(conftest.BUILD / "lib")
-    monkeypatch.setattr(conftest, "SMHOST", tmp_path / "inst" / "bin" / "smhost")
+    inst = tmp_path / "inst"
+    (inst / "bin").mkdir(parents=True)
+    shutil.copy2(conftest.SMHOST, inst / "bin" / "smhost")
+    (inst / "lib" / "smhost" / "internal").mkdir(parents=True)
+    (inst / "lib" / "smhost" / "plugins").symlink_to(conftest.BUILD / "lib" / "smhost" / "plugins")
+    for so in (conftest.BUILD / "lib" / "smhost" / "internal").glob("*.so"):
+        if so.name != "pyboot.so":
+            (inst / "lib" / "smhost" / "internal" / so.name).symlink_to(so)
+    monkeypatch.setattr(conftest, "SMHOST", inst / "bin" / "smhost")
     py_root(mlroot, PY_WHERE)
     s = serve(workers=1)
     st, _, body = s.invoke(b"x")
     assert st == 200, body
-    assert json.loads(body)["exe"] == str(tmp_path / "inst" / "bin" / "smhost")
+    assert json.loads(body)["exe"] == str(inst / "bin" / "smhost")
     rc, err = s.stop()
-    assert "smhost-python is missing" in err and "reinstall smhost" in err
+    assert "pyboot.so" in err and "reinstall smhost" in err and "shared libpython" in err
 
 
-@pytest.mark.nosan
 def test_python_missing_model_fn_fails_startup(mlroot):
     py_root(mlroot, "def predict_fn(x, m):\n    return x\n")
     s = Server(mlroot)
@@ -621,7 +626,6 @@ def test_python_missing_model_fn_fails_startup(mlroot):
     assert rc == 1 and "no model_fn" in err
 
 
-@pytest.mark.nosan
 def test_python_requirements_installed_first(mlroot, serve):
     py_root(mlroot, """
         import numpy
@@ -637,7 +641,6 @@ def test_python_requirements_installed_first(mlroot, serve):
     assert "requirements.txt" in err and "pip install" in err
 
 
-@pytest.mark.nosan
 def test_python_bad_requirements_stop_serve(mlroot):
     py_root(mlroot, "def model_fn(d):\n    return 1\n")
     (mlroot.path / "model" / "code" / "requirements.txt").write_text("this is === not a requirement\n")

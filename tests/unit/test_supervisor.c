@@ -282,7 +282,7 @@ static void test_reason_from_job_process(void **st) {
     free(t);
 }
 
-/* The page is a memfd: a program exec()ed with its descriptor (smhost-python) maps the same page by descriptor
+/* The page is a memfd: a program exec()ed with its descriptor (python3 with pyboot.so) maps the same page by descriptor
  * (the child below does only that, with no help from the mapping fork() gave it) and reports through it. */
 static void test_status_page_survives_exec_through_its_fd(void **st) {
     (void)st;
@@ -292,7 +292,7 @@ static void test_status_page_survives_exec_through_its_fd(void **st) {
     assert_int_equal(fcntl(p->fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* never leaks into other programs */
     int fd = fcntl(p->fd, F_DUPFD, 3);
     pid_t pid = fork();
-    if (pid == 0) { /* what smhost-python does after exec: attach by descriptor number, report */
+    if (pid == 0) { /* what pyboot.so does after exec: attach by descriptor number, report */
         char arg[16];
         snprintf(arg, sizeof arg, "%d", fd);
         shx_status_page *q = shx_status_page_attach(atoi(arg));

@@ -31,7 +31,7 @@
  *           except a handler declaring SMH_HANDLER_THREAD_SAFE (below), which it loads and calls itself, with no
  *           zygote and no workers (SMHOST_SERVE_INLINE=never keeps that handler in workers too).
  *   zygote  forked by the front first thing, while the front has one thread (for a Python handler it then exec()s
- *           smhost-python, the interpreter linked like python3, and goes on there). It installs the Python handler's
+ *           /usr/bin/python3 with smhost's pyboot.so preloaded, and goes on there). It installs the Python handler's
  *           requirements.txt, loads the handler plugin (dlopen, ABI checks) and calls init() once; then, unless
  *           SMHOST_SERVE_PRELOAD=false or the endpoint is multi-model, it calls load(<root>/model) once. After that it
  *           only forks workers: one per worker slot (SAGEMAKER_MODEL_SERVER_WORKERS) at start-up, and a new one
@@ -283,8 +283,8 @@ typedef struct smh_host_api {
     smh_status (*launch_rank_host)(smh_launch *launch, int rank, const char *host);
     /* The job's status page (the phase, the command and the failure reason the supervisor reports) as a file
      * descriptor with FD_CLOEXEC set, for smhost's own programs that a runner exec()s and that keep reporting
-     * after exec: the python runner passes it to smhost-python.  The page's layout is private to smhost, so other
-     * plugins have no use for it.  -1 when there is none (outside a supervised job). */
+     * after exec: the python runner passes it to pyboot.so in python3.  The page's layout is private to smhost, so
+     * other plugins have no use for it.  -1 when there is none (outside a supervised job). */
     int (*status_fd)(const smh_job *job);
 } smh_host_api;
 
