@@ -181,6 +181,7 @@ char *shx_path_join(const char *a, const char *b) {
 }
 
 int shx_mkdirs(const char *path, int mode) {
+    if (shx_is_dir(path)) return 0; /* the usual case: one stat() instead of a mkdir() per component */
     char *p = shx_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/') continue;
