@@ -194,24 +194,25 @@ void shx_redact(char *s) {
             size_t n = 0;
             if (prev != '_' && prev != '-')
                 while (isalnum((unsigned char)in[n]) || in[n] == '_' || in[n] == '-') n++;
-            if (n && shx_secret_name(in, n)) {
-                const char *j = in + n;
+            const char *j = in + n;
+            if (n) {
                 if (*j == '"' || *j == '\'') j++;
                 while (*j == ' ' || *j == '\t') j++;
-                if (*j == ':' || *j == '=') {
-                    j++;
-                    while (*j == ' ' || *j == '\t') j++;
-                    if (*j == '"' || *j == '\'') j++;
-                    const char *v = j;
-                    while (!value_end((unsigned char)*j)) j++;
-                    if (j > v) {
-                        size_t keep = (size_t)(v - in);
-                        memmove(o, in, keep);
-                        o += keep;
-                        put_stars(&o, (size_t)(j - v));
-                        in = (char *)j;
-                        continue;
-                    }
+            }
+            /* the cheap test first: most words are not labels (the startup log runs this over every word) */
+            if (n && (*j == ':' || *j == '=') && shx_secret_name(in, n)) {
+                j++;
+                while (*j == ' ' || *j == '\t') j++;
+                if (*j == '"' || *j == '\'') j++;
+                const char *v = j;
+                while (!value_end((unsigned char)*j)) j++;
+                if (j > v) {
+                    size_t keep = (size_t)(v - in);
+                    memmove(o, in, keep);
+                    o += keep;
+                    put_stars(&o, (size_t)(j - v));
+                    in = (char *)j;
+                    continue;
                 }
             }
         }
