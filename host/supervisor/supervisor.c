@@ -372,9 +372,6 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
                 free(mx);
             }
         }
-        s.tail.cap = o->stderr_tail_bytes;
-        s.tail.p = shx_xmalloc(s.tail.cap);
-        s.buf = shx_xmalloc(PASS_BUF);
     }
     int64_t oom_before = shx_oom_kill_count();
     fflush(NULL);
@@ -383,8 +380,6 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         int e = errno;
         close(sfd);
         if (pfd[0] >= 0) close(pfd[0]), close(pfd[1]);
-        free(s.tail.p);
-        free(s.buf);
         errno = e;
         return -1;
     }
@@ -417,6 +412,10 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         close(pfd[1]);
         s.errfd = pfd[0];
         fcntl(s.errfd, F_SETFL, O_NONBLOCK);
+        /* Allocated after fork(): the job process would only inherit 320 KiB it never uses. */
+        s.tail.cap = o->stderr_tail_bytes;
+        s.tail.p = shx_xmalloc(s.tail.cap);
+        s.buf = shx_xmalloc(PASS_BUF);
     }
     if (o->max_run_seconds > 0) s.run_deadline = shx_now_ms() + (int64_t)o->max_run_seconds * 1000;
 
