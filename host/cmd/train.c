@@ -257,6 +257,19 @@ static void clear_previous_outcome(const shx_job *job) {
     }
 }
 
+/* shx_sup_opts.on_started: right after fork, while the job process sets up and runs. */
+typedef struct started_ctx {
+    const shx_job *job;
+    void *s3sync;
+    int success_fd; /* the success file made ahead (shx_success_prepare), or -1 */
+} started_ctx;
+
+static void on_job_started(void *arg) {
+    started_ctx *sc = arg;
+    shx_train_s3_sync_started(sc->s3sync);
+    sc->success_fd = shx_success_prepare(sc->job->output_dir);
+}
+
 int shx_train_main(const shx_config *cfg) {
     shx_job job = {0};
     char err[4096];
@@ -361,13 +374,14 @@ int shx_train_main(const shx_config *cfg) {
     shx_strvec_free(&cmd);
 
     train_ctx ctx = {&job, page};
+    started_ctx sc = {&job, s3sync, -1};
     shx_sup_opts opts = {
         .grace_seconds = cfg->stop_grace_seconds,
         .leftover_grace_ms = 2000,
         .max_run_seconds = cfg->max_run_seconds,
         .stderr_tail_bytes = 64 * 1024,
-        .on_started = shx_train_s3_sync_started,
-        .on_started_arg = s3sync,
+        .on_started = on_job_started,
+        .on_started_arg = &sc,
     };
     shx_sup_result res = {0};
     if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
@@ -380,9 +394,11 @@ int shx_train_main(const shx_config *cfg) {
     shx_train_s3_sync_end(&job, s3sync); /* before success/failure: they tell the platform the job is over */
     rc = res.exit_code;
     if (rc == 0 && !res.stop_signal && !res.timed_out) {
-        if (shx_write_success(job.output_dir) < 0) shx_warn("cannot write %s/success", job.output_dir);
+        if (shx_write_success_prepared(job.output_dir, sc.success_fd) < 0)
+            shx_warn("cannot write %s/success", job.output_dir);
         shx_info("Reporting training SUCCESS");
     } else {
+        shx_success_discard(sc.success_fd);
         char *text = shx_failure_text(&res, page, opts.grace_seconds);
         shx_write_failure(job.output_dir, text);
         free(text);
