@@ -373,7 +373,6 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
             }
         }
     }
-    int64_t oom_before = shx_oom_kill_count();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -405,6 +404,10 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         _exit(rc & 0xff);
     }
     setpgid(pid, pid); /* also here: no signal may miss the group because the child has not run yet */
+    /* The cgroup's OOM kill count before the program, read while the job process sets up (three files, off the
+     * job's path to its program): the job process can only be OOM-killed before this read if memory ran out in
+     * these microseconds, and then the SIGKILL is reported without the OOM explanation. */
+    int64_t oom_before = shx_oom_kill_count();
     if (o->on_started) o->on_started(o->on_started_arg);
     pid_t pgid = pid;
     s.pid = pid;
