@@ -26,6 +26,18 @@ static int secret_name(const char *name) {
     return shx_secret_name(name, strlen(name));
 }
 
+/* Does v hold a key that looks secret, at any depth? */
+static int has_secret_key(const pyj_value *v) {
+    if (v->type == PYJ_DICT) {
+        for (size_t i = 0; i < v->u.dict.n; i++)
+            if (secret_name(v->u.dict.keys[i].s) || has_secret_key(v->u.dict.vals[i])) return 1;
+    } else if (v->type == PYJ_LIST) {
+        for (size_t i = 0; i < v->u.list.n; i++)
+            if (has_secret_key(v->u.list.items[i])) return 1;
+    }
+    return 0;
+}
+
 /* A copy of v with the values of secret-looking keys replaced by "****". */
 static pyj_value *masked(const pyj_value *v) {
     pyj_value *c = pyj_copy(v);
@@ -47,12 +59,13 @@ static pyj_value *masked(const pyj_value *v) {
 
 void shx_train_log_startup(const shx_job *job) {
     if (shx_log_get_level() > SHX_INFO) return;
-    pyj_value *te = masked(job->training_env);
-    char *s = pyj_dumps(te, 1);
+    /* the usual job has nothing to mask: no copy of the whole Training Env then */
+    pyj_value *te = has_secret_key(job->training_env) ? masked(job->training_env) : NULL;
+    char *s = pyj_dumps(te ? te : job->training_env, 1);
     shx_redact(s);
     shx_info("Training Env: %s", s);
     free(s);
-    pyj_free(te);
+    if (te) pyj_free(te);
     shx_buf b = {0};
     for (size_t i = 0; i < job->sm_env.n; i++) {
         const char *kv = job->sm_env.v[i];
@@ -63,11 +76,11 @@ void shx_train_log_startup(const shx_job *job) {
         } else if (secret_name(name)) {
             shx_buf_printf(&b, "\n%s=****", name);
         } else if (!strcmp(name, "SM_HPS")) {
-            pyj_value *m = masked(job->user_hps);
-            char *js = pyj_dumps(m, 1);
+            pyj_value *m = has_secret_key(job->user_hps) ? masked(job->user_hps) : NULL;
+            char *js = pyj_dumps(m ? m : job->user_hps, 1);
             shx_buf_printf(&b, "\n%s=%s", name, js);
             free(js);
-            pyj_free(m);
+            if (m) pyj_free(m);
         } else if (!strcmp(name, "SM_USER_ARGS")) {
             shx_buf_printf(&b, "\n%s=[", name);
             for (size_t k = 0; k < job->user_args.n; k++) {
