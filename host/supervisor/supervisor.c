@@ -68,48 +68,13 @@ void shx_sup_early_init(void) {
     }
 }
 
-/* The signals not at SIG_DFL: SigIgn and SigCgt of /proc/self/status (/proc/self/stat masks its copies to
- * signals 1-31).  One read instead of a sigaction() per signal: 64 system calls are 15-60 us on a shared VM, and
- * every job pays them before its program starts.  -1 when /proc cannot tell. */
-static int nondefault_signals(uint64_t *ignored, uint64_t *caught) {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len += (size_t)n;
-        if (len == sizeof buf - 1) break;
-    }
-    close(fd);
-    buf[len] = 0;
-    const char *names[] = {"\nSigIgn:", "\nSigCgt:"};
-    uint64_t *out[] = {ignored, caught};
-    for (int i = 0; i < 2; i++) {
-        const char *p = strstr(buf, names[i]);
-        if (!p) return -1;
-        p += strlen(names[i]);
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(p, &end, 16);
-        if (end == p || *end != '\n' || errno) return -1;
-        *out[i] = v;
-    }
-    return 0;
-}
-
 void shx_sup_child_reset_signals(void) {
-    uint64_t ignored = ~(uint64_t)0, caught = ~(uint64_t)0;
-    int known = nondefault_signals(&ignored, &caught) == 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
     for (int s = 1; s < NSIG; s++) {
         if (s == SIGKILL || s == SIGSTOP) continue;
-        if (known && !((ignored | caught) >> (s - 1) & 1)) continue; /* already SIG_DFL */
         sigaction(s, &sa, NULL); /* fails for the C library's reserved real-time signals: see below */
     }
     /* glibc reserves signals 32 and 33 and its sigaction() refuses them, yet an ignored disposition inherited from
@@ -121,7 +86,6 @@ void shx_sup_child_reset_signals(void) {
         uint64_t mask;
     };
     for (int s = 32; s < SIGRTMIN; s++) {
-        if (known && !(ignored >> (s - 1) & 1)) continue;
         struct kernel_sigaction old, dfl;
         memset(&old, 0, sizeof old);
         memset(&dfl, 0, sizeof dfl); /* SIG_DFL */
