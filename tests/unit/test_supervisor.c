@@ -133,8 +133,8 @@ static void on_usr2(int sig) {
     (void)sig;
 }
 
-/* The reset reads which signals are not at SIG_DFL from /proc/self/stat and resets exactly those: ignored and
- * caught ones, glibc's reserved 32 when ignored, real-time ones, and the mask. */
+/* The reset leaves every disposition at SIG_DFL (ignored and caught ones, glibc's reserved 32 when ignored,
+ * real-time ones) and clears the mask. */
 static void test_reset_signals_dispositions(void **st) {
     (void)st;
     pid_t c = fork();
