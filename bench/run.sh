@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 BYTES=${BENCH_BYTES:-1073741824}
 if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then N_START=2; N_SIG=2; N_TPUT=1; BYTES=${BENCH_BYTES:-1048576}
-elif [ "${BENCH_QUICK:-0}" = 1 ]; then N_START=10; N_SIG=5; N_TPUT=1; else N_START=40; N_SIG=20; N_TPUT=3; fi
+elif [ "${BENCH_QUICK:-0}" = 1 ]; then N_START=40; N_SIG=5; N_TPUT=1; else N_START=300; N_SIG=20; N_TPUT=3; fi
 
 OUT=$BUILD/bench
 mkdir -p "$OUT"
