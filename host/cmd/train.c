@@ -59,9 +59,11 @@ static pyj_value *masked(const pyj_value *v) {
 
 void shx_train_log_startup(const shx_job *job) {
     if (shx_log_get_level() > SHX_INFO) return;
-    /* the usual job has nothing to mask: no copy of the whole Training Env then */
+    /* The usual job has nothing to mask: the text is then SM_TRAINING_ENV's value (the same json.dumps, made by
+     * shx_env_build), not a second dump of a copy. */
     pyj_value *te = has_secret_key(job->training_env) ? masked(job->training_env) : NULL;
-    char *s = pyj_dumps(te ? te : job->training_env, 1);
+    const char *same = te ? NULL : shx_env_lookup(job->sm_env.v, "SM_TRAINING_ENV");
+    char *s = same ? shx_xstrdup(same) : pyj_dumps(te ? te : job->training_env, 1);
     shx_redact(s);
     shx_info("Training Env: %s", s);
     free(s);
@@ -75,12 +77,12 @@ void shx_train_log_startup(const shx_job *job) {
             /* logged above */
         } else if (secret_name(name)) {
             shx_buf_printf(&b, "\n%s=****", name);
-        } else if (!strcmp(name, "SM_HPS")) {
-            pyj_value *m = has_secret_key(job->user_hps) ? masked(job->user_hps) : NULL;
-            char *js = pyj_dumps(m ? m : job->user_hps, 1);
+        } else if (!strcmp(name, "SM_HPS") && has_secret_key(job->user_hps)) { /* else as it is, below */
+            pyj_value *m = masked(job->user_hps);
+            char *js = pyj_dumps(m, 1);
             shx_buf_printf(&b, "\n%s=%s", name, js);
             free(js);
-            if (m) pyj_free(m);
+            pyj_free(m);
         } else if (!strcmp(name, "SM_USER_ARGS")) {
             shx_buf_printf(&b, "\n%s=[", name);
             for (size_t k = 0; k < job->user_args.n; k++) {
