@@ -399,6 +399,7 @@ int shx_train_main(const shx_config *cfg) {
         .on_started_arg = &sc,
     };
     shx_sup_result res = {0};
+    free(shx_self_dir()); /* read here, inherited by the job process, which finds its runner plugin with it */
     if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
         shx_train_s3_sync_end(&job, s3sync);
         snprintf(err, sizeof err, "cannot start the job process: %s", strerror(errno));

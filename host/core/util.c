@@ -226,13 +226,25 @@ int shx_dir_is_empty(const char *path) {
 }
 
 char *shx_self_dir(void) {
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return shx_xstrdup(".");
-    buf[n] = 0;
-    char *slash = strrchr(buf, '/');
-    if (slash && slash != buf) *slash = 0;
-    return shx_xstrdup(buf);
+    /* The executable does not change: /proc/self/exe is read once per process, and a job process forked after
+     * the first call inherits the answer (a new process's first /proc/self lookup is its slowest). */
+    static char *cached;
+    char *c = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (!c) {
+        char buf[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+        if (n <= 0) return shx_xstrdup("."); /* not cached: a later call may succeed */
+        buf[n] = 0;
+        char *slash = strrchr(buf, '/');
+        if (slash && slash != buf) *slash = 0;
+        c = shx_xstrdup(buf);
+        char *expected = NULL;
+        if (!__atomic_compare_exchange_n(&cached, &expected, c, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            free(c); /* another thread was first */
+            c = expected;
+        }
+    }
+    return shx_xstrdup(c);
 }
 
 /* Length of the valid UTF-8 sequence at s (max n bytes), or 0 when invalid. */
