@@ -176,7 +176,7 @@ demo: deps
 # `make bench`: the supervisor (start-up, signals, memory, output); bench-python, bench-serve and bench-s3 compare the
 # Python runner with python3, the server with nginx+gunicorn+flask, S3 downloads with curl.  bench-all runs them all.
 bench: all
-	bash bench/run.sh $(abspath $(BUILD))
+	bash bench/run.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
 bench-python: all
 	bash bench/python.sh $(abspath $(BUILD))
 bench-serve: all test-programs

@@ -1,6 +1,7 @@
 #!/bin/bash
 # smhost supervisor benchmarks: each runs the direct program and the same program under `smhost train` side by
-# side (alternating runs) and prints medians and ratios.  Usage: bash bench/run.sh <build-dir>
+# side (alternating runs) and prints medians and ratios.  Usage: bash bench/run.sh <build-dir> [BASELINE]
+#   BASELINE      another smhost binary (an older build): its start-up is timed interleaved with this one's
 #   BENCH_BYTES   bytes per stream for the throughput run (default 1 GiB)
 #   BENCH_QUICK=1 fewer repetitions
 #   SMHOST_BENCH_SMOKE=1  a seconds-long smoke run for `make test` (2 repetitions, 1 MiB): it proves every path and
@@ -10,6 +11,8 @@ BUILD=$(cd "${1:?usage: bench/run.sh <build-dir>}" && pwd)
 SMHOST=$BUILD/bin/smhost
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$SMHOST" ] || { echo "bench: $SMHOST is missing: run make first" >&2; exit 1; }
+BASELINE=${2:-}
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "bench: the baseline $BASELINE is not an executable" >&2; exit 1; }
 
 BYTES=${BENCH_BYTES:-1073741824}
 if [ "${SMHOST_BENCH_SMOKE:-0}" = 1 ]; then N_START=2; N_SIG=2; N_TPUT=1; BYTES=${BENCH_BYTES:-1048576}
@@ -51,6 +54,13 @@ echo "             the floor, fork+exec+wait (bench spawn): $(ms "$f") ms, added
      "smhost's own work on top of it $(ms $((b - f))) ms"
 echo "             CPU time (user+sys, all processes): direct $(ms "$ca") ms, bench spawn $(ms "$cf") ms," \
      "smhost train $(ms "$cb") ms"
+if [ -n "$BASELINE" ]; then
+    read -r f a b cf ca cb < <(SAGEMAKER_PROGRAM=trivial.sh "$OUT/bench" time "$N_START" \
+        -- "$OUT/bench" spawn /bin/sh "$ML/code/trivial.sh" -- "$BASELINE" train -- "$SMHOST" train)
+    echo "             against the baseline $BASELINE (median of $N_START, interleaved): baseline $(ms "$a") ms," \
+         "this build $(ms "$b") ms ($(ms $((b - a))) ms); on top of the floor $(ms $((a - f))) ms -> $(ms $((b - f))) ms," \
+         "ratio $(ratio $((b - f)) $((a - f)))x; CPU $(ms "$ca") -> $(ms "$cb") ms"
+fi
 
 # 2. signal latency and the supervisor's peak RSS
 read -r a b hwm < <(SAGEMAKER_PROGRAM=sigprog "$OUT/bench" siglat "$N_SIG" -- "$ML/code/sigprog" -- "$SMHOST" train)
