@@ -1,8 +1,12 @@
 /* bench driver: runs a direct command (A) and the same work under smhost (B) alternately, side by side.
- *   bench time N -- A... -- B...     wall time of each run, and CPU time (user+sys of the process and every
- *                                    descendant it waited for); prints "wallA_us wallB_us cpuA_us cpuB_us" (medians)
+ *   bench time N -- A... -- B... [-- C...]
+ *                                    wall time of each run, and CPU time (user+sys of the process and every
+ *                                    descendant it waited for); prints "wallA_us wallB_us cpuA_us cpuB_us" (medians),
+ *                                    with a third command "wallA wallB wallC cpuA cpuB cpuC"
  *   bench siglat N -- A... -- B...   SIGTERM to the process until the program's handler runs (bench/sigprog);
  *                                    prints "medianA_us medianB_us maxVmHWM_B_kib"
+ *   bench spawn PROG ARGS...         the least a supervisor does: fork, exec PROG, wait; exits with its status
+ *                                    (the floor that smhost's start-up is compared with)
  * Children get /dev/null as stdin, stdout and stderr.  BENCH_OUTPUT_DIR: its success/failure files are removed
  * before each run, so every smhost run writes its own. */
 #include <fcntl.h>
@@ -121,43 +125,58 @@ static long long siglat_once(char **argv, long *hwm) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "spawn")) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execv(argv[2], argv + 2);
+            _exit(127);
+        }
+        int st;
+        if (pid < 0 || waitpid(pid, &st, 0) < 0) return 126;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
     if (argc < 6 || strcmp(argv[3], "--")) {
-        fprintf(stderr, "usage: bench time|siglat N -- A... -- B...\n");
+        fprintf(stderr, "usage: bench time|siglat N -- A... -- B... [-- C...] | bench spawn PROG ARGS...\n");
         return 2;
     }
     int n = atoi(argv[2]);
-    char **a = argv + 4, **b = NULL;
+    char **cmd[3] = {argv + 4, NULL, NULL};
+    int ncmd = 1;
     for (int i = 4; i < argc; i++)
         if (!strcmp(argv[i], "--")) {
             argv[i] = NULL;
-            b = argv + i + 1;
+            if (ncmd == 3) return 2;
+            cmd[ncmd++] = argv + i + 1;
         }
-    if (!b || !*b || n < 1) return 2;
-    long long *ta = calloc((size_t)n, sizeof *ta), *tb = calloc((size_t)n, sizeof *tb);
-    long long *ca = calloc((size_t)n, sizeof *ca), *cb = calloc((size_t)n, sizeof *cb);
-    long maxhwm = 0;
     int lat = !strcmp(argv[1], "siglat");
+    if (ncmd < 2 || (lat && ncmd != 2) || n < 1) return 2;
+    for (int k = 0; k < ncmd; k++)
+        if (!*cmd[k]) return 2;
+    long long *t[3], *c[3];
+    for (int k = 0; k < ncmd; k++) {
+        t[k] = calloc((size_t)n, sizeof *t[k]);
+        c[k] = calloc((size_t)n, sizeof *c[k]);
+    }
+    long maxhwm = 0;
     for (int i = 0; i < n; i++) {
         if (lat) {
             long h = 0;
-            if ((ta[i] = siglat_once(a, NULL)) < 0) return 1;
-            if ((tb[i] = siglat_once(b, &h)) < 0) return 1;
+            if ((t[0][i] = siglat_once(cmd[0], NULL)) < 0) return 1;
+            if ((t[1][i] = siglat_once(cmd[1], &h)) < 0) return 1;
             if (h > maxhwm) maxhwm = h;
-        } else {
+            continue;
+        }
+        for (int k = 0; k < ncmd; k++) { /* interleaved: A B [C] A B [C] ... */
             long long t0 = now_ns();
-            if (wait_ok(spawn(a), a[0])) return 1;
-            long long t1 = now_ns();
-            ca[i] = g_cpu_us;
-            if (wait_ok(spawn(b), b[0])) return 1;
-            long long t2 = now_ns();
-            cb[i] = g_cpu_us;
-            ta[i] = t1 - t0;
-            tb[i] = t2 - t1;
+            if (wait_ok(spawn(cmd[k]), cmd[k][0])) return 1;
+            t[k][i] = now_ns() - t0;
+            c[k][i] = g_cpu_us;
         }
     }
-    printf("%lld %lld", median(ta, n) / 1000, median(tb, n) / 1000);
+    for (int k = 0; k < ncmd; k++) printf("%s%lld", k ? " " : "", median(t[k], n) / 1000);
     if (lat) printf(" %ld", maxhwm);
-    else printf(" %lld %lld", median(ca, n), median(cb, n));
+    else
+        for (int k = 0; k < ncmd; k++) printf(" %lld", median(c[k], n));
     printf("\n");
     return 0;
 }

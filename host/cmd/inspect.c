@@ -1,7 +1,6 @@
 /* `smhost env` prints what a job would get; `smhost plugins` lists every plugin found and why any was refused. */
 #include "cmd/inspect.h"
 
-#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,46 +12,47 @@
 #include "plugin/hostapi.h"
 #include "job/job.h"
 #include "core/log.h"
+#include "core/pyjson.h"
 #include "plugin/registry.h"
 #include "dist/launch.h"
 
 /* The launch plan as JSON (`smhost env --json`): what each process of a distributed job would get. */
-static cJSON *launch_json(const shx_launch *l, const shx_job *job) {
-    cJSON *o = cJSON_CreateObject(), *procs = cJSON_CreateArray();
-    cJSON_AddStringToObject(o, "launcher", l->launcher);
-    cJSON_AddStringToObject(o, "flag", l->flag);
-    cJSON_AddNumberToObject(o, "node_rank", l->info.node_rank);
-    cJSON_AddNumberToObject(o, "num_nodes", l->info.num_nodes);
-    cJSON_AddNumberToObject(o, "procs_per_host", l->info.procs_per_host);
-    cJSON *nodes = cJSON_CreateArray();
-    for (size_t i = 0; i < l->nodes.n; i++) cJSON_AddItemToArray(nodes, cJSON_CreateString(l->nodes.v[i]));
-    cJSON_AddItemToObject(o, "nodes", nodes);
-    if (l->wait_port) cJSON_AddNumberToObject(o, "wait_port", l->wait_port);
+static pyj_value *launch_json(const shx_launch *l, const shx_job *job) {
+    pyj_value *o = pyj_dict(), *procs = pyj_list();
+    pyj_dict_set(o, "launcher", pyj_string(l->launcher));
+    pyj_dict_set(o, "flag", pyj_string(l->flag));
+    pyj_dict_set(o, "node_rank", pyj_int_ll(l->info.node_rank));
+    pyj_dict_set(o, "num_nodes", pyj_int_ll(l->info.num_nodes));
+    pyj_dict_set(o, "procs_per_host", pyj_int_ll(l->info.procs_per_host));
+    pyj_value *nodes = pyj_list();
+    for (size_t i = 0; i < l->nodes.n; i++) pyj_list_append(nodes, pyj_string(l->nodes.v[i]));
+    pyj_dict_set(o, "nodes", nodes);
+    if (l->wait_port) pyj_dict_set(o, "wait_port", pyj_int_ll(l->wait_port));
     for (size_t i = 0; i < l->n; i++) {
         const shx_lproc *p = &l->procs[i];
-        cJSON *po = cJSON_CreateObject(), *env = cJSON_CreateObject();
-        cJSON_AddStringToObject(po, "kind", (p->kind & 0xffu) == SMH_PROC_PROGRAM ? "program" : "command");
-        cJSON_AddBoolToObject(po, "service", (p->kind & SMH_PROC_SERVICE) != 0);
-        cJSON_AddNumberToObject(po, "rank", p->rank);
-        cJSON_AddNumberToObject(po, "local_rank", p->local_rank);
+        pyj_value *po = pyj_dict(), *env = pyj_dict();
+        pyj_dict_set(po, "kind", pyj_string((p->kind & 0xffu) == SMH_PROC_PROGRAM ? "program" : "command"));
+        pyj_dict_set(po, "service", pyj_bool((p->kind & SMH_PROC_SERVICE) != 0));
+        pyj_dict_set(po, "rank", pyj_int_ll(p->rank));
+        pyj_dict_set(po, "local_rank", pyj_int_ll(p->local_rank));
         if (p->argv.n) {
-            cJSON *argv = cJSON_CreateArray();
-            for (size_t k = 0; k < p->argv.n; k++) cJSON_AddItemToArray(argv, cJSON_CreateString(p->argv.v[k]));
-            cJSON_AddItemToObject(po, "argv", argv);
+            pyj_value *argv = pyj_list();
+            for (size_t k = 0; k < p->argv.n; k++) pyj_list_append(argv, pyj_string(p->argv.v[k]));
+            pyj_dict_set(po, "argv", argv);
         }
         /* what the process really gets: the job's own values win (LD_PRELOAD was composed with the user's) */
         for (size_t k = 0; k < p->env.n; k++) {
             const char *eq = strchr(p->env.v[k], '=');
             char *name = shx_xstrndup(p->env.v[k], (size_t)(eq - p->env.v[k]));
             if (!shx_env_lookup(job->env.v, name) || !strcmp(name, "LD_PRELOAD"))
-                cJSON_AddStringToObject(env, name, eq + 1);
+                pyj_dict_set(env, name, pyj_string(eq + 1));
             free(name);
         }
-        cJSON_AddItemToObject(po, "env", env);
-        if (p->error_file) cJSON_AddStringToObject(po, "error_file", p->error_file);
-        cJSON_AddItemToArray(procs, po);
+        pyj_dict_set(po, "env", env);
+        if (p->error_file) pyj_dict_set(po, "error_file", pyj_string(p->error_file));
+        pyj_list_append(procs, po);
     }
-    cJSON_AddItemToObject(o, "processes", procs);
+    pyj_dict_set(o, "processes", procs);
     return o;
 }
 
@@ -77,25 +77,22 @@ int shx_env_main(const shx_config *cfg, int json) {
     if (job.program) shx_strvec_push(&argv, job.program);
     for (size_t i = 0; i < job.user_args.n; i++) shx_strvec_push(&argv, job.user_args.v[i]);
     if (json) {
-        cJSON *o = cJSON_CreateObject(), *env = cJSON_CreateObject(), *args = cJSON_CreateArray();
+        pyj_value *o = pyj_dict(), *env = pyj_dict(), *args = pyj_list();
         for (size_t i = 0; i < job.sm_env.n; i++) {
             const char *eq = strchr(job.sm_env.v[i], '=');
-            char *name = shx_xstrndup(job.sm_env.v[i], (size_t)(eq - job.sm_env.v[i]));
-            cJSON_AddStringToObject(env, name, eq + 1);
-            free(name);
+            pyj_dict_setn(env, job.sm_env.v[i], (size_t)(eq - job.sm_env.v[i]), pyj_string(eq + 1));
         }
-        for (size_t i = 0; i < argv.n; i++) cJSON_AddItemToArray(args, cJSON_CreateString(argv.v[i]));
-        cJSON_AddItemToObject(o, "env", env);
-        cJSON_AddItemToObject(o, "argv", args);
-        if (job.program) cJSON_AddStringToObject(o, "program", job.program_path);
-        else cJSON_AddNullToObject(o, "program");
-        if (have_launch && !launch_rc) cJSON_AddItemToObject(o, "launch", launch_json(&l, &job));
-        else if (have_launch) cJSON_AddStringToObject(o, "launch_error", lerr);
-        else cJSON_AddNullToObject(o, "launch");
-        char *s = cJSON_PrintUnformatted(o);
+        for (size_t i = 0; i < argv.n; i++) pyj_list_append(args, pyj_string(argv.v[i]));
+        pyj_dict_set(o, "env", env);
+        pyj_dict_set(o, "argv", args);
+        pyj_dict_set(o, "program", job.program ? pyj_string(job.program_path) : pyj_null());
+        if (have_launch && !launch_rc) pyj_dict_set(o, "launch", launch_json(&l, &job));
+        else if (have_launch) pyj_dict_set(o, "launch_error", pyj_string(lerr));
+        else pyj_dict_set(o, "launch", pyj_null());
+        char *s = pyj_dumps(o, 0);
         puts(s);
         free(s);
-        cJSON_Delete(o);
+        pyj_free(o);
     } else {
         for (size_t i = 0; i < job.sm_env.n; i++) puts(job.sm_env.v[i]);
         char *line = shx_command_line((const char *const *)argv.v);
@@ -159,7 +156,7 @@ int shx_plugins_main(const shx_config *cfg, int json) {
     shx_log_set_level(SHX_ERROR);
     shx_registry_scan(&reg);
     shx_log_set_level(level);
-    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    shx_buf arr = {0}; /* --json: one object per line */
     if (!json) {
         printf("smhost %s, plugin ABI %d.%d. Search path:\n", SMHOST_VERSION, SMH_ABI_MAJOR, SMH_ABI_MINOR);
         for (size_t i = 0; i < reg.dirs.n; i++) printf("  %s\n", reg.dirs.v[i]);
@@ -182,22 +179,24 @@ int shx_plugins_main(const shx_config *cfg, int json) {
         usable += ok && !shadow;
         const char *name = p->status == SHX_LOAD_OK || p->desc.name ? p->desc.name : NULL;
         if (json) {
-            cJSON *o = cJSON_CreateObject();
-            if (name) cJSON_AddStringToObject(o, "name", name);
-            else cJSON_AddNullToObject(o, "name");
-            cJSON_AddStringToObject(o, "path", p->path);
-            cJSON_AddStringToObject(o, "status", ok ? (shadow ? "shadowed" : "ok") : "refused");
+            pyj_value *o = pyj_dict();
+            pyj_dict_set(o, "name", name ? pyj_string(name) : pyj_null());
+            pyj_dict_set(o, "path", pyj_string(p->path));
+            pyj_dict_set(o, "status", pyj_string(ok ? (shadow ? "shadowed" : "ok") : "refused"));
             if (p->status == SHX_LOAD_OK) {
                 char abi[32];
                 snprintf(abi, sizeof abi, "%u.%u", p->desc.abi_major, p->desc.abi_minor);
-                cJSON_AddStringToObject(o, "abi", abi);
-                cJSON_AddStringToObject(o, "version", p->desc.version ? p->desc.version : "");
-                cJSON_AddStringToObject(o, "kind", shx_kind_str(p->desc.kind));
-                cJSON_AddStringToObject(o, "description", p->desc.description ? p->desc.description : "");
+                pyj_dict_set(o, "abi", pyj_string(abi));
+                pyj_dict_set(o, "version", pyj_string(p->desc.version ? p->desc.version : ""));
+                pyj_dict_set(o, "kind", pyj_string(shx_kind_str(p->desc.kind)));
+                pyj_dict_set(o, "description", pyj_string(p->desc.description ? p->desc.description : ""));
             }
-            if (!ok) cJSON_AddStringToObject(o, "reason", why);
-            if (shadow) cJSON_AddStringToObject(o, "shadowed_by", shadow);
-            cJSON_AddItemToArray(arr, o);
+            if (!ok) pyj_dict_set(o, "reason", pyj_string(why));
+            if (shadow) pyj_dict_set(o, "shadowed_by", pyj_string(shadow));
+            char *js = pyj_dumps_default(o);
+            shx_buf_printf(&arr, "%s  %s", arr.len ? ",\n" : "", js);
+            free(js);
+            pyj_free(o);
             continue;
         }
         if (p->status == SHX_LOAD_OK) {
@@ -211,10 +210,8 @@ int shx_plugins_main(const shx_config *cfg, int json) {
         if (!ok) printf("           refused: %s\n", why);
     }
     if (json) {
-        char *s = cJSON_Print(arr);
-        puts(s);
-        free(s);
-        cJSON_Delete(arr);
+        printf("[%s%s%s]\n", arr.len ? "\n" : "", arr.len ? arr.p : "", arr.len ? "\n" : "");
+        shx_buf_free(&arr);
     }
     shx_registry_free(&reg);
     return 0;

@@ -26,6 +26,18 @@ static int secret_name(const char *name) {
     return shx_secret_name(name, strlen(name));
 }
 
+/* Does v hold a key that looks secret, at any depth? */
+static int has_secret_key(const pyj_value *v) {
+    if (v->type == PYJ_DICT) {
+        for (size_t i = 0; i < v->u.dict.n; i++)
+            if (secret_name(v->u.dict.keys[i].s) || has_secret_key(v->u.dict.vals[i])) return 1;
+    } else if (v->type == PYJ_LIST) {
+        for (size_t i = 0; i < v->u.list.n; i++)
+            if (has_secret_key(v->u.list.items[i])) return 1;
+    }
+    return 0;
+}
+
 /* A copy of v with the values of secret-looking keys replaced by "****". */
 static pyj_value *masked(const pyj_value *v) {
     pyj_value *c = pyj_copy(v);
@@ -47,12 +59,15 @@ static pyj_value *masked(const pyj_value *v) {
 
 void shx_train_log_startup(const shx_job *job) {
     if (shx_log_get_level() > SHX_INFO) return;
-    pyj_value *te = masked(job->training_env);
-    char *s = pyj_dumps(te, 1);
+    /* The usual job has nothing to mask: the text is then SM_TRAINING_ENV's value (the same json.dumps, made by
+     * shx_env_build), not a second dump of a copy. */
+    pyj_value *te = has_secret_key(job->training_env) ? masked(job->training_env) : NULL;
+    const char *same = te ? NULL : shx_env_lookup(job->sm_env.v, "SM_TRAINING_ENV");
+    char *s = same ? shx_xstrdup(same) : pyj_dumps(te ? te : job->training_env, 1);
     shx_redact(s);
     shx_info("Training Env: %s", s);
     free(s);
-    pyj_free(te);
+    if (te) pyj_free(te);
     shx_buf b = {0};
     for (size_t i = 0; i < job->sm_env.n; i++) {
         const char *kv = job->sm_env.v[i];
@@ -62,7 +77,7 @@ void shx_train_log_startup(const shx_job *job) {
             /* logged above */
         } else if (secret_name(name)) {
             shx_buf_printf(&b, "\n%s=****", name);
-        } else if (!strcmp(name, "SM_HPS")) {
+        } else if (!strcmp(name, "SM_HPS") && has_secret_key(job->user_hps)) { /* else as it is, below */
             pyj_value *m = masked(job->user_hps);
             char *js = pyj_dumps(m, 1);
             shx_buf_printf(&b, "\n%s=%s", name, js);
@@ -257,6 +272,19 @@ static void clear_previous_outcome(const shx_job *job) {
     }
 }
 
+/* shx_sup_opts.on_started: right after fork, while the job process sets up and runs. */
+typedef struct started_ctx {
+    const shx_job *job;
+    void *s3sync;
+    int success_fd; /* the success file made ahead (shx_success_prepare), or -1 */
+} started_ctx;
+
+static void on_job_started(void *arg) {
+    started_ctx *sc = arg;
+    shx_train_s3_sync_started(sc->s3sync);
+    sc->success_fd = shx_success_prepare(sc->job->output_dir);
+}
+
 int shx_train_main(const shx_config *cfg) {
     shx_job job = {0};
     char err[4096];
@@ -361,15 +389,17 @@ int shx_train_main(const shx_config *cfg) {
     shx_strvec_free(&cmd);
 
     train_ctx ctx = {&job, page};
+    started_ctx sc = {&job, s3sync, -1};
     shx_sup_opts opts = {
         .grace_seconds = cfg->stop_grace_seconds,
         .leftover_grace_ms = 2000,
         .max_run_seconds = cfg->max_run_seconds,
         .stderr_tail_bytes = 64 * 1024,
-        .on_started = shx_train_s3_sync_started,
-        .on_started_arg = s3sync,
+        .on_started = on_job_started,
+        .on_started_arg = &sc,
     };
     shx_sup_result res = {0};
+    free(shx_self_dir()); /* read here, inherited by the job process, which finds its runner plugin with it */
     if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
         shx_train_s3_sync_end(&job, s3sync);
         snprintf(err, sizeof err, "cannot start the job process: %s", strerror(errno));
@@ -380,9 +410,11 @@ int shx_train_main(const shx_config *cfg) {
     shx_train_s3_sync_end(&job, s3sync); /* before success/failure: they tell the platform the job is over */
     rc = res.exit_code;
     if (rc == 0 && !res.stop_signal && !res.timed_out) {
-        if (shx_write_success(job.output_dir) < 0) shx_warn("cannot write %s/success", job.output_dir);
+        if (shx_write_success_prepared(job.output_dir, sc.success_fd) < 0)
+            shx_warn("cannot write %s/success", job.output_dir);
         shx_info("Reporting training SUCCESS");
     } else {
+        shx_success_discard(sc.success_fd);
         char *text = shx_failure_text(&res, page, opts.grace_seconds);
         shx_write_failure(job.output_dir, text);
         free(text);

@@ -184,6 +184,7 @@ char *shx_path_join(const char *a, const char *b) {
 }
 
 int shx_mkdirs(const char *path, int mode) {
+    if (shx_is_dir(path)) return 0; /* the usual case: one stat() instead of a mkdir() per component */
     char *p = shx_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/') continue;
@@ -235,14 +236,26 @@ void shx_self_dir_set(const char *dir) {
 }
 
 char *shx_self_dir(void) {
-    if (g_self_dir) return shx_xstrdup(g_self_dir);
-    char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return shx_xstrdup(".");
-    buf[n] = 0;
-    char *slash = strrchr(buf, '/');
-    if (slash && slash != buf) *slash = 0;
-    return shx_xstrdup(buf);
+    /* The executable does not change: /proc/self/exe is read once per process, and a job process forked after
+     * the first call inherits the answer (a new process's first /proc/self lookup is its slowest). */
+    if (g_self_dir) return shx_xstrdup(g_self_dir); /* smhost's, set by code running in another executable */
+    static char *cached;
+    char *c = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (!c) {
+        char buf[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+        if (n <= 0) return shx_xstrdup("."); /* not cached: a later call may succeed */
+        buf[n] = 0;
+        char *slash = strrchr(buf, '/');
+        if (slash && slash != buf) *slash = 0;
+        c = shx_xstrdup(buf);
+        char *expected = NULL;
+        if (!__atomic_compare_exchange_n(&cached, &expected, c, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            free(c); /* another thread was first */
+            c = expected;
+        }
+    }
+    return shx_xstrdup(c);
 }
 
 /* Length of the valid UTF-8 sequence at s (max n bytes), or 0 when invalid. */

@@ -54,23 +54,70 @@ static int numbered(const char *name, const char *prefix, int *num) {
     return 1;
 }
 
+/* Between shx_device_scan_begin() and shx_device_scan_end() each directory is read once: the nvidia and neuron
+ * signs both look through /dev (~110 entries).  Otherwise every call reads it afresh. */
+typedef struct scanned {
+    char *path;
+    int ok;           /* 0, or -1 when it could not be opened */
+    shx_strvec names; /* every name but "." and ".." */
+} scanned;
+static struct {
+    int active;
+    scanned *dirs;
+    size_t n;
+} g_scan;
+
+void shx_device_scan_end(void) {
+    for (size_t i = 0; i < g_scan.n; i++) {
+        free(g_scan.dirs[i].path);
+        shx_strvec_free(&g_scan.dirs[i].names);
+    }
+    free(g_scan.dirs);
+    memset(&g_scan, 0, sizeof g_scan);
+}
+
+void shx_device_scan_begin(void) {
+    shx_device_scan_end();
+    g_scan.active = 1;
+}
+
+static int read_names(const char *path, shx_strvec *out) {
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) shx_strvec_push(out, e->d_name);
+    closedir(d);
+    return 0;
+}
+
 /* Names in dir (relative to the system root) that are "<prefix><digits>", or with prefix NULL any name but
  * "." and "..".  Their numbers go to nums (up to max) when nums is not NULL.  -1 when dir cannot be opened. */
 static int list_dir(const char *dir, const char *prefix, int *nums, int max) {
     char *p = sys_path(dir);
-    DIR *d = opendir(p);
+    scanned fresh = {0}, *sc = NULL;
+    for (size_t i = 0; g_scan.active && i < g_scan.n && !sc; i++)
+        if (!strcmp(g_scan.dirs[i].path, p)) sc = &g_scan.dirs[i];
+    if (!sc) {
+        if (g_scan.active) {
+            g_scan.dirs = shx_xrealloc(g_scan.dirs, (g_scan.n + 1) * sizeof *g_scan.dirs);
+            sc = &g_scan.dirs[g_scan.n++];
+            memset(sc, 0, sizeof *sc);
+            sc->path = shx_xstrdup(p);
+        } else {
+            sc = &fresh;
+        }
+        sc->ok = read_names(p, &sc->names);
+    }
     free(p);
-    if (!d) return -1;
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    int count = sc->ok;
+    for (size_t i = 0; sc->ok == 0 && i < sc->names.n; i++) {
         int num = 0;
-        if (prefix && !numbered(e->d_name, prefix, &num)) continue;
+        if (prefix && !numbered(sc->names.v[i], prefix, &num)) continue;
         if (nums && count < max) nums[count] = num;
         count++;
     }
-    closedir(d);
+    shx_strvec_free(&fresh.names);
     return count;
 }
 

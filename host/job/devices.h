@@ -14,4 +14,8 @@ int shx_num_neurons(void); /* AWS Neuron cores: core_count in sysfs of each /dev
  * neuron: /dev/neuron<n>; amd: /dev/kfd or SMHOST_ROCM_SMI_LIBRARY), without loading anything: 1 present, 0 absent
  * (why says so), -1 a backend it has no signs for (load it).  env: the environment smhost started with. */
 int shx_device_signs(const char *backend, char *const *env, char *why, size_t whylen);
+/* Between begin and end, the counts and signs above read each directory once (discovery asks about /dev for
+ * several backends); outside, every call reads afresh. */
+void shx_device_scan_begin(void);
+void shx_device_scan_end(void);
 #endif

@@ -246,6 +246,7 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
     shx_config_device_backends(cfg, &names);
     v->backends = shx_xcalloc(names.n ? names.n : 1, sizeof *v->backends);
     shx_strvec load = {0};
+    shx_device_scan_begin(); /* the signs below read /dev once for every backend */
     for (size_t i = 0; i < names.n; i++) {
         if (find_report(v, names.v[i])) continue; /* listed twice */
         shx_backend_report *r = &v->backends[v->nbackends++];
@@ -256,6 +257,7 @@ void shx_backends_discover(shx_devview *v, const shx_config *cfg, char *const *e
         if (signs == 0) r->state = SHX_BK_SKIPPED;
         else shx_strvec_push(&load, r->name);
     }
+    shx_device_scan_end(); /* the probe process and the fallback counts look afresh */
     shx_strvec_free(&names);
 
     if (load.n) {

@@ -27,22 +27,29 @@ static const char *const akid_prefixes[] = {"AKIA", "ASIA", "AGPA", "AIDA", "ARO
  * unless the word before it makes it a count or a tokenizer's special token (max_token, eos_token ...).  This is
  * the one rule for hyperparameter and variable names in the startup log and for "label: value" in failure text. */
 #define MAX_WORDS 16
-static int word_is(const char *w, size_t n, const char *lit) {
-    return strlen(lit) == n && !strncmp(w, lit, n);
-}
-static int word_in(const char *w, size_t n, const char *const *list) {
-    for (size_t i = 0; list[i]; i++)
-        if (word_is(w, n, list[i])) return 1;
+/* The word lists with their lengths: the startup log asks about every key and variable name of the job (~120
+ * names), so a word is compared only with the names of its length (no strlen() per name and word). */
+typedef struct lit {
+    const char *s;
+    size_t n;
+} lit;
+#define LIT(x) {x, sizeof(x) - 1}
+static int word_in(const char *w, size_t n, const lit *list) {
+    for (; list->s; list++)
+        if (list->n == n && !memcmp(w, list->s, n)) return 1;
     return 0;
 }
+#define WORD_IS(w, n, x) ((n) == sizeof(x) - 1 && !memcmp((w), (x), (n)))
 
 int shx_secret_name(const char *name, size_t len) {
-    static const char *const secret[] = {"secret", "secrets", "credential", "credentials", "apikey", "accesskey",
-                                         "privatekey", "secretkey", "accesstoken", "authtoken", "sessiontoken",
-                                         "securitytoken", "password", "passwd", "passphrase", NULL};
-    static const char *const key_pairs[] = {"api", "access", "private", "secret", NULL};
-    static const char *const not_secret_token[] = {"max", "min", "num", "n", "eos", "bos", "pad", "unk", "sep",
-                                                   "cls", "mask", "start", "end", "stop", "special", NULL};
+    static const lit secret[] = {LIT("secret"), LIT("secrets"), LIT("credential"), LIT("credentials"),
+                                 LIT("apikey"), LIT("accesskey"), LIT("privatekey"), LIT("secretkey"),
+                                 LIT("accesstoken"), LIT("authtoken"), LIT("sessiontoken"), LIT("securitytoken"),
+                                 LIT("password"), LIT("passwd"), LIT("passphrase"), {NULL, 0}};
+    static const lit key_pairs[] = {LIT("api"), LIT("access"), LIT("private"), LIT("secret"), {NULL, 0}};
+    static const lit not_secret_token[] = {LIT("max"), LIT("min"), LIT("num"), LIT("n"), LIT("eos"), LIT("bos"),
+                                           LIT("pad"), LIT("unk"), LIT("sep"), LIT("cls"), LIT("mask"),
+                                           LIT("start"), LIT("end"), LIT("stop"), LIT("special"), {NULL, 0}};
     char low[256];
     size_t ws[MAX_WORDS], wn[MAX_WORDS], nw = 0;
     if (len >= sizeof low) len = sizeof low - 1;
@@ -60,12 +67,12 @@ int shx_secret_name(const char *name, size_t len) {
     for (size_t k = 0; k < nw; k++) {
         const char *w = low + ws[k];
         size_t n = wn[k];
-        if (word_in(w, n, secret) || (n >= 5 && !strncmp(w, "passw", 5))) return 1;
+        if (word_in(w, n, secret) || (n >= 5 && !memcmp(w, "passw", 5))) return 1;
         const char *p = k ? low + ws[k - 1] : NULL;
         size_t pn = k ? wn[k - 1] : 0;
-        if (k && word_is(w, n, "key") && word_in(p, pn, key_pairs)) return 1;
-        if (k && word_is(w, n, "signature") && word_is(p, pn, "amz")) return 1;
-        if (word_is(w, n, "token") && !(k && word_in(p, pn, not_secret_token))) return 1;
+        if (k && WORD_IS(w, n, "key") && word_in(p, pn, key_pairs)) return 1;
+        if (k && WORD_IS(w, n, "signature") && WORD_IS(p, pn, "amz")) return 1;
+        if (WORD_IS(w, n, "token") && !(k && word_in(p, pn, not_secret_token))) return 1;
     }
     return 0;
 }
@@ -194,24 +201,25 @@ void shx_redact(char *s) {
             size_t n = 0;
             if (prev != '_' && prev != '-')
                 while (isalnum((unsigned char)in[n]) || in[n] == '_' || in[n] == '-') n++;
-            if (n && shx_secret_name(in, n)) {
-                const char *j = in + n;
+            const char *j = in + n;
+            if (n) {
                 if (*j == '"' || *j == '\'') j++;
                 while (*j == ' ' || *j == '\t') j++;
-                if (*j == ':' || *j == '=') {
-                    j++;
-                    while (*j == ' ' || *j == '\t') j++;
-                    if (*j == '"' || *j == '\'') j++;
-                    const char *v = j;
-                    while (!value_end((unsigned char)*j)) j++;
-                    if (j > v) {
-                        size_t keep = (size_t)(v - in);
-                        memmove(o, in, keep);
-                        o += keep;
-                        put_stars(&o, (size_t)(j - v));
-                        in = (char *)j;
-                        continue;
-                    }
+            }
+            /* the cheap test first: most words are not labels (the startup log runs this over every word) */
+            if (n && (*j == ':' || *j == '=') && shx_secret_name(in, n)) {
+                j++;
+                while (*j == ' ' || *j == '\t') j++;
+                if (*j == '"' || *j == '\'') j++;
+                const char *v = j;
+                while (!value_end((unsigned char)*j)) j++;
+                if (j > v) {
+                    size_t keep = (size_t)(v - in);
+                    memmove(o, in, keep);
+                    o += keep;
+                    put_stars(&o, (size_t)(j - v));
+                    in = (char *)j;
+                    continue;
                 }
             }
         }

@@ -333,19 +333,13 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
                 free(mx);
             }
         }
-        s.tail.cap = o->stderr_tail_bytes;
-        s.tail.p = shx_xmalloc(s.tail.cap);
-        s.buf = shx_xmalloc(PASS_BUF);
     }
-    int64_t oom_before = shx_oom_kill_count();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(sfd);
         if (pfd[0] >= 0) close(pfd[0]), close(pfd[1]);
-        free(s.tail.p);
-        free(s.buf);
         errno = e;
         return -1;
     }
@@ -371,6 +365,10 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         _exit(rc & 0xff);
     }
     setpgid(pid, pid); /* also here: no signal may miss the group because the child has not run yet */
+    /* The cgroup's OOM kill count before the program, read while the job process sets up (three files, off the
+     * job's path to its program): the job process can only be OOM-killed before this read if memory ran out in
+     * these microseconds, and then the SIGKILL is reported without the OOM explanation. */
+    int64_t oom_before = shx_oom_kill_count();
     if (o->on_started) o->on_started(o->on_started_arg);
     pid_t pgid = pid;
     s.pid = pid;
@@ -378,6 +376,10 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         close(pfd[1]);
         s.errfd = pfd[0];
         fcntl(s.errfd, F_SETFL, O_NONBLOCK);
+        /* Allocated after fork(): the job process would only inherit 320 KiB it never uses. */
+        s.tail.cap = o->stderr_tail_bytes;
+        s.tail.p = shx_xmalloc(s.tail.cap);
+        s.buf = shx_xmalloc(PASS_BUF);
     }
     if (o->max_run_seconds > 0) s.run_deadline = shx_now_ms() + (int64_t)o->max_run_seconds * 1000;
 

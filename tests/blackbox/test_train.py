@@ -466,6 +466,19 @@ def test_plugins_lists_builtin_runners():
     assert names["shell"]["status"] == "ok" and names["shell"]["kind"] == "runner"
 
 
+def test_the_binary_needs_only_the_c_library():
+    """Every shared library of the smhost binary costs each job's start-up; heavy ones belong in internal modules
+    (README: "The binary links only the C library").  Sanitizer runtimes of the ASan build are allowed."""
+    out = subprocess.run(["readelf", "-d", SMHOST], capture_output=True, text=True, check=True).stdout
+    needed = [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
+    assert "libc.so.6" in needed, out
+    allowed = ("libc.so.6",)
+    if any(n.startswith(("libasan.", "libubsan.")) for n in needed):  # the ASan build: its runtimes, and theirs
+        allowed += ("libasan.", "libubsan.", "libm.so.", "libgcc_s.so.", "libstdc++.so.")
+    other = [n for n in needed if not n.startswith(allowed)]
+    assert other == [], other
+
+
 def test_nul_in_a_hyperparameter_is_refused_not_truncated(mlroot):
     mlroot.hyperparameters({"x": "a\u0000b"})
     dump_env_script(mlroot)

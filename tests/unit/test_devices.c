@@ -126,6 +126,25 @@ static void test_neurons_without_core_count(void **state) {
     assert_int_equal(shx_num_neurons(), 8 + 4 + 4 + 4);
 }
 
+/* Discovery asks about /dev once per backend: inside a scan each directory is read once (a node that appears
+ * meanwhile is not seen), outside every call reads afresh; a missing directory stays missing inside the scan. */
+static void test_scan_reads_each_directory_once(void **state) {
+    (void)state;
+    char why[256];
+    make("dev/nvidia0", "");
+    shx_device_scan_begin();
+    assert_int_equal(shx_device_signs("nvidia", NULL, why, sizeof why), 1);
+    assert_int_equal(shx_device_signs("neuron", NULL, why, sizeof why), 0);
+    make("dev/neuron0", "");
+    assert_int_equal(shx_device_signs("neuron", NULL, why, sizeof why), 0); /* /dev was read already */
+    assert_int_equal(shx_num_gpus(), 1);
+    shx_device_scan_end();
+    assert_int_equal(shx_device_signs("neuron", NULL, why, sizeof why), 1);
+    make("dev/nvidia1", "");
+    assert_int_equal(shx_num_gpus(), 2);
+    shx_device_scan_end(); /* twice is harmless */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpus_match_python),
@@ -134,6 +153,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_gpus_from_dev_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_neurons_from_sysfs_core_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_neurons_without_core_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan_reads_each_directory_once, setup, teardown),
     };
     return cmocka_run_group_tests_name("devices", tests, NULL, NULL);
 }

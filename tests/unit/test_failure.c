@@ -378,6 +378,43 @@ static void test_write_failure_once(void **st) {
     free(out);
 }
 
+/* output/success made ahead (O_TMPFILE while the program runs): invisible until it is linked in, then an empty
+ * 0644 file with a fresh mtime; a success file already there is truncated as before; a discarded one never shows. */
+static void test_success_prepared(void **st) {
+    (void)st;
+    char dir[] = "/tmp/smhost-test-success-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *out = shx_path_join(dir, "output"), *s = shx_path_join(out, "success");
+    assert_int_equal(shx_mkdirs(out, 0755), 0);
+    mode_t old = umask(022);
+    int fd = shx_success_prepare(out);
+    if (fd < 0) skip(); /* a filesystem without O_TMPFILE: shx_write_success_prepared(-1) is shx_write_success */
+    assert_true(shx_dir_is_empty(out));
+    struct timespec backdate[2] = {{1000, 0}, {1000, 0}};
+    assert_int_equal(futimens(fd, backdate), 0);
+    assert_int_equal(shx_write_success_prepared(out, fd), 0);
+    struct stat sb;
+    assert_int_equal(stat(s, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0644);
+    assert_int_equal(sb.st_size, 0);
+    assert_true(sb.st_mtime > 1000);
+    /* the program wrote its own: the usual path empties it */
+    assert_int_equal(shx_write_file(s, "mine", 4, 0), 0);
+    assert_int_equal(shx_write_success_prepared(out, shx_success_prepare(out)), 0);
+    assert_int_equal(stat(s, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    unlink(s);
+    shx_success_discard(shx_success_prepare(out));
+    shx_success_discard(-1);
+    assert_true(shx_dir_is_empty(out));
+    umask(old);
+    rmdir(out);
+    rmdir(dir);
+    free(s);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exception_line_first),
@@ -397,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_failure_text_signal_stop_oom),
         cmocka_unit_test(test_failure_text_plugin_crash_and_reason),
         cmocka_unit_test(test_write_failure_once),
+        cmocka_unit_test(test_success_prepared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,6 +127,50 @@ static void test_clean_signal_state(void **st) {
     shx_sup_result_free(&r);
     free(s);
     free(f);
+}
+
+static void on_usr2(int sig) {
+    (void)sig;
+}
+
+/* The reset leaves every disposition at SIG_DFL (ignored and caught ones, glibc's reserved 32 when ignored,
+ * real-time ones) and clears the mask. */
+static void test_reset_signals_dispositions(void **st) {
+    (void)st;
+    pid_t c = fork();
+    if (c == 0) {
+        signal(SIGINT, SIG_IGN);
+        signal(SIGUSR1, SIG_IGN);
+        signal(SIGRTMIN + 3, SIG_IGN);
+        signal(SIGUSR2, on_usr2);
+        struct {
+            void *handler;
+            unsigned long flags;
+            void *restorer;
+            uint64_t mask;
+        } ign = {SIG_IGN, 0, NULL, 0}, old;
+        if (syscall(SYS_rt_sigaction, 32, &ign, NULL, sizeof(uint64_t)) != 0) _exit(10);
+        sigset_t blk;
+        sigemptyset(&blk);
+        sigaddset(&blk, SIGTERM);
+        sigprocmask(SIG_BLOCK, &blk, NULL);
+        shx_sup_child_reset_signals();
+        int sigs[] = {SIGINT, SIGUSR1, SIGRTMIN + 3, SIGUSR2, SIGTERM, SIGHUP};
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+            struct sigaction sa;
+            if (sigaction(sigs[i], NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) _exit(20 + (int)i);
+        }
+        memset(&old, 0, sizeof old);
+        if (syscall(SYS_rt_sigaction, 32, NULL, &old, sizeof(uint64_t)) != 0 || old.handler != SIG_DFL) _exit(11);
+        sigset_t now;
+        sigprocmask(SIG_BLOCK, NULL, &now);
+        if (sigismember(&now, SIGTERM)) _exit(12);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(c, &status, 0), c);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* Sends `sig` to this process once `file` exists (the script's trap is installed). */
@@ -437,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_exec_failure),
         cmocka_unit_test(test_stderr_tail),
         cmocka_unit_test(test_clean_signal_state),
+        cmocka_unit_test(test_reset_signals_dispositions),
         cmocka_unit_test(test_sigterm_forwarded_handler_exits_0),
         cmocka_unit_test(test_sigterm_without_handler),
         cmocka_unit_test(test_sigterm_ignored_killed_after_grace),
