@@ -181,7 +181,8 @@ static int serve_loop(int ctl, int sfd) {
         shx_error("serve: cannot set up the event loop: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
-    int64_t next_deadline = INT64_MAX;
+    int64_t next_deadline = INT64_MAX, last_reap = 0;
+    int child_ended = 1;
     for (;;) {
         int64_t now = shx_now_ms();
         int timeout = 100;
@@ -202,6 +203,7 @@ static int serve_loop(int ctl, int sfd) {
                 struct signalfd_siginfo si;
                 while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     int sig = (int)si.ssi_signo;
+                    if (sig == SIGCHLD) child_ended = 1;
                     if (!shx_sup_is_stop_signal(sig) || g.stopping) continue;
                     g.stopping = 1;
                     g_grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
@@ -233,8 +235,13 @@ static int serve_loop(int ctl, int sfd) {
         for (int i = 0; i < g.cfg.workers && next_deadline != 0; i++)
             if (g.slots[i].jobs.head && g.slots[i].jobs.head->deadline < next_deadline)
                 next_deadline = g.slots[i].jobs.head->deadline;
-        /* Reap every child that ended: the zygote, and the orphans we inherit as PID 1 or subreaper. */
-        reap_children();
+        /* Reap every child that ended: the zygote, and the orphans we inherit as PID 1 or subreaper.  Only after a
+         * SIGCHLD (signalfd), not a wait4() per round under load; once a second in any case. */
+        if (child_ended || now - last_reap >= 1000) {
+            child_ended = 0;
+            last_reap = now;
+            reap_children();
+        }
         if (g_zygote_reaped) {
             /* Reaped before its socket was read: its last frames (a failure's reason) and EOF are still there. */
             int rc;
