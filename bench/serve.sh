@@ -317,5 +317,5 @@ smoke_check "/ping (ceiling)" "$h_err"
 $PY -c "
 import sys
 h, b = float(sys.argv[1]), float(sys.argv[2])
-print(f'ceiling: wrk -c$c against smhost /ping (no worker): {h:.0f} req/s = {h/b:.1f}x the byo median at $c connections; p50 {sys.argv[3]} ms')
+print(f'ceiling: wrk -c$c against smhost /ping (no worker): {h:.0f} req/s = {h/b:.1f}x the byo median at $c connections; p50 {float(sys.argv[3]):.3f} ms')
 " "$h_rps" "$b_rps" "$h_50"
