@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # smhost serve against the classic bring-your-own stack (nginx -> gunicorn -> Flask, configured as AWS's
 # scikit_bring_your_own example), around the same iris predict function, loaded with wrk on 127.0.0.1.
-#   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (2 s per run), ROUNDS (5), CONCURRENCY ("4 16 64")
+#   bash bench/serve.sh [build dir]      env: WORKERS (2), DURATION (2 s per run), ROUNDS (5), CEIL_ROUNDS (3, the
+#   ceiling table), PING_ROUNDS (3), CONCURRENCY ("4 16 64")
 #   SMHOST_BENCH_SMOKE=1: a seconds-long smoke run for `make test` (DURATION 1, ROUNDS 1, CONCURRENCY 4): it starts
 #   every stack, checks their answers and fails on any non-2xx answer under load or a broken path; its numbers mean
 #   nothing
@@ -18,9 +19,10 @@ BUILD=$(cd "${1:-$REPO/build}" && pwd)
 SMHOST=$BUILD/bin/smhost
 WORKERS=${WORKERS:-2}
 SMOKE=${SMHOST_BENCH_SMOKE:-0}
-if [ "$SMOKE" = 1 ]; then DURATION=${DURATION:-1}; ROUNDS=${ROUNDS:-1}; CONCURRENCY=${CONCURRENCY:-4}; fi
+if [ "$SMOKE" = 1 ]; then DURATION=${DURATION:-1}; ROUNDS=${ROUNDS:-1}; CEIL_ROUNDS=${CEIL_ROUNDS:-1}; CONCURRENCY=${CONCURRENCY:-4}; fi
 DURATION=${DURATION:-2}
 ROUNDS=${ROUNDS:-5}
+CEIL_ROUNDS=${CEIL_ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-4 16 64}
 PY=/usr/bin/python3
 for tool in wrk nginx gunicorn; do
@@ -91,6 +93,7 @@ SAGEMAKER_BASE_DIR=$T/inline SAGEMAKER_BIND_TO_PORT=$P_INL SAGEMAKER_MODEL_SERVE
 INL_PID=$!
 SAGEMAKER_BASE_DIR=$T/native SAGEMAKER_BIND_TO_PORT=$P_NATQ SAGEMAKER_MODEL_SERVER_WORKERS=$WORKERS \
   SAGEMAKER_CONTAINER_LOG_LEVEL=30 "$SMHOST" serve 2>"$T/smhost-nativeq.log" & PIDS+=($!)
+NATQ_PID=$!
 sed -e "s|@DIR@|$T|g" -e "s|@PORT@|$P_NGX|g" -e "s|@WORKERS@|$WORKERS|g" "$REPO/bench/serve/nginx-return200.conf.in" \
   > "$T/nginx200.conf"
 MODEL_DIR=$T/py/model gunicorn --chdir "$REPO/bench/serve" --timeout 60 -k sync -b "unix:$T/gunicorn.sock" \
@@ -101,6 +104,7 @@ mkdir -p "$T/nginx-body" "$T/nginx-proxy" "$T/nginx-fastcgi" "$T/nginx-uwsgi" "$
 nginx -c "$T/nginx.conf" -e "$T/nginx-error.log" & PIDS+=($!)
 BYO_NGX_PID=$!
 nginx -c "$T/nginx200.conf" -e "$T/nginx200-error.log" & PIDS+=($!)
+NGX_PID=$!
 wait_ping "$P_PY"; wait_ping "$P_NAT"; wait_ping "$P_BYO"; wait_ping "$P_PY1"; wait_ping "$P_INL"; wait_ping "$P_NGX"; wait_ping "$P_PYS"; wait_ping "$P_NATQ"
 # inline: the server has no zygote (no child process at all)
 [ -z "$(cat "/proc/$INL_PID/task/$INL_PID/children")" ] || { echo "bench/serve.sh: the inline handler is not inline" >&2; exit 1; }
@@ -140,17 +144,18 @@ print(rps, p50, p99, errs.group(1) if errs else 0)'
 echo "smhost serve vs nginx+gunicorn+flask: $WORKERS workers each, wrk -t2 for ${DURATION}s per run, $ROUNDS rounds" \
   "(stacks in turn), 127.0.0.1, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$SMOKE" = 1 ] && echo "SMOKE RUN (SMHOST_BENCH_SMOKE=1): checks that the benchmark works; the numbers mean nothing"
-# Per concurrency: ROUNDS rounds of byo, pyhandler and native in turn (rotating the order), each stack's requests/s,
-# latency and CPU time per request (utime+stime of its processes: nginx and gunicorn with their workers; smhost's
-# front, zygote and workers); medians, and the median of the per-round ratios.
-$PY - "$SMOKE" "$DURATION" "$ROUNDS" "$T/post.lua" "$CONCURRENCY" "$P_BYO:$BYO_NGX_PID,$GUNI_PID" "$P_PY:$PY_PID" \
-  "$P_NAT:$NAT_PID" <<'PYEOF'
+# rounds.py: per concurrency, ROUNDS rounds of the stacks in turn (the order rotating), each stack's requests/s,
+# latency and CPU time per request (utime+stime of its processes and their children over the requests it answered);
+# medians, and the median of the per-round ratios against the first stack.
+#   rounds.py SMOKE DURATION ROUNDS LUA "CONCS" LABEL=PORT:PID[,PID...] ...   (the first stack is the base)
+cat >"$T/rounds.py" <<'PYEOF'
 import os, re, statistics, subprocess, sys
 smoke, duration, rounds, lua, concs = sys.argv[1] == "1", sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5].split()
-stacks = {}
-for name, arg in zip(("byo", "py", "nat"), sys.argv[6:9]):
-    port, pids = arg.split(":")
-    stacks[name] = (port, [int(p) for p in pids.split(",")])
+stacks = []
+for arg in sys.argv[6:]:
+    label, rest = arg.split("=", 1)
+    port, pids = rest.split(":")
+    stacks.append((label, port, [int(p) for p in pids.split(",")]))
 tck = os.sysconf("SC_CLK_TCK")
 def tree(pid):
     out, todo = [], [pid]
@@ -176,8 +181,8 @@ def cpu(roots):
 def ms(v):
     n, u = re.match(r"([\d.]+)(us|ms|s|m)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
-def run(name, c):
-    port, roots = stacks[name]
+def run(stack, c):
+    _, port, roots = stack
     c0 = cpu(roots)
     t = subprocess.run(["wrk", "-t2", f"-c{c}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", lua,
                         f"http://127.0.0.1:{port}/invocations"], capture_output=True, text=True, check=True).stdout
@@ -187,32 +192,37 @@ def run(name, c):
     return dict(rps=float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)),
                 p50=ms(re.search(r"\s50%\s+(\S+)", t).group(1)), p99=ms(re.search(r"\s99%\s+(\S+)", t).group(1)),
                 err=int(errs.group(1)) if errs else 0, cpu_us=used / max(n, 1) * 1e6)
-print(f"{'conc':<5} | {'nginx+gunicorn+flask':<27} | {'smhost pyhandler':<27} | {'smhost native':<27} | "
-      f"{'py/byo':>7} {'nat/byo':>7} | CPU us/request: byo, py, native")
-print(f"{'':<5} | {'req/s  p50ms  p99ms':<27} | {'req/s  p50ms  p99ms':<27} | {'req/s  p50ms  p99ms':<27} | "
-      f"{'req/s':>7} {'req/s':>7} | (median of {rounds} rounds; py/byo ratios of each round)")
-order = ["byo", "py", "nat"]
+base = stacks[0][0]
+others = [s[0] for s in stacks[1:]]
+print(f"{'conc':<5} | " + " | ".join(f"{s[0]:<26}" for s in stacks) + " | " +
+      " ".join(f"{o + '/' + base:>12}" for o in others) + " | CPU us/request")
+print(f"{'':<5} | " + " | ".join(f"{'req/s  p50ms  p99ms':<26}" for _ in stacks) + " | " +
+      " ".join(f"{'req/s':>12}" for _ in others) + f" | (medians of {rounds} rounds; {others[0]}/{base} of each round)")
 bad = []
+n = len(stacks)
 for c in concs:
-    res = {k: [] for k in order}
+    res = {s[0]: [] for s in stacks}
     for r in range(rounds):
-        for name in order[r % 3:] + order[:r % 3]:
-            res[name].append(run(name, c))
+        for s in stacks[r % n:] + stacks[:r % n]:
+            res[s[0]].append(run(s, c))
     med = lambda name, key: statistics.median(x[key] for x in res[name])
-    ratio = lambda name: statistics.median(res[name][i]["rps"] / res["byo"][i]["rps"] for i in range(rounds))
-    f = lambda n: f"{med(n, 'rps'):8.0f} {med(n, 'p50'):6.2f} {med(n, 'p99'):7.2f}    "
-    pyr = sorted(res["py"][i]["rps"] / res["byo"][i]["rps"] for i in range(rounds))
-    print(f"{c:<5} | {f('byo')} | {f('py')} | {f('nat')} | {ratio('py'):6.1f}x {ratio('nat'):6.1f}x | "
-          f"{med('byo', 'cpu_us'):.0f}, {med('py', 'cpu_us'):.0f}, {med('nat', 'cpu_us'):.0f} "
-          f"(py/byo {' '.join(f'{x:.1f}' for x in pyr)})")
-    errs = {k: sum(x["err"] for x in res[k]) for k in order}
+    ratio = lambda name: statistics.median(res[name][i]["rps"] / res[base][i]["rps"] for i in range(rounds))
+    f = lambda name: f"{med(name, 'rps'):8.0f} {med(name, 'p50'):6.2f} {med(name, 'p99'):7.2f}   "
+    each = sorted(res[others[0]][i]["rps"] / res[base][i]["rps"] for i in range(rounds))
+    print(f"{c:<5} | " + " | ".join(f(s[0]) for s in stacks) + " | " +
+          " ".join(f"{ratio(o):11.2f}x" for o in others) + " | " +
+          ", ".join(f"{med(s[0], 'cpu_us'):.0f}" for s in stacks) + f" ({' '.join(f'{x:.2f}' for x in each)})")
+    errs = {s[0]: sum(x["err"] for x in res[s[0]]) for s in stacks}
     if any(errs.values()):
-        print(f"      non-2xx answers: byo {errs['byo']}, pyhandler {errs['py']}, native {errs['nat']}")
+        print("      non-2xx answers: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
         bad += [f"{k} at {c} connections: {v} non-2xx answers" for k, v in errs.items() if v]
-open(os.path.join(os.path.dirname(lua), "byo-rps"), "w").write(f"{med('byo', 'rps')}\n")
+    last = med(base, "rps")
+open(os.path.join(os.path.dirname(lua), f"{base}-rps"), "w").write(f"{last}\n")
 if smoke and bad:
     sys.exit("bench/serve.sh: " + "; ".join(bad))
 PYEOF
+$PY "$T/rounds.py" "$SMOKE" "$DURATION" "$ROUNDS" "$T/post.lua" "$CONCURRENCY" "byo=$P_BYO:$BYO_NGX_PID,$GUNI_PID" \
+  "pyhandler=$P_PY:$PY_PID" "native=$P_NAT:$NAT_PID"
 b_rps=$(cat "$T/byo-rps")
 
 # The HTTP ceiling: nginx answering `return 200` itself ($WORKERS worker processes), against the native handler in
@@ -220,21 +230,8 @@ b_rps=$(cat "$T/byo-rps")
 echo
 echo "HTTP ceiling: nginx 'return 200' ($WORKERS worker processes) vs smhost native handler, same wrk, same request,"
 echo "no access log on any (smhost: SAGEMAKER_CONTAINER_LOG_LEVEL=WARNING)"
-printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' conc "nginx return 200" "smhost native workers" "smhost native inline" "nat/ngx" "inl/ngx"
-printf '%-5s | %-22s | %-22s | %-22s | %-9s %-9s\n' "" "req/s    p99ms" "req/s    p99ms" "req/s    p99ms" "req/s" "req/s"
-for c in $CONCURRENCY; do
-  read -r x_rps x_50 x_99 x_err < <(run_wrk "$P_NGX" "$c" /invocations "$T/post.lua")
-  read -r n_rps n_50 n_99 n_err < <(run_wrk "$P_NATQ" "$c" /invocations "$T/post.lua")
-  read -r i_rps i_50 i_99 i_err < <(run_wrk "$P_INL" "$c" /invocations "$T/post.lua")
-  $PY -c "
-import sys
-x, n, i = [float(v) for v in sys.argv[1:3]], [float(v) for v in sys.argv[3:5]], [float(v) for v in sys.argv[5:7]]
-f = lambda r: f'{r[0]:8.0f} {r[1]:8.2f}     '
-print(f'{int(sys.argv[7]):<5d} | {f(x)} | {f(n)} | {f(i)} | {n[0]/x[0]:7.2f}x {i[0]/x[0]:7.2f}x')
-" "$x_rps" "$x_99" "$n_rps" "$n_99" "$i_rps" "$i_99" "$c"
-  [ "$x_err$n_err$i_err" = 000 ] || echo "      non-2xx answers: nginx $x_err, native $n_err, inline $i_err"
-  smoke_check "nginx return 200" "$x_err"; smoke_check "native inline" "$i_err"
-done
+$PY "$T/rounds.py" "$SMOKE" "$DURATION" "$CEIL_ROUNDS" "$T/post.lua" "$CONCURRENCY" "nginx200=$P_NGX:$NGX_PID" \
+  "workers=$P_NATQ:$NATQ_PID" "inline=$P_INL:$INL_PID"
 echo
 
 # Python handler workers forked from smhost-python (static interpreter) against the same workers forked from smhost
