@@ -196,6 +196,15 @@ static int serve_loop(int ctl, int sfd) {
             shx_error("epoll_wait: %s", strerror(errno));
             return SHX_EXIT_OSERR;
         }
+        /* New HTTP requests before this round's worker replies: /ping (and anything else the loop answers itself)
+         * then waits behind reading the other requests that arrived, not behind sending every answer that the
+         * replies complete, which is most of a busy round's time. */
+        int http = 0, replies = 0;
+        for (int k = 0; k < n; k++) {
+            http |= ev[k].data.u64 == TAG_MHD;
+            replies |= ev[k].data.u64 >= TAG_SLOT && ev[k].data.u64 < TAG_SLOT + (uint64_t)g.cfg.workers;
+        }
+        if (http && replies) MHD_run(g.d);
         for (int k = 0; k < n; k++) {
             uint64_t tag = ev[k].data.u64;
             if (tag == TAG_SIGNAL) {
