@@ -181,7 +181,8 @@ static int serve_loop(int ctl, int sfd) {
         shx_error("serve: cannot set up the event loop: %s", strerror(errno));
         return SHX_EXIT_OSERR;
     }
-    int64_t next_deadline = INT64_MAX;
+    int64_t next_deadline = INT64_MAX, last_reap = 0;
+    int child_ended = 1;
     for (;;) {
         int64_t now = shx_now_ms();
         int timeout = 100;
@@ -195,6 +196,15 @@ static int serve_loop(int ctl, int sfd) {
             shx_error("epoll_wait: %s", strerror(errno));
             return SHX_EXIT_OSERR;
         }
+        /* New HTTP requests before this round's worker replies: /ping (and anything else the loop answers itself)
+         * then waits behind reading the other requests that arrived, not behind sending every answer that the
+         * replies complete, which is most of a busy round's time. */
+        int http = 0, replies = 0;
+        for (int k = 0; k < n; k++) {
+            http |= ev[k].data.u64 == TAG_MHD;
+            replies |= ev[k].data.u64 >= TAG_SLOT && ev[k].data.u64 < TAG_SLOT + (uint64_t)g.cfg.workers;
+        }
+        if (http && replies) MHD_run(g.d);
         for (int k = 0; k < n; k++) {
             uint64_t tag = ev[k].data.u64;
             if (tag == TAG_SIGNAL) {
@@ -202,6 +212,7 @@ static int serve_loop(int ctl, int sfd) {
                 struct signalfd_siginfo si;
                 while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                     int sig = (int)si.ssi_signo;
+                    if (sig == SIGCHLD) child_ended = 1;
                     if (!shx_is_stop_signal(sig) || g.stopping) continue;
                     g.stopping = 1;
                     g_grace_deadline = shx_now_ms() + (int64_t)g.cfg.grace_s * 1000;
@@ -233,8 +244,13 @@ static int serve_loop(int ctl, int sfd) {
         for (int i = 0; i < g.cfg.workers && next_deadline != 0; i++)
             if (g.slots[i].jobs.head && g.slots[i].jobs.head->deadline < next_deadline)
                 next_deadline = g.slots[i].jobs.head->deadline;
-        /* Reap every child that ended: the zygote, and the orphans we inherit as PID 1 or subreaper. */
-        reap_children();
+        /* Reap every child that ended: the zygote, and the orphans we inherit as PID 1 or subreaper.  Only after a
+         * SIGCHLD (signalfd), not a wait4() per round under load; once a second in any case. */
+        if (child_ended || now - last_reap >= 1000) {
+            child_ended = 0;
+            last_reap = now;
+            reap_children();
+        }
         if (g_zygote_reaped) {
             /* Reaped before its socket was read: its last frames (a failure's reason) and EOF are still there. */
             int rc;

@@ -737,9 +737,17 @@ def test_orphans_of_a_handler_are_reaped_while_serving(native_root, serve):
     # double-forked, so orphans at once: smhost (the subreaper) adopts them, and reaps them when they exit
     assert [proc_state(p)[1] if proc_state(p) else None for p in orphans] == [s.proc.pid] * 5
     end = time.time() + 10
+    zombie_since = {}  # when each was first seen dead and not yet reaped
     while any(proc_state(p) for p in orphans):  # they exit after 2 s; a zombie that nobody reaps stays listed
         assert time.time() < end, {p: proc_state(p) for p in orphans}
-        time.sleep(0.02)
+        for p in orphans:
+            ps = proc_state(p)
+            if ps and ps[0] == "Z":
+                zombie_since.setdefault(p, time.monotonic())
+        time.sleep(0.01)
+        # reaped when their SIGCHLD arrives, not at the loop's once-a-second sweep
+        for p, t in zombie_since.items():
+            assert proc_state(p) is None or time.monotonic() - t < 0.2, f"orphan {p} stayed a zombie"
     kids = {p: proc_state(p) for p in children(s.proc.pid)}
     assert kids, "smhost serve lists no children: the zygote at least must be there"
     assert not [p for p, ps in kids.items() if ps and ps[0] == "Z"], kids
