@@ -29,6 +29,17 @@ static void start_failed(PyStatus st, const char *what) {
     Py_ExitStatusException(st); /* prints "Fatal Python error: ..." and exits 1, as python3 does */
 }
 
+/* The audit hook (audit_hook, below), added once the interpreter is initialized: the events of python3's own
+ * start-up (the imports of encodings, site and what it loads: ~30 opens, execs and imports, each one a tuple and a
+ * call when a hook is there) come before user code and tell the hook nothing.  The first event it needs is
+ * cpython.run_file/run_module/run_command, raised by Py_RunMain, or the training module's import. */
+static int audit_hook(const char *event, PyObject *args, void *unused);
+static void add_audit_hook(void) {
+    if (PySys_AddAuditHook(audit_hook, NULL) == 0) return;
+    PyErr_Clear();
+    smhpy_handoff_failed("cannot add the audit hook");
+}
+
 /* What Py_BytesMain(argc, argv) does (Modules/main.c pymain_init, then Py_RunMain), through the public API so that
  * one setting differs: buffered_stdio.  Options (-u, -E, -I, -X ...) and PYTHON* variables work as in python3. */
 int smhpy_run_main(int argc, char **argv) {
@@ -45,6 +56,7 @@ int smhpy_run_main(int argc, char **argv) {
     PyConfig_Clear(&c);
     if (PyStatus_IsExit(st)) return st.exitcode;
     if (PyStatus_Exception(st)) start_failed(st, "initialization");
+    add_audit_hook();
     return Py_RunMain(); /* sys.path[0], the script or -m, exceptions, SystemExit, KeyboardInterrupt: python3's */
 }
 
@@ -78,6 +90,7 @@ int smhpy_run_entry(const char *program, const char *module, const char *functio
     PyConfig_Clear(&c);
     if (PyStatus_IsExit(st)) return st.exitcode;
     if (PyStatus_Exception(st)) start_failed(st, "initialization");
+    add_audit_hook();
 
     int code = 0, kbd = 0;
     PyObject *res = NULL;
@@ -112,7 +125,7 @@ int smhpy_run_entry(const char *program, const char *module, const char *functio
  * hook.  cpython.run_file/run_module/run_command: python3's main is about to run the program (sys.path[0] is set,
  * site imported): from here on a crash is the program's.  sys.excepthook (hook, type, value, traceback): an
  * uncaught exception is about to be printed: the failure reason. */
-int smhpy_audit_hook(const char *event, void *args_, void *unused) {
+static int audit_hook(const char *event, PyObject *args, void *unused) {
     static int busy; /* formatting imports traceback, which raises events of its own */
     (void)unused;
     if (busy || (event[0] != 'c' && event[0] != 's')) return 0;
@@ -122,7 +135,6 @@ int smhpy_audit_hook(const char *event, void *args_, void *unused) {
         return 0;
     }
     if (strcmp(event, "sys.excepthook") != 0) return 0;
-    PyObject *args = args_;
     if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != 4) return 0;
     /* Importing traceback runs module code, which clears CPython's note of an uncaught KeyboardInterrupt (that
      * makes python3 end by SIGINT, exit status 130): keep it as it was. */

@@ -24,10 +24,6 @@
 #include "python/smhpy.h"
 #include "supervisor/status.h"
 
-/* The C API this file calls (the rest is in interp.c, excinfo.c and smhostmod.c, which include Python.h). */
-typedef int (*smhpy_audit_fn)(const char *, void *, void *);
-extern int PySys_AddAuditHook(smhpy_audit_fn hook, void *data);
-
 static shx_status_page *g_page;
 
 void smhpy_set_failure(const char *kind, const char *reason) {
@@ -38,7 +34,7 @@ void smhpy_program_starting(void) {
     if (g_page) g_page->phase = SHX_PHASE_PROGRAM;
 }
 
-static void __attribute__((noreturn)) handoff_failed(const char *what) {
+void smhpy_handoff_failed(const char *what) {
     fprintf(stderr, "smhost: pyboot.so: %s; python3 was not started as smhost starts it (smhost and its "
                     "lib/smhost/internal/pyboot.so must come from the same build: reinstall smhost)\n", what);
     shx_status_set_reason(g_page, "PluginError", what);
@@ -94,7 +90,7 @@ static int serve_zygote(int argc, char **argv) {
     Dl_info self;
     char path[PATH_MAX];
     if (!dladdr((void *)serve_zygote, &self) || !self.dli_fname || !strrchr(self.dli_fname, '/'))
-        handoff_failed("cannot find the directory of pyboot.so");
+        smhpy_handoff_failed("cannot find the directory of pyboot.so");
     int n = (int)(strrchr(self.dli_fname, '/') - self.dli_fname);
     snprintf(path, sizeof path, "%.*s/serve.so", n, self.dli_fname);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -111,9 +107,10 @@ static int serve_zygote(int argc, char **argv) {
 
 static int job(char *p, int argc, char **argv) {
     long sfd = field_num(&p, -1, INT_MAX), jfd = field_num(&p, 0, INT_MAX);
-    if (sfd < -1 || jfd < 0) handoff_failed("the job's descriptors in " SMHPY_HANDOFF_ENV " are malformed");
+    if (sfd < -1 || jfd < 0) smhpy_handoff_failed("the job's descriptors in " SMHPY_HANDOFF_ENV " are malformed");
     char *entry = *p ? p : NULL, *colon = entry ? strchr(entry, ':') : NULL;
-    if (entry && (!colon || colon == entry || !colon[1])) handoff_failed("the training module is not MODULE:FUNCTION");
+    if (entry && (!colon || colon == entry || !colon[1]))
+        smhpy_handoff_failed("the training module is not MODULE:FUNCTION");
     if (sfd >= 0) {
         g_page = shx_status_page_attach((int)sfd);
         close((int)sfd);
@@ -123,9 +120,8 @@ static int job(char *p, int argc, char **argv) {
     size_t len = 0;
     char *json = read_job((int)jfd, &len);
     close((int)jfd);
-    if (!json) handoff_failed("cannot read the job the python runner handed over");
-    if (smhpy_module_register(json, len) != 0) handoff_failed("cannot register the built-in smhost module");
-    if (PySys_AddAuditHook(smhpy_audit_hook, NULL) != 0) handoff_failed("cannot add the audit hook");
+    if (!json) smhpy_handoff_failed("cannot read the job the python runner handed over");
+    if (smhpy_module_register(json, len) != 0) smhpy_handoff_failed("cannot register the built-in smhost module");
     /* json stays: the smhost module decodes it when user code first imports it */
     if (entry) {
         *colon = 0;
@@ -140,22 +136,22 @@ static int boot_main(int argc, char **argv, char **envp) {
     const char *h = getenv(SMHPY_HANDOFF_ENV);
     if (!h) return python_main(argc, argv, envp); /* python3 as it is: nothing else done */
     char *copy = strdup(h);
-    if (!copy) handoff_failed("out of memory");
+    if (!copy) smhpy_handoff_failed("out of memory");
     unsetenv(SMHPY_HANDOFF_ENV);
     char *p = copy, *mode;
     if (strncmp(p, SMHPY_HANDOFF_VERSION ",", sizeof SMHPY_HANDOFF_VERSION) != 0)
-        handoff_failed(SMHPY_HANDOFF_ENV " is from another version of smhost");
+        smhpy_handoff_failed(SMHPY_HANDOFF_ENV " is from another version of smhost");
     p += sizeof SMHPY_HANDOFF_VERSION;
     mode = p;
     p = strchr(p, ',');
-    if (!p) handoff_failed(SMHPY_HANDOFF_ENV " is malformed");
+    if (!p) smhpy_handoff_failed(SMHPY_HANDOFF_ENV " is malformed");
     *p++ = 0;
     long strip = field_num(&p, 0, 1 << 20), keep = field_num(&p, 0, 1);
-    if (strip < 0 || keep < 0) handoff_failed("the LD_PRELOAD fields of " SMHPY_HANDOFF_ENV " are malformed");
+    if (strip < 0 || keep < 0) smhpy_handoff_failed("the LD_PRELOAD fields of " SMHPY_HANDOFF_ENV " are malformed");
     restore_preload(strip, keep);
     if (!strcmp(mode, "job")) return job(p, argc, argv);
     if (!strcmp(mode, "zygote")) return serve_zygote(argc, argv);
-    handoff_failed(SMHPY_HANDOFF_ENV " names an unknown mode");
+    smhpy_handoff_failed(SMHPY_HANDOFF_ENV " names an unknown mode");
 }
 
 /* glibc's, with boot_main in the place of python3's main. */

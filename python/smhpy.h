@@ -15,6 +15,8 @@
 /* pyboot.c: reporting to the supervisor through the job's status page (a no-op without one). */
 void smhpy_set_failure(const char *kind, const char *reason);
 void smhpy_program_starting(void);
+/* pyboot.c: a hand-off python3 cannot go on with: says so on stderr and in the status page, exits 70. */
+void smhpy_handoff_failed(const char *what) __attribute__((noreturn));
 
 /* interp.c: python3's own main (Py_BytesMain) with one difference: stdout and stderr are unbuffered unless
  * PYTHONUNBUFFERED is set to the empty string.  Returns the exit code, or does not return (sys.exit, a signal). */
@@ -22,8 +24,6 @@ int smhpy_run_main(int argc, char **argv);
 /* interp.c: SAGEMAKER_TRAINING_MODULE: `import module; module.function()` with sys.argv ["train"] and the working
  * directory as sys.path[0], exceptions handled as python3 handles them.  program is python3's path. */
 int smhpy_run_entry(const char *program, const char *module, const char *function);
-/* interp.c: the audit hook (PySys_AddAuditHook) that sees user code start and the uncaught exception. */
-int smhpy_audit_hook(const char *event, void *args, void *unused);
 
 /* excinfo.c: "Type: message\n" then the last traceback frames that fit in budget bytes.  Leaves the
  * exception state as it found it.  Caller frees; NULL only when out of memory. */
