@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <stdint.h>
@@ -365,9 +366,15 @@ int shx_supervise(const shx_sup_opts *o, int (*job_main)(void *), void *arg, shx
         _exit(rc & 0xff);
     }
     setpgid(pid, pid); /* also here: no signal may miss the group because the child has not run yet */
-    /* The cgroup's OOM kill count before the program, read while the job process sets up (three files, off the
-     * job's path to its program): the job process can only be OOM-killed before this read if memory ran out in
-     * these microseconds, and then the SIGKILL is reported without the OOM explanation. */
+    /* The job process first.  After fork() the scheduler keeps the parent on the CPU, and the child, woken on the
+     * same CPU, waits until the parent blocks: everything below (the OOM count, on_started, the buffers) would
+     * come before the program's start.  Yielding lets the job process run to its exec() (measured: it reached
+     * exec() ~0.15 ms sooner, python3 starting 0.07-0.15 ms sooner in the trivial start-up benchmark); what is
+     * below is not urgent (signals wait in the signalfd, stderr in the 1 MiB pipe). */
+    sched_yield();
+    /* The cgroup's OOM kill count before the program, read while the job process sets up or starts (three files,
+     * off the job's path to its program): the job process can only be OOM-killed before this read if memory ran
+     * out in its first moments, and then the SIGKILL is reported without the OOM explanation. */
     int64_t oom_before = shx_oom_kill_count();
     if (o->on_started) o->on_started(o->on_started_arg);
     pid_t pgid = pid;
