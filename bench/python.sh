@@ -58,18 +58,20 @@ open(os.environ["BENCH_OUT"], "w").write(str(time.process_time() - t0))
 EOF
 ini="$tmp/empty.ini"; : > "$ini"
 
-now_ns() { date +%s%N; }
+# The clock is bash's own $EPOCHREALTIME (microseconds, no process started to read it: `date` would add ~1 ms of
+# its own start-up to every run and so flatter the ratio).
+export LC_NUMERIC=C
 # run_one <times-file> <wall|cpu> <command...>: append one time in microseconds (wall clock, or the CPU time the
 # program measured itself)
 run_one() {
     local out="$1" kind="$2"; shift 2
-    local t0 t1
-    rm -f "$tmp/inner"
-    t0=$(now_ns)
+    # a real job starts with an empty output/: no success file of the run before for smhost to remove
+    rm -f "$tmp/inner" "$tmp/ml/output/success" "$tmp/ml/output/failure"
+    local t0=$EPOCHREALTIME
     "$@" >/dev/null 2>"$tmp/stderr" || { echo "bench/python.sh: failed (exit $?): $*" >&2; tail -n 5 "$tmp/stderr" >&2; exit 1; }
-    t1=$(now_ns)
+    local t1=$EPOCHREALTIME
     if [ "$kind" = wall ]; then
-        echo $(( (t1 - t0) / 1000 )) >> "$out"
+        echo $(( ${t1/./} - ${t0/./} )) >> "$out"
     else
         awk '{ printf "%d\n", $1 * 1000000 }' "$tmp/inner" >> "$out"
     fi
