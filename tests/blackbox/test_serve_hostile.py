@@ -357,7 +357,6 @@ def test_request_smuggling_and_unsupported_codings_are_refused(native_root, serv
     assert s.ping() == 200
 
 
-@pytest.mark.nosan
 def test_malformed_bodies_are_400_for_the_default_codecs(mlroot, serve):
     from test_serve import py_root
     py_root(mlroot, """
