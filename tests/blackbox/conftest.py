@@ -2,7 +2,7 @@
 
 SMHOST_BUILD names the build tree (default: <repo>/build); `make SAN=1 test-blackbox` points it at build/san.
 Tests that the sanitizer build cannot run meaningfully (one measures the server's memory in a cgroup, where ASan's own
-overhead would decide; shell-only and documentation checks; the SDK install, which uses the normal build) carry the
+overhead would decide; shell-only and compile-only checks; the SDK install, which uses the normal build) carry the
 `nosan` marker, with their reason beside it.
 """
 import json
