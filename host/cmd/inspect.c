@@ -40,11 +40,11 @@ static pyj_value *launch_json(const shx_launch *l, const shx_job *job) {
             for (size_t k = 0; k < p->argv.n; k++) pyj_list_append(argv, pyj_string(p->argv.v[k]));
             pyj_dict_set(po, "argv", argv);
         }
-        /* what the process really gets: the job's own values win (LD_PRELOAD was composed with the user's) */
+        /* what the process really gets: the job's own values win (except what the plan composed with them) */
         for (size_t k = 0; k < p->env.n; k++) {
             const char *eq = strchr(p->env.v[k], '=');
             char *name = shx_xstrndup(p->env.v[k], (size_t)(eq - p->env.v[k]));
-            if (!shx_env_lookup(job->env.v, name) || !strcmp(name, "LD_PRELOAD"))
+            if (!shx_env_lookup(job->env.v, name) || shx_dist_env_composed(name))
                 pyj_dict_set(env, name, pyj_string(eq + 1));
             free(name);
         }

@@ -133,7 +133,10 @@ int shx_train_run_program(shx_job *job, shx_status_page *page) {
     shx_registry_init(&reg, job->cfg);
     int code = SHX_EXIT_CONFIG;
     char *name = shx_runner_for(&reg, job, err, sizeof err, &code);
-    if (!name) return job_fail(page, "UserError", code, "%s", err);
+    if (!name) {
+        shx_registry_release(&reg);
+        return job_fail(page, "UserError", code, "%s", err);
+    }
 
     snprintf(page->plugin, sizeof page->plugin, "%s", name);
     page->phase = SHX_PHASE_PLUGIN_LOAD;
@@ -144,6 +147,7 @@ int shx_train_run_program(shx_job *job, shx_status_page *page) {
                       "the program %s needs the runner plugin '%s', but %s.", job->program ? job->program : "(none)", name,
                       p ? "that plugin is not a runner" : why);
         free(name);
+        shx_registry_release(&reg);
         return rc;
     }
     snprintf(page->plugin_path, sizeof page->plugin_path, "%s", p->path);
@@ -160,6 +164,8 @@ int shx_train_run_program(shx_job *job, shx_status_page *page) {
                           "plugin '%s' (%s) failed to initialize (status %d): %s", name, p->path, s,
                           err[0] ? err : "no message");
             free(name);
+            shx_hostapi_job_free(&hj);
+            shx_registry_release(&reg);
             return rc;
         }
     }
@@ -183,6 +189,10 @@ int shx_train_run_program(shx_job *job, shx_status_page *page) {
     fflush(stdout);
     fflush(stderr);
     free(name);
+    /* Back here only when the runner ran in this process (a native trainer in `smhost rank`) or failed: what was
+     * allocated for it is freed (LeakSanitizer found it left behind at exit). */
+    shx_hostapi_job_free(&hj);
+    shx_registry_release(&reg);
     return rc;
 }
 
@@ -247,6 +257,10 @@ int shx_rank_main(const shx_config *cfg) {
     shx_status_page *page = shx_status_page_create();
     rc = shx_train_run_program(&job, page);
     if (rc && page && page->reason_set) fprintf(stderr, "%s\n", page->reason);
+    /* An in-process runner (a native trainer) returns here: the job is freed (LeakSanitizer found it left behind at
+     * exit), all but its environment, which is environ and may still be read by the program's exit handlers. */
+    memset(&job.env, 0, sizeof job.env);
+    shx_job_free(&job);
     return rc;
 }
 

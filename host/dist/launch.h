@@ -53,6 +53,12 @@ char *shx_dist_describe(const shx_launch *l);
 /* The environment of process i: job->env with the process's additions where the job set nothing.  Caller frees
  * the vector. */
 void shx_dist_proc_env(const shx_launch *l, size_t i, const shx_job *job, shx_strvec *out);
+/* Whether the plan composed variable `name` with the job's own value (LD_PRELOAD; ASAN_OPTIONS in a sanitizer
+ * build), so the process gets the plan's value even where the job set one. */
+int shx_dist_env_composed(const char *name);
+/* ASAN_OPTIONS for a process started with the gethostname library ahead of the ASan runtime: `user` (may be NULL)
+ * followed by verify_asan_link_order=0.  Used in sanitizer builds only.  Caller frees. */
+char *shx_dist_asan_options(const char *user);
 /* The host functions behind smh_host_api's launch_* members. */
 int shx_launch_add(smh_launch *l, uint32_t kind, int rank, const char *const argv[]);
 smh_status shx_launch_setenv(smh_launch *l, int proc, const char *name, const char *value);

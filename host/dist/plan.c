@@ -183,6 +183,15 @@ static void host_additions(shx_launch *l, const shx_job *job) {
                                                     : shx_xstrdup(l->preload);
             env_put(&p->env, "LD_PRELOAD", v);
             free(v);
+#if defined(__SANITIZE_ADDRESS__)
+            /* A sanitizer build only: the rank is this instrumented smhost (`smhost rank`), and ASan refuses to
+             * start when a library comes before its runtime in LD_PRELOAD.  The gethostname library is not
+             * instrumented and defines nothing ASan intercepts, so the check is turned off for these processes;
+             * the user's ASAN_OPTIONS stay, in front. */
+            v = shx_dist_asan_options(shx_env_lookup(job->env.v, "ASAN_OPTIONS"));
+            env_put(&p->env, "ASAN_OPTIONS", v);
+            free(v);
+#endif
         }
         if (have_if) env_put(&p->env, "NCCL_SOCKET_IFNAME", job->network_interface_name);
         if (l->info.efa) {
@@ -345,14 +354,26 @@ void shx_dist_launch_free(shx_launch *l) {
     memset(l, 0, sizeof *l);
 }
 
+int shx_dist_env_composed(const char *name) {
+#if defined(__SANITIZE_ADDRESS__)
+    if (!strcmp(name, "ASAN_OPTIONS")) return 1;
+#endif
+    return !strcmp(name, "LD_PRELOAD");
+}
+
+char *shx_dist_asan_options(const char *user) {
+    return user && *user ? shx_xasprintf("%s:verify_asan_link_order=0", user) : shx_xstrdup("verify_asan_link_order=0");
+}
+
 void shx_dist_proc_env(const shx_launch *l, size_t i, const shx_job *job, shx_strvec *out) {
     for (size_t k = 0; k < job->env.n; k++) shx_strvec_push(out, job->env.v[k]);
     const shx_lproc *p = &l->procs[i];
     for (size_t k = 0; k < p->env.n; k++) {
         const char *eq = strchr(p->env.v[k], '=');
         char *name = shx_xstrndup(p->env.v[k], (size_t)(eq - p->env.v[k]));
-        /* Never overwrite what the user or the platform set; LD_PRELOAD was composed with theirs already. */
-        if (!shx_env_lookup(job->env.v, name) || !strcmp(name, "LD_PRELOAD")) env_put(out, name, eq + 1);
+        /* Never overwrite what the user or the platform set; LD_PRELOAD (and ASAN_OPTIONS in a sanitizer build)
+         * was composed with theirs already. */
+        if (!shx_env_lookup(job->env.v, name) || shx_dist_env_composed(name)) env_put(out, name, eq + 1);
         free(name);
     }
 }

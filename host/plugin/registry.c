@@ -36,6 +36,13 @@ void shx_registry_free(shx_registry *r) {
     memset(r, 0, sizeof *r);
 }
 
+void shx_registry_release(shx_registry *r) {
+    for (size_t i = 0; i < r->n; i++) free(r->items[i].path);
+    free(r->items);
+    shx_strvec_free(&r->dirs);
+    memset(r, 0, sizeof *r);
+}
+
 /* Load a file once; returns its entry. */
 static shx_plugin *load_once(shx_registry *r, const char *path) {
     for (size_t i = 0; i < r->n; i++)

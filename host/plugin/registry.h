@@ -14,6 +14,9 @@ typedef struct shx_registry {
 
 void shx_registry_init(shx_registry *r, const shx_config *cfg);
 void shx_registry_free(shx_registry *r);
+/* Free the registry's memory but leave every plugin loaded: after a runner ran in this process, its code, and threads
+ * that it or the libraries it loaded started, may still be in use until the process exits. */
+void shx_registry_release(shx_registry *r);
 /* Load every *.so of every directory (once). */
 void shx_registry_scan(shx_registry *r);
 /* The first usable plugin called `name`: tries <dir>/<name>.so in order, then a full scan.  NULL when none;

@@ -250,7 +250,6 @@ def test_v1_1_launcher_loads_and_v1_0_launcher_kind_is_refused(plugdir, run):
     assert "refused" not in sec["v1_0_frozen"].lower(), sec["v1_0_frozen"]
 
 
-@pytest.mark.nosan  # ranks get LD_PRELOAD (the gethostname library) ahead of the ASan runtime, which ASan refuses
 def test_third_party_launcher_runs_the_flag_smhost_lacks(mlroot, run, plugdir):
     """An installed launcher plugin takes a distribution flag smhost ships none for: its processes run through the
     ordinary runner, with its variables, and a variable the user set is never overwritten."""

@@ -460,7 +460,6 @@ def test_plugins_lists_backends(run, testdev):
 
 # ---- python and serve -----------------------------------------------------------------------------------------------
 
-@pytest.mark.nosan
 def test_import_smhost_devices(mlroot, run, nvml):
     mlroot.script("train.py", """
         import json, os, smhost

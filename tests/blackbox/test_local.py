@@ -314,7 +314,6 @@ def server(iris_model):
     assert snapshot(iris_model.parent) == before
 
 
-@pytest.mark.nosan
 def test_serve_invoke_a_csv_request(server):
     p = local("invoke", "--port", server, "--content-type", "text/csv", "--accept", "application/json",
               IRIS / "request.csv")
@@ -326,7 +325,6 @@ def test_serve_invoke_a_csv_request(server):
     assert p.returncode == 0 and json.loads(p.stdout) == ["setosa"]
 
 
-@pytest.mark.nosan
 def test_invoke_4xx_and_5xx_exit_codes(server):
     p = local("invoke", "--port", server, "--content-type", "application/x-unknown", input="x")
     assert p.returncode == 4
@@ -346,7 +344,6 @@ def test_invoke_without_a_server():
     assert p.returncode == 69 and "Is the server running" in p.stderr
 
 
-@pytest.mark.nosan
 def test_transform_line_split_multi_record_against_a_running_server(server, tmp_path):
     inp = tmp_path / "in"
     (inp / "sub").mkdir(parents=True)
@@ -360,7 +357,6 @@ def test_transform_line_split_multi_record_against_a_running_server(server, tmp_
     assert "split Line, MultiRecord" in p.stderr
 
 
-@pytest.mark.nosan
 def test_transform_single_record_both_spellings_and_execution_parameters(server, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
@@ -378,7 +374,6 @@ def test_transform_single_record_both_spellings_and_execution_parameters(server,
     assert (tmp_path / "o3" / "a.csv.out").read_text() == "setosa\nvirginica\nversicolor\n"
 
 
-@pytest.mark.nosan
 def test_transform_refuses_a_record_over_the_payload_limit(server, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
@@ -392,7 +387,6 @@ def test_transform_refuses_a_record_over_the_payload_limit(server, tmp_path):
     assert p.returncode == 65 and "big.csv: record 1 is" in p.stderr
 
 
-@pytest.mark.nosan
 def test_transform_with_its_own_server_from_a_model_directory(iris_model, tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -487,7 +481,6 @@ def test_hosts_have_their_own_dev_shm_and_proc(tmp_path):
         assert "algo-1 | pid1=smhost" in p.stdout
 
 
-@pytest.mark.nosan
 def test_transform_ctrl_c_stops_the_request_and_its_server(tmp_path):
     model = tmp_path / "model"
     (model / "code").mkdir(parents=True)
@@ -524,7 +517,6 @@ def test_transform_ctrl_c_stops_the_request_and_its_server(tmp_path):
     assert not list((tmp_path / "out").glob("*.tmp"))
 
 
-@pytest.mark.nosan
 def test_serve_a_model_directory_with_the_code_from_source_dir(iris_model, tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -576,7 +568,6 @@ def machine_ip():
     return None if ip.startswith("127.") else ip
 
 
-@pytest.mark.nosan
 def test_serve_listens_on_loopback_only(server):
     ip = machine_ip()
     if not ip:

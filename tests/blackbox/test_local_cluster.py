@@ -248,7 +248,6 @@ TORCH_ALLREDUCE = textwrap.dedent(
 )
 
 
-@pytest.mark.nosan
 def test_torch_gloo_all_reduce_across_two_hosts(tmp_path):
     """The machinery is fit for distributed training: torch.distributed finds algo-1 by name over eth0."""
     if subprocess.run([PY, "-c", "import torch"], capture_output=True).returncode:

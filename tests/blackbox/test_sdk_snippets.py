@@ -12,8 +12,6 @@ import pytest
 
 from conftest import REPO, run_smhost, start_smhost
 
-pytestmark = pytest.mark.nosan  # compiles documentation; the sanitizer build adds nothing here
-
 GCC = ["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{REPO / 'sdk' / 'include'}", "-fPIC", "-shared"]
 # The walk-throughs are complete plugins: nothing may be left undefined.  docs/ may show a function that calls
 # the reader's own code (declared in the snippet), so those only have to compile.
@@ -48,12 +46,14 @@ def plugin_name(src):
     return m.group(1) if m else None
 
 
+@pytest.mark.nosan  # reads documentation only: nothing of the build runs
 def test_the_walk_throughs_are_found():
     names = {plugin_name(src) for rel, _, src in SNIPPETS if rel == "sdk/README.md"}
     assert {"myrunner", "linear"} <= names, f"sdk/README.md's walk-throughs were not extracted: {names}"
     assert any(rel == "docs/native.md" for rel, _, _ in SNIPPETS)
 
 
+@pytest.mark.nosan  # compiles documentation only: nothing of the build runs
 @pytest.mark.parametrize("rel,line,src", SNIPPETS, ids=[f"{r}:{n}" for r, n, _ in SNIPPETS])
 def test_snippet_compiles(tmp_path, rel, line, src):
     build(tmp_path, rel, line, src)

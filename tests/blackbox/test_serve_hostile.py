@@ -141,6 +141,9 @@ def make_memory_cgroup(limit):
     return d / "cgroup.procs", remove
 
 
+# Not against the sanitizer build: it checks that the front's own memory stays under a 256 MiB limit, and under ASan
+# (shadow memory, the quarantine of freed blocks) the same flood peaks at 172 MB instead of 78 MB (cgroup v1
+# max_usage_in_bytes, 2 runs each): the margin left would be ASan's, not the front's.
 @pytest.mark.nosan
 def test_front_survives_a_flood_of_large_bodies_in_a_memory_limited_cgroup(native_root, serve):
     limit = 256 * MIB
@@ -357,7 +360,6 @@ def test_request_smuggling_and_unsupported_codings_are_refused(native_root, serv
     assert s.ping() == 200
 
 
-@pytest.mark.nosan
 def test_malformed_bodies_are_400_for_the_default_codecs(mlroot, serve):
     from test_serve import py_root
     py_root(mlroot, """
@@ -473,7 +475,6 @@ def rss_mib(pid):
         return 0
 
 
-@pytest.mark.nosan
 def test_a_worker_killed_by_the_oom_killer_is_named_so(native_root, serve):
     cg = make_memory_cgroup(256 * MIB)
     if isinstance(cg, str):

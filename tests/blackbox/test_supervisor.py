@@ -403,7 +403,6 @@ def _memory_cgroup(tmp_path, limit):
     return d / "cgroup.procs", d
 
 
-@pytest.mark.nosan
 def test_oom_kill_is_reported(mlroot, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("creating a memory cgroup needs root")

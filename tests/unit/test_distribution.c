@@ -235,6 +235,46 @@ static void test_process_environment_never_overwrites_the_job(void **state) {
     shx_dist_launch_free(&l);
 }
 
+/* A sanitizer build composes ASAN_OPTIONS for ranks that get the gethostname library (the user's options first); a
+ * release build adds nothing, so the job's own ASAN_OPTIONS wins there as every other variable does. */
+static void test_asan_options_of_ranks(void **state) {
+    (void)state;
+    char *v = shx_dist_asan_options(NULL);
+    assert_string_equal(v, "verify_asan_link_order=0");
+    free(v);
+    v = shx_dist_asan_options("");
+    assert_string_equal(v, "verify_asan_link_order=0");
+    free(v);
+    v = shx_dist_asan_options("detect_leaks=1");
+    assert_string_equal(v, "detect_leaks=1:verify_asan_link_order=0");
+    free(v);
+    assert_true(shx_dist_env_composed("LD_PRELOAD"));
+    assert_false(shx_dist_env_composed("OMP_NUM_THREADS"));
+#if defined(__SANITIZE_ADDRESS__)
+    assert_true(shx_dist_env_composed("ASAN_OPTIONS"));
+#else
+    assert_false(shx_dist_env_composed("ASAN_OPTIONS"));
+#endif
+    shx_job job;
+    memset(&job, 0, sizeof job);
+    shx_strvec_push(&job.env, "ASAN_OPTIONS=detect_leaks=1");
+    shx_launch l;
+    memset(&l, 0, sizeof l);
+    l.planning = 1;
+    assert_int_equal(shx_launch_add(&l, SMH_PROC_PROGRAM, 0, NULL), 0);
+    shx_launch_setenv(&l, 0, "ASAN_OPTIONS", "detect_leaks=1:verify_asan_link_order=0");
+    shx_strvec env = {0};
+    shx_dist_proc_env(&l, 0, &job, &env);
+#if defined(__SANITIZE_ADDRESS__)
+    assert_string_equal(shx_env_lookup(env.v, "ASAN_OPTIONS"), "detect_leaks=1:verify_asan_link_order=0");
+#else
+    assert_string_equal(shx_env_lookup(env.v, "ASAN_OPTIONS"), "detect_leaks=1");
+#endif
+    shx_strvec_free(&env);
+    shx_strvec_free(&job.env);
+    shx_dist_launch_free(&l);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/smhost-unit-dist-XXXXXX");
@@ -263,6 +303,7 @@ int main(void) {
         cmocka_unit_test(test_distributed_config_defaults_and_errors),
         cmocka_unit_test(test_launch_calls_validate_their_arguments),
         cmocka_unit_test(test_process_environment_never_overwrites_the_job),
+        cmocka_unit_test(test_asan_options_of_ranks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
