@@ -67,13 +67,7 @@ static uint32_t probe_flags(const shx_serve_spec *spec) {
 }
 
 int shx_inline_setup(const shx_serve_settings *s, const shx_config *cfg, char *err, size_t errlen) {
-    const char *mode = getenv("SMHOST_SERVE_INLINE");
-    if (mode && *mode && strcmp(mode, "auto") && strcmp(mode, "never")) {
-        snprintf(err, errlen, "SMHOST_SERVE_INLINE=%s: use auto (a handler declaring SMH_HANDLER_THREAD_SAFE runs in "
-                 "the front process) or never (every handler runs in worker processes)", mode);
-        return SHX_EXIT_CONFIG;
-    }
-    if ((mode && !strcmp(mode, "never")) || s->python || s->multi_model) return 0;
+    if (s->inline_never || s->python || s->multi_model) return 0;
     shx_serve_spec spec = {.cfg = cfg, .handler_name = s->handler_name, .handler_path = s->handler_path,
                            .model_dir = s->model_dir, .code_dir = s->code_dir};
     if (!(probe_flags(&spec) & SMH_HANDLER_THREAD_SAFE)) return 0;

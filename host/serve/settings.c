@@ -171,6 +171,13 @@ int shx_serve_settings_load(shx_serve_settings *s, const shx_config *cfg, char *
     s->max_body = (size_t)s->max_payload_mb * MIB;
     s->multi_model = env_true("SAGEMAKER_MULTI_MODEL");
     s->access_log = env_true("SMHOST_SERVE_ACCESS_LOG");
+    const char *mode = getenv("SMHOST_SERVE_INLINE");
+    if (mode && *mode && strcmp(mode, "auto") && strcmp(mode, "never")) {
+        snprintf(err, errlen, "SMHOST_SERVE_INLINE=%s: use auto (a handler declaring SMH_HANDLER_THREAD_SAFE runs in "
+                 "the front process) or never (every handler runs in worker processes)", mode);
+        return -1;
+    }
+    s->inline_never = mode && !strcmp(mode, "never");
     const char *pre = getenv("SMHOST_SERVE_PRELOAD");
     s->preload = !(pre && (!strcasecmp(pre, "false") || !strcmp(pre, "0") || !strcasecmp(pre, "no")));
     s->root = shx_ml_root(getenv("SAGEMAKER_BASE_DIR"));

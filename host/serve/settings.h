@@ -35,6 +35,7 @@ typedef struct shx_serve_settings {
     int mm_memory_mb;      /* SMHOST_SERVE_MM_MEMORY_MB: a worker over it evicts models before loading one (0: none) */
     int max_requests;      /* SMHOST_SERVE_MAX_REQUESTS: a worker is replaced after this many (0: never) */
     int access_log;        /* SMHOST_SERVE_ACCESS_LOG: every request at INFO (else DEBUG; 5xx always WARNING) */
+    int inline_never;      /* SMHOST_SERVE_INLINE=never: a thread-safe handler too runs in worker processes */
     int listen_set;               /* SMHOST_SERVE_LISTEN: listen on this IPv4 address only */
     struct sockaddr_in listen_addr;
 } shx_serve_settings;

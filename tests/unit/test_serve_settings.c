@@ -23,7 +23,7 @@ static const char *const VARS[] = {"SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SE
                                    "SAGEMAKER_MODEL_SERVER_TIMEOUT", "SAGEMAKER_MAX_PAYLOAD_IN_MB",
                                    "SMHOST_SERVE_GRACE_SECONDS", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
                                    "SMHOST_SERVE_PIPELINE", "SAGEMAKER_MULTI_MODEL", "SMHOST_SERVE_PRELOAD",
-                                   "SMHOST_SERVE_HANDLER", "SAGEMAKER_PROGRAM"};
+                                   "SMHOST_SERVE_HANDLER", "SAGEMAKER_PROGRAM", "SMHOST_SERVE_INLINE"};
 
 static int setup(void **state) {
     (void)state;
@@ -179,6 +179,20 @@ static void test_flags(void **state) {
         if (s.preload) fail_msg("SMHOST_SERVE_PRELOAD=%s left preloading on", off[i]);
         shx_serve_settings_free(&s);
     }
+    /* SMHOST_SERVE_INLINE: auto (the default, also when empty) or never; anything else is refused, naming both */
+    const char *inl[] = {"auto", "", "never"};
+    for (size_t i = 0; i < 3; i++) {
+        setenv("SMHOST_SERVE_INLINE", inl[i], 1);
+        assert_int_equal(load(&s, err, sizeof err), 0);
+        assert_int_equal(s.inline_never, i == 2);
+        shx_serve_settings_free(&s);
+    }
+    setenv("SMHOST_SERVE_INLINE", "sometimes", 1);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(load(&s, err, sizeof err), -1);
+    if (!strstr(err, "SMHOST_SERVE_INLINE=sometimes") || !strstr(err, "auto") || !strstr(err, "never"))
+        fail_msg("unclear error: %s", err);
+    shx_serve_settings_free(&s);
 }
 
 /* ---- the handler (docs/serving.md, "Choosing the handler") -------------------------------------------------- */
