@@ -171,6 +171,15 @@ static void slot_note_loaded(int i, const char *name, uint64_t gen) {
     w->models[w->nmodels++] = (mm_loaded){shx_xstrdup(name), gen, shx_now_ms()};
 }
 
+/* Multi-model: request r's next step at worker i is unloading model `name`. */
+static void send_unload(int i, req_ctx *r, const char *name) {
+    r->step = STEP_UNLOAD;
+    free(r->step_name);
+    r->step_name = shx_xstrdup(name);
+    const char *s[SHX_FRAME_NSTR] = {r->step_name};
+    slot_send(i, SHX_FR_UNLOAD, s, NULL, 0);
+}
+
 /* Multi-model: worker i makes room by unloading its least recently used model (it stays registered and is
  * loaded again when next used).  why: for the log.  Returns 1 when an UNLOAD was sent for r, 0 when the worker
  * holds no model. */
@@ -182,11 +191,7 @@ static int mm_evict_lru(int i, req_ctx *r, const char *why) {
         if (w->models[k].used_ms < w->models[lru].used_ms) lru = k;
     shx_info("worker %d: unloading model %s, used least recently, to make room (%s)", (int)w->pid,
              w->models[lru].name, why);
-    r->step = STEP_UNLOAD;
-    free(r->step_name);
-    r->step_name = shx_xstrdup(w->models[lru].name);
-    const char *s[SHX_FRAME_NSTR] = {r->step_name};
-    shx_frame_encode(&w->out, SHX_FR_UNLOAD, 0, 0, 0, s, NULL, 0);
+    send_unload(i, r, w->models[lru].name);
     return 1;
 }
 
@@ -240,11 +245,7 @@ void mm_next(int i, req_ctx *r) {
     for (size_t k = 0; k < w->nmodels; k++) {
         mm_model *m = mm_find(w->models[k].name);
         if (!m || m->gen != w->models[k].gen) {
-            r->step = STEP_UNLOAD;
-            free(r->step_name);
-            r->step_name = shx_xstrdup(w->models[k].name);
-            const char *s[SHX_FRAME_NSTR] = {r->step_name};
-            slot_send(i, SHX_FR_UNLOAD, s, NULL, 0);
+            send_unload(i, r, w->models[k].name);
             return;
         }
     }
