@@ -27,6 +27,11 @@
 #ifndef SMHPY_HANDOFF_H
 #define SMHPY_HANDOFF_H
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* The python3 that runs Python jobs and handlers: sys.executable, and the interpreter that runs pip. */
 #ifndef SMHPY_PYTHON3
 #define SMHPY_PYTHON3 "/usr/bin/python3"
@@ -35,6 +40,28 @@
 #define SMHPY_PYBOOT_DIR "/../lib/smhost/internal/"
 #define SMHPY_HANDOFF_ENV "SMHOST_PYBOOT"
 #define SMHPY_HANDOFF_VERSION "1"
+
+/* The two variables above, set for the exec() of python3: LD_PRELOAD becomes `first` (NULL or the ASan runtime of a
+ * sanitizer build), pyboot, then what LD_PRELOAD held; SMHOST_PYBOOT becomes "1,MODE,STRIP,KEEP" followed by `rest`
+ * ("" or ",STATUS_FD,JOB_FD[,MODULE:FUNCTION]").  Returns 0, or -1 with errno set (nothing changed then). */
+static inline int smhpy_handoff_setenv(const char *first, const char *pyboot, const char *mode, const char *rest) {
+    const char *old = getenv("LD_PRELOAD");
+    size_t strip = (first ? strlen(first) + 1 : 0) + strlen(pyboot) + (old ? 1 : 0); /* what pyboot takes off */
+    size_t plen = strip + (old ? strlen(old) : 0) + 1, hlen = strlen(mode) + strlen(rest) + 64;
+    char *preload = malloc(plen), *handoff = malloc(hlen);
+    int rc = -1;
+    if (preload && handoff) {
+        snprintf(preload, plen, "%s%s%s%s%s", first ? first : "", first ? ":" : "", pyboot, old ? ":" : "",
+                 old ? old : "");
+        snprintf(handoff, hlen, SMHPY_HANDOFF_VERSION ",%s,%zu,%d%s", mode, strip, old != NULL, rest);
+        rc = setenv("LD_PRELOAD", preload, 1) == 0 && setenv(SMHPY_HANDOFF_ENV, handoff, 1) == 0 ? 0 : -1;
+    } else {
+        errno = ENOMEM;
+    }
+    free(preload);
+    free(handoff);
+    return rc;
+}
 
 typedef enum smhpy_kind {
     SMHPY_SCRIPT = 1, /* python3 script.py args */

@@ -57,12 +57,7 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
     free(opts);
 #endif
     const char *old = getenv("LD_PRELOAD");
-    char *preload = shx_xasprintf("%s%s%s%s%s", first ? first : "", first ? ":" : "", boot, old ? ":" : "",
-                                  old ? old : "");
-    char handoff[64];
-    size_t strip = strlen(preload) - (old ? strlen(old) : 0); /* what pyboot takes off again */
-    snprintf(handoff, sizeof handoff, SMHPY_HANDOFF_VERSION ",zygote,%zu,%d", strip, old != NULL);
-    char *saved = old ? shx_xstrdup(old) : NULL;
+    char *saved = old ? shx_xstrdup(old) : NULL; /* put back if the exec fails */
     char fd_s[16], lvl_s[16];
     snprintf(fd_s, sizeof fd_s, "%d", fd);
     snprintf(lvl_s, sizeof lvl_s, "%d", shx_log_get_level());
@@ -73,16 +68,13 @@ void shx_zygote_exec_python(const shx_serve_spec *spec, int ctl) {
                           spec->preload ? "--preload" : "--no-preload",
                           spec->multi_model ? "--multi-model" : "--single-model", NULL};
     fflush(NULL);
-    setenv("LD_PRELOAD", preload, 1);
-    setenv(SMHPY_HANDOFF_ENV, handoff, 1);
-    execv(SMHPY_PYTHON3, (char *const *)argv);
+    if (smhpy_handoff_setenv(first, boot, "zygote", "") == 0) execv(SMHPY_PYTHON3, (char *const *)argv);
     shx_warn("serve: cannot execute %s (%s): the Python handler runs on the shared libpython, about 10%% slower",
              SMHPY_PYTHON3, strerror(errno));
     if (saved) setenv("LD_PRELOAD", saved, 1);
     else unsetenv("LD_PRELOAD");
     unsetenv(SMHPY_HANDOFF_ENV);
     free(saved);
-    free(preload);
     close(fd);
     free(boot);
     free(self);

@@ -403,22 +403,14 @@ static int set_handoff(const char *pyboot, int sfd, int jfd, const smhpy_target 
                  "name; install smhost elsewhere (make install PREFIX=...)", pyboot);
         return -1;
     }
-    const char *old = getenv("LD_PRELOAD");
-    size_t strip = strlen(pyboot) + (old != NULL ? 1 : 0);
-    char handoff[512];
-    int n = snprintf(handoff, sizeof handoff, SMHPY_HANDOFF_VERSION ",job,%zu,%d,%d,%d", strip, old != NULL, sfd,
-                     jfd);
-    if (t->kind == SMHPY_ENTRY)
-        n = snprintf(handoff + n, sizeof handoff - (size_t)n, ",%s:%s", t->module, t->function) + n;
-    char *preload = malloc(strip + (old ? strlen(old) : 0) + 1);
-    if (preload == NULL || n >= (int)sizeof handoff) {
-        free(preload);
-        snprintf(err, errlen, "out of memory");
+    char rest[512];
+    int n = t->kind == SMHPY_ENTRY ? snprintf(rest, sizeof rest, ",%d,%d,%s:%s", sfd, jfd, t->module, t->function)
+                                   : snprintf(rest, sizeof rest, ",%d,%d", sfd, jfd);
+    if (n >= (int)sizeof rest) {
+        snprintf(err, errlen, "the training module %s:%s is too long to hand over", t->module, t->function);
         return -1;
     }
-    sprintf(preload, "%s%s%s", pyboot, old ? ":" : "", old ? old : "");
-    int rc = setenv("LD_PRELOAD", preload, 1) == 0 && setenv(SMHPY_HANDOFF_ENV, handoff, 1) == 0 ? 0 : -1;
-    free(preload);
+    int rc = smhpy_handoff_setenv(NULL, pyboot, "job", rest);
     if (rc != 0) snprintf(err, errlen, "cannot set the environment of python3: %s", strerror(errno));
     return rc;
 }
