@@ -30,10 +30,8 @@ void shx_registry_init(shx_registry *r, const shx_config *cfg) {
 }
 
 void shx_registry_free(shx_registry *r) {
-    for (size_t i = 0; i < r->n; i++) shx_plugin_unload(&r->items[i]);
-    free(r->items);
-    shx_strvec_free(&r->dirs);
-    memset(r, 0, sizeof *r);
+    for (size_t i = 0; i < r->n; i++) shx_plugin_unload(&r->items[i]); /* leaves each entry zeroed */
+    shx_registry_release(r);
 }
 
 void shx_registry_release(shx_registry *r) {
