@@ -330,16 +330,8 @@ static int setup_job(void **state) {
     unsetenv("SAGEMAKER_TRAINING_MODULE");
     unsetenv("SMHOST_TEST_NOT_SET");
 
-    char path[] = "/tmp/smhost-test-hostapi-ini-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
-    const char *ini = "[devices]\nbackends =\nhealth_check = off\n";
-    ssize_t w = write(fd, ini, strlen(ini));
-    close(fd);
+    if (tmpdir_load_config(&g_cfg, "[devices]\nbackends =\nhealth_check = off\n")) return -1;
     char err[1024];
-    int rc = w == (ssize_t)strlen(ini) ? shx_config_load_file(&g_cfg, path, 1, err, sizeof err) : -1;
-    unlink(path);
-    if (rc) return -1;
     memset(&g_job, 0, sizeof g_job);
     if (shx_job_load(&g_job, &g_cfg, err, sizeof err)) {
         fprintf(stderr, "job: %s\n", err);

@@ -303,17 +303,8 @@ static void test_malformed_config_files_are_data_errors(void **state) {
 }
 
 static int load_cfg(void) {
-    char path[] = "/tmp/smhost-test-job-ini-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) return -1;
     /* No device backend: the job model is what is tested here, not the probes. */
-    const char *ini = "[devices]\nbackends =\nhealth_check = off\n";
-    ssize_t w = write(fd, ini, strlen(ini));
-    close(fd);
-    char err[1024];
-    int rc = w == (ssize_t)strlen(ini) ? shx_config_load_file(&g_cfg, path, 1, err, sizeof err) : -1;
-    unlink(path);
-    return rc;
+    return tmpdir_load_config(&g_cfg, "[devices]\nbackends =\nhealth_check = off\n");
 }
 
 int main(void) {
