@@ -21,3 +21,13 @@ def cluster_unavailable(user=None):
     if p.returncode == 0:
         return None
     return f"the kernel refuses the namespaces (exit {p.returncode}): {p.stderr.strip()}"
+
+
+def wait_until_hosts_print(proc, word, hosts):
+    """Read proc's stdout until `hosts` hosts have printed a line `word` (prefixed `algo-N | `); fails with stderr
+    when the output ends first."""
+    seen = 0
+    while seen < hosts:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        seen += line.endswith(f"| {word}\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SMHOST
-from local_util import cluster_unavailable
+from local_util import cluster_unavailable, wait_until_hosts_print
 
 REASON = cluster_unavailable()
 needs_ns = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -186,11 +186,7 @@ def test_ctrl_c_stops_every_host_gracefully_then_exits_130(tmp_path):
     proc = subprocess.Popen([str(SMHOST), "local", "train", "--entry-point", "slow.py", "--source-dir", str(src),
                              "--instance-count", "2", "--job-name", "stopme", "--output-path", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = 0
-    while ready < 2:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        ready += line.endswith("| ready\n")
+    wait_until_hosts_print(proc, "ready", 2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

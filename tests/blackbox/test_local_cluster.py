@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMHOST
-from local_util import cluster_unavailable
+from local_util import cluster_unavailable, wait_until_hosts_print
 
 REASON = cluster_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
@@ -110,11 +110,7 @@ def test_ctrl_c_stops_every_host_gracefully_then_exits_130(tmp_path):
         [str(SMHOST), "local", "cluster", "--hosts", "2", "--bind", f"{marker}:/mnt", "--", "sh", "-c",
          'trap "touch /mnt/$SMHOST_LOCAL_HOST; exit 0" TERM; echo ready; sleep 60 & wait'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = 0
-    while seen < 2:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
-        seen += line.endswith("| ready\n")
+    wait_until_hosts_print(proc, "ready", 2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
