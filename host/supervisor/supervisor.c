@@ -506,7 +506,6 @@ int shx_sup_signalfd(void) {
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-
 int shx_sup_reap(void (*on_exit)(pid_t pid, int status, void *arg), void *arg) {
     int n = 0;
     for (;;) {
