@@ -28,11 +28,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, mlroot, env=None, workers=2):
+    def __init__(self, mlroot, env=None, workers=2, **popen):
+        """popen: extra Popen arguments (test_serve_hostile's preexec_fn that joins a cgroup)."""
         self.port = free_port()
         e = {"SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
         e.update(env or {})
-        self.proc = start_smhost(["serve"], mlroot, env=e)
+        self.proc = start_smhost(["serve"], mlroot, env=e, **popen)
         self._err = None
 
     def request(self, method, path, body=None, headers=None, timeout=30):
@@ -95,8 +96,8 @@ class Server:
 def serve(mlroot):
     servers = []
 
-    def _start(env=None, workers=2, ready=True):
-        s = Server(mlroot, env, workers)
+    def _start(env=None, workers=2, ready=True, **popen):
+        s = Server(mlroot, env, workers, **popen)
         servers.append(s)
         if ready:
             s.wait_ready()

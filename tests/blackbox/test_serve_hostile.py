@@ -12,38 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SANITIZED, start_smhost
-from test_serve import Server, err_json, native_root  # noqa: F401  (native_root is a fixture)
+from conftest import SANITIZED
+from test_serve import Server, err_json, native_root, serve  # noqa: F401  (native_root, serve: fixtures)
 
 MIB = 1024 * 1024
-
-
-class CgServer(Server):
-    """A server started with extra Popen arguments (a preexec_fn that joins a cgroup)."""
-
-    def __init__(self, mlroot, env=None, workers=2, **popen):
-        from test_serve import free_port
-        self.port = free_port()
-        e = {"SAGEMAKER_BIND_TO_PORT": str(self.port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
-        e.update(env or {})
-        self.proc = start_smhost(["serve"], mlroot, env=e, **popen)
-        self._err = None
-
-
-@pytest.fixture
-def serve(mlroot):
-    servers = []
-
-    def _start(env=None, workers=2, ready=True, **popen):
-        s = CgServer(mlroot, env, workers, **popen)
-        servers.append(s)
-        if ready:
-            s.wait_ready()
-        return s
-
-    yield _start
-    for s in servers:
-        s.stop()
 
 
 def raw_post(port, length, body_bytes=None, attrs=None, ctype="application/json"):
@@ -301,7 +273,7 @@ def test_http_client_reads_the_413_of_a_large_body(native_root, serve):
 # ---- defect 5: a second server on the same port fails -------------------------------------------------------
 def test_second_server_on_the_same_port_fails_with_71(native_root, serve):
     s = serve()
-    other = CgServer(native_root, {"SAGEMAKER_BIND_TO_PORT": str(s.port)})
+    other = Server(native_root, {"SAGEMAKER_BIND_TO_PORT": str(s.port)})
     other.port = s.port
     try:
         rc = other.proc.wait(20)
