@@ -33,6 +33,10 @@ BIN_LIBS  := -linih -lcjson -ldl -lpthread -lm
 # The smhost binary itself: every shared library costs each job's start-up (~65 us to map, relocate, copy at fork
 # and unmap; bench/run.sh), so inih (a 7 KB archive) is linked in and JSON is core/pyjson.c's.
 SMHOST_LIBS := -Wl,-Bstatic -linih -Wl,-Bdynamic -ldl -lpthread -lm
+# smhost binds its C library calls at start-up (-z now) into a read-only GOT (relro): no lazy binding on first
+# calls in the supervisor and again in each job process, no GOT pages copied on write after fork(), and full RELRO
+# for PID 1.  Measured ~0.04 ms less start-up (bench/python.sh, trivial).
+SMHOST_LDFLAGS := -Wl,-z,now -Wl,-z,relro
 HOST_LIBS := -linih -lcjson -larchive -lmicrohttpd -lcurl -ldl -lpthread -lm
 
 BIN      := $(BUILD)/bin
@@ -88,7 +92,7 @@ $(LIBSHX): $(LIB_OBJ)
 
 $(BIN)/smhost: $(CMD_OBJ) $(LIBSHX)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(SMHOST_LIBS)
+	$(CC) $(SANFLAGS) $(LDFLAGS) $(SMHOST_LDFLAGS) -o $@ $^ $(SMHOST_LIBS)
 	ln -sf smhost $(BIN)/train
 	ln -sf smhost $(BIN)/serve
 
