@@ -7,6 +7,9 @@
 #   numpy import  wall time of a script that imports numpy                                    goal <= 1.10x
 #   py loop       CPU time inside the program: 600k dict inserts and a recursive fib (pure Python)  <= 1.02x
 #   sklearn fit   CPU time inside the program: a RandomForest fit (C code, one thread)             <= 1.02x
+# With the trivial case, interleaved with both, the floor of any supervisor: python3 under `bench spawn` (bench/bench.c:
+# fork, exec, wait, nothing else) with the PYTHONPATH the contract sets; the line under the table splits smhost's
+# added time into that floor and smhost's own work.
 # (CPU time, time.process_time(), so that other load on a shared machine does not swamp a 2% difference.)
 # Then what the preload itself costs: python3 on a script that does nothing, alone and with pyboot.so preloaded and
 # a job handed over (the whole pyboot path: hand-off, job read, smhost module, audit hook), interleaved,
@@ -57,6 +60,7 @@ RandomForestClassifier(n_estimators=40 // $scale, n_jobs=1, random_state=0).fit(
 open(os.environ["BENCH_OUT"], "w").write(str(time.process_time() - t0))
 EOF
 ini="$tmp/empty.ini"; : > "$ini"
+gcc -O2 -Wall -Wextra -o "$tmp/bench" "$here/bench.c"
 
 # The clock is bash's own $EPOCHREALTIME (microseconds, no process started to read it: `date` would add ~1 ms of
 # its own start-up to every run and so flatter the ratio).
@@ -88,19 +92,27 @@ for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fi
     IFS=: read -r name kind goal <<<"$case"
     n=$runs
     [ "$kind" = wall ] && n=$((runs * 3))
-    : > "$tmp/$name.py.t"; : > "$tmp/$name.smh.t"
+    : > "$tmp/$name.py.t"; : > "$tmp/$name.smh.t"; : > "$tmp/$name.floor.t"
     # warm the page cache for both (checked like every run: a failure stops the benchmark with its message)
     run_one /dev/null "$kind" "${py_env[@]}" "$py" "$name.py"
     run_one /dev/null "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train
+    [ "$name" = trivial ] && run_one /dev/null "$kind" "${py_env[@]}" "$tmp/bench" spawn "$py" "$name.py"
     for ((i = 0; i < n; i++)); do
         run_one "$tmp/$name.py.t" "$kind" "${py_env[@]}" "$py" "$name.py"
         run_one "$tmp/$name.smh.t" "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train
+        if [ "$name" = trivial ]; then
+            run_one "$tmp/$name.floor.t" "$kind" "${py_env[@]}" PYTHONPATH="$tmp/ml/code" "$tmp/bench" spawn "$py" "$name.py"
+        fi
     done
     mp=$(median "$tmp/$name.py.t") ms=$(median "$tmp/$name.smh.t")
     label=$name; [ "$name" = numpy_import ] && label="numpy import"; [ "$name" = py_loop ] && label="py loop"
     [ "$name" = sklearn_fit ] && label="sklearn fit"
     awk -v n="$label" -v k="$kind" -v r="$n" -v a="$mp" -v b="$ms" -v g="$goal" 'BEGIN {
         printf "%-14s %-6s %6d %14.2f %14.2f %7.3fx %5.2fx%s\n", n, k, r, a/1000, b/1000, b/a, g, (b/a <= g ? "" : "  (over goal)") }'
+    if [ "$name" = trivial ]; then
+        awk -v a="$mp" -v b="$ms" -v f="$(median "$tmp/$name.floor.t")" 'BEGIN {
+            printf "  the floor (bench spawn: fork, exec python3, wait; with PYTHONPATH): %.2f ms, %.3fx; smhost adds %.2f ms, %.2f of them its own work\n", f/1000, f/a, (b-a)/1000, (b-f)/1000 }'
+    fi
 done
 
 # The preload's own start-up cost (see the top).  The job is what the runner would hand over, for `import smhost`.
