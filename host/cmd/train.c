@@ -3,7 +3,6 @@
 #include "job/envsize.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +109,6 @@ void shx_train_log_startup(const shx_job *job) {
 typedef struct train_ctx {
     shx_job *job;
     shx_status_page *page;
-    int gate[2]; /* the start-up log's gate (shx_log_gate), or -1 */
 } train_ctx;
 
 static int job_fail(shx_status_page *page, const char *kind, int code, const char *fmt, ...)
@@ -158,7 +156,6 @@ int shx_train_run_program(shx_job *job, shx_status_page *page) {
     shx_hostapi_job_init(&hj, job, page);
     void *state = NULL;
     page->phase = SHX_PHASE_PLUGIN_INIT;
-    shx_log_gate_wait(); /* plugin code may print: not before the start-up log */
     if (p->desc.init) {
         err[0] = 0;
         smh_status s = p->desc.init(shx_host_api(), &state, err, sizeof err);
@@ -204,8 +201,6 @@ static int job_main(void *arg) {
     shx_job *job = ctx->job;
     shx_status_page *page = ctx->page;
     page->phase = SHX_PHASE_HOST;
-    if (ctx->gate[1] >= 0) close(ctx->gate[1]);
-    shx_log_gate(ctx->gate[0]);
     if (chdir(job->code_dir) < 0)
         return job_fail(page, "UserError", SHX_EXIT_NOINPUT, "cannot enter the code directory %s: %s", job->code_dir,
                         strerror(errno));
@@ -223,7 +218,6 @@ static int job_main(void *arg) {
 
     /* A host of a distributed job starts the launcher's processes instead (contract section 6). */
     if (shx_dist_flag(job)) {
-        shx_log_gate_wait();
         shx_launch l;
         rc = shx_dist_plan(&l, job, job->cfg, 1, err, sizeof err);
         if (rc) {
@@ -297,29 +291,12 @@ typedef struct started_ctx {
     const shx_job *job;
     void *s3sync;
     int success_fd; /* the success file made ahead (shx_success_prepare), or -1 */
-    int *gate;      /* train_ctx.gate */
 } started_ctx;
 
 static void on_job_started(void *arg) {
     started_ctx *sc = arg;
-    /* The start-up log, written while the job process sets up and loads its runner (it waits at the gate before
-     * anything of its own can print), then the gate opens. */
-    if (sc->gate[1] >= 0) {
-        shx_train_log_startup(sc->job);
-        close(sc->gate[1]);
-        close(sc->gate[0]);
-        sc->gate[0] = sc->gate[1] = -1;
-    }
     shx_train_s3_sync_started(sc->s3sync);
     sc->success_fd = shx_success_prepare(sc->job->output_dir);
-}
-
-/* The start-up log before a failure that comes before the job process: no gate to open. */
-static void log_startup_now(const shx_job *job, int gate[2]) {
-    if (gate[1] < 0) return;
-    shx_train_log_startup(job);
-    close(gate[0]);
-    close(gate[1]);
 }
 
 int shx_train_main(const shx_config *cfg) {
@@ -401,16 +378,9 @@ int shx_train_main(const shx_config *cfg) {
         shx_job_free(&job);
         return rc;
     }
-    /* The start-up log: in the supervisor after fork() (on_job_started), behind a gate the job process waits at;
-     * here when there can be no gate. */
-    int gate[2];
-    if (pipe2(gate, O_CLOEXEC) < 0) {
-        gate[0] = gate[1] = -1;
-        shx_train_log_startup(&job);
-    }
+    shx_train_log_startup(&job);
     void *s3sync = NULL;
     if ((rc = shx_train_s3_sync_begin(&job, &s3sync, err, sizeof err))) {
-        log_startup_now(&job, gate);
         rc = host_failure(&job, "ClientError", rc, err);
         shx_job_free(&job);
         return rc;
@@ -418,7 +388,6 @@ int shx_train_main(const shx_config *cfg) {
 
     shx_status_page *page = shx_status_page_create();
     if (!page) {
-        log_startup_now(&job, gate);
         shx_train_s3_sync_end(&job, s3sync);
         rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, "cannot create the status page (out of memory?)");
         shx_job_free(&job);
@@ -433,8 +402,8 @@ int shx_train_main(const shx_config *cfg) {
     free(line);
     shx_strvec_free(&cmd);
 
-    train_ctx ctx = {&job, page, {gate[0], gate[1]}};
-    started_ctx sc = {&job, s3sync, -1, ctx.gate};
+    train_ctx ctx = {&job, page};
+    started_ctx sc = {&job, s3sync, -1};
     shx_sup_opts opts = {
         .grace_seconds = cfg->stop_grace_seconds,
         .leftover_grace_ms = 2000,
@@ -445,10 +414,7 @@ int shx_train_main(const shx_config *cfg) {
     };
     shx_sup_result res = {0};
     free(shx_self_dir()); /* read here, inherited by the job process, which finds its runner plugin with it */
-    int sup = shx_supervise(&opts, job_main, &ctx, &res);
-    for (int i = 0; i < 2; i++)
-        if (ctx.gate[i] >= 0) close(ctx.gate[i]); /* no job process: the gate was not used */
-    if (sup < 0) {
+    if (shx_supervise(&opts, job_main, &ctx, &res) < 0) {
         shx_train_s3_sync_end(&job, s3sync);
         snprintf(err, sizeof err, "cannot start the job process: %s", strerror(errno));
         rc = host_failure(&job, "InternalError", SHX_EXIT_OSERR, err);

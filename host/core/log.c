@@ -13,23 +13,6 @@
 
 static int g_level = SHX_INFO;
 static int g_fd = 2;
-static int g_gate = -1;
-
-void shx_log_gate(int fd) {
-    g_gate = fd;
-}
-
-void shx_log_gate_wait(void) {
-    if (g_gate < 0) return;
-    char c;
-    for (;;) { /* until end of file: the supervisor closed its end (or is gone) */
-        ssize_t r = read(g_gate, &c, 1);
-        if (r > 0 || (r < 0 && errno == EINTR)) continue;
-        break;
-    }
-    close(g_gate);
-    g_gate = -1;
-}
 
 void shx_log_set_fd(int fd) {
     g_fd = fd;
@@ -81,7 +64,6 @@ void shx_vlog(int level, const char *who, const char *fmt, va_list ap) {
         n = sizeof line - 1;
         line[n - 1] = '\n';
     }
-    shx_log_gate_wait();
     if (g_fd == 2) fflush(stderr);
     for (char *p = line; n > 0;) {
         ssize_t w = write(g_fd, p, (size_t)n);

@@ -13,13 +13,6 @@ void shx_log_set_level(int level);
  * land in the program's stderr tail). */
 void shx_log_set_fd(int fd);
 int shx_log_get_level(void);
-/* The start-up gate of a job process.  The supervisor writes the job's start-up log after fork(), while the job
- * process sets up and loads its runner, so that the log costs the program's start nothing.  Until the supervisor
- * closes its end, the job process holds back everything that could print: its own log lines (waited for here), the
- * runner plugin's init() and any program it starts (the callers wait with shx_log_gate_wait()).  fd: the read end of
- * a pipe whose write end the supervisor alone keeps open; it is closed once passed. */
-void shx_log_gate(int fd);
-void shx_log_gate_wait(void);
 /* Parse "debug"/"info"/"warning"/"error" or a number; -1 when neither. */
 int shx_log_parse_level(const char *s);
 void shx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -247,7 +247,6 @@ static smh_status api_exec(const smh_job *job, const char *const argv[], const c
         J(job)->exec_errno = E2BIG;
         return SMH_E_EXEC;
     }
-    shx_log_gate_wait(); /* the program's output comes after the start-up log */
     api_set_command(job, argv);
     api_program_starting(job);
     shx_sup_child_reset_signals();
@@ -267,7 +266,6 @@ static smh_status api_exec(const smh_job *job, const char *const argv[], const c
 
 static smh_status api_spawn_wait(const smh_job *job, const char *const argv[], const char *const envp[],
                                  const char *cwd, int *exit_code, char *err, size_t errlen) {
-    shx_log_gate_wait();
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));

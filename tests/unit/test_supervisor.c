@@ -22,7 +22,6 @@
 
 #include "supervisor/failure.h"
 #include "supervisor/supervisor.h"
-#include "core/log.h"
 #include "core/util.h"
 
 static char g_dir[64];
@@ -473,45 +472,6 @@ static void test_end_leftovers_terms_then_kills_and_reaps(void **st) {
     free(f1), free(f2), free(s1), free(s2);
 }
 
-/* The start-up log's gate: a job process's log lines wait until the supervisor has written its start-up log and
- * closed its end (train.c writes that log after fork()). */
-static void test_log_gate_holds_job_lines_until_closed(void **st) {
-    (void)st;
-    int out[2], gate[2];
-    assert_int_equal(pipe(out), 0);
-    assert_int_equal(pipe(gate), 0);
-    pid_t c = fork();
-    if (c == 0) {
-        close(gate[1]);
-        close(out[0]);
-        shx_log_set_fd(out[1]);
-        shx_log_gate(gate[0]);
-        shx_log(SHX_ERROR, "from the job process");
-        shx_log_gate_wait(); /* opened once: a no-op now */
-        _exit(0);
-    }
-    close(gate[0]);
-    struct timespec ms50 = {0, 50 * 1000 * 1000};
-    nanosleep(&ms50, NULL); /* the job process is at the gate by now */
-    const char startup[] = "the start-up log\n";
-    assert_int_equal(write(out[1], startup, sizeof startup - 1), (ssize_t)(sizeof startup - 1));
-    close(gate[1]);
-    close(out[1]);
-    int status;
-    assert_int_equal(waitpid(c, &status, 0), c);
-    assert_int_equal(status, 0);
-    char buf[512] = "";
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof buf - 1 && (r = read(out[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
-    buf[n] = 0;
-    close(out[0]);
-    char *a = strstr(buf, "the start-up log"), *b = strstr(buf, "from the job process");
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_true(a < b);
-}
-
 int main(void) {
     shx_sup_early_init();
     snprintf(g_dir, sizeof g_dir, "/tmp/smhost-test-sup-XXXXXX");
@@ -534,7 +494,6 @@ int main(void) {
         cmocka_unit_test(test_signalfd_reads_the_supervisors_signals),
         cmocka_unit_test(test_reap_reports_each_child),
         cmocka_unit_test(test_end_leftovers_terms_then_kills_and_reaps),
-        cmocka_unit_test(test_log_gate_holds_job_lines_until_closed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char *cmd = shx_xasprintf("rm -rf %s", g_dir);
