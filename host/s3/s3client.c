@@ -30,7 +30,8 @@
 static int sleep_ms(int64_t ms, int stop) {
     int64_t end = shx_now_ms() + ms;
     for (int64_t left = ms; left > 0; left = end - shx_now_ms()) {
-        if (stop && shx_stop_signal_pending()) return shx_stop_signal_pending();
+        int sig = stop ? shx_stop_signal_pending() : 0;
+        if (sig) return sig;
         int64_t step = left > 100 ? 100 : left;
         struct timespec ts = {0, (long)step * 1000000};
         nanosleep(&ts, NULL);
