@@ -176,7 +176,6 @@ static char *take_line(shx_buf *in) {
     return line;
 }
 
-
 /* ---- output ----------------------------------------------------------------------------------------------- */
 static void emit(agent *a, rproc *r, stream *s, const char *line, size_t n) {
     (void)a;
@@ -367,10 +366,8 @@ static void local_failure(agent *a, rproc *r) {
     if (r->signo) {
         /* A signal is the news; the stderr tail (if any) follows it. */
         int oom = r->signo == SIGKILL && a->oom_before >= 0 && shx_oom_kill_count() > a->oom_before;
-        char *m2 = shx_xasprintf("%s%s%s%s", oom ? "" : "killed by ",
-                                 oom ? "killed by the kernel's out-of-memory killer (SIGKILL)"
-                                     : shx_signal_name(r->signo, sn, sizeof sn),
-                                 msg ? ": " : "", msg ? msg : "");
+        const char *by = oom ? "the kernel's out-of-memory killer (SIGKILL)" : shx_signal_name(r->signo, sn, sizeof sn);
+        char *m2 = shx_xasprintf("killed by %s%s%s", by, msg ? ": " : "", msg ? msg : "");
         free(msg);
         msg = m2;
     } else if (!msg) {
