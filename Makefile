@@ -182,7 +182,7 @@ demo: deps
 bench: all
 	bash bench/run.sh $(abspath $(BUILD)) $(BENCH_BASELINE)
 bench-python: all
-	bash bench/python.sh $(abspath $(BUILD))
+	bash bench/python.sh $(abspath $(BUILD)) 21 $(BENCH_BASELINE)
 bench-serve: all test-programs
 	bash bench/serve.sh $(abspath $(BUILD))
 # bench-devices: device discovery's start-up cost (no accelerator, and 8 GPUs through the fake NVML double).

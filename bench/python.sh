@@ -14,13 +14,17 @@
 # Then what the preload itself costs: python3 on a script that does nothing, alone and with pyboot.so preloaded and
 # a job handed over (the whole pyboot path: hand-off, job read, smhost module, audit hook), interleaved,
 # posix_spawn()ed from one Python process so that nothing else is timed.
-#   bench/python.sh [BUILD_DIR] [RUNS]   BUILD_DIR defaults to ./build, RUNS to 21 (start-up: 3x RUNS)
+#   bench/python.sh [BUILD_DIR] [RUNS] [BASELINE]   BUILD_DIR defaults to ./build, RUNS to 21 (start-up: 3x RUNS)
+#                                        BASELINE: another smhost binary (an older build, with its lib/ beside it):
+#                                        the trivial case also runs it, interleaved, and prints this build/baseline
 #   SMHOST_BENCH_SMOKE=1                 a seconds-long smoke run for `make bench-smoke` (3 runs, small loops):
 #                                        fails when a path or command is broken; its numbers mean nothing
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$(cd "${1:-$here/../build}" && pwd)"  # absolute: the runs below happen in another directory
 runs="${2:-21}"
+baseline="${3:-}"
+[ -z "$baseline" ] || [ -x "$baseline" ] || { echo "bench/python.sh: the baseline $baseline is not an executable" >&2; exit 66; }
 smoke="${SMHOST_BENCH_SMOKE:-0}"
 smhost="$build/bin/smhost"
 py=/usr/bin/python3
@@ -28,7 +32,7 @@ py=/usr/bin/python3
 pyboot="$build/lib/smhost/internal/pyboot.so"
 [ -f "$pyboot" ] || { echo "bench/python.sh: $pyboot not found: run make first" >&2; exit 66; }
 scale=1 fibn=25
-if [ "$smoke" = 1 ]; then runs=3; scale=20 fibn=15; fi
+if [ "$smoke" = 1 ]; then runs=3; scale=20 fibn=15; baseline="${baseline:-$smhost}"; fi  # the baseline arm runs too
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -92,16 +96,18 @@ for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fi
     IFS=: read -r name kind goal <<<"$case"
     n=$runs
     [ "$kind" = wall ] && n=$((runs * 3))
-    : > "$tmp/$name.py.t"; : > "$tmp/$name.smh.t"; : > "$tmp/$name.floor.t"
+    : > "$tmp/$name.py.t"; : > "$tmp/$name.smh.t"; : > "$tmp/$name.floor.t"; : > "$tmp/$name.base.t"
     # warm the page cache for both (checked like every run: a failure stops the benchmark with its message)
     run_one /dev/null "$kind" "${py_env[@]}" "$py" "$name.py"
     run_one /dev/null "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train
     [ "$name" = trivial ] && run_one /dev/null "$kind" "${py_env[@]}" "$tmp/bench" spawn "$py" "$name.py"
+    [ "$name" = trivial ] && [ -n "$baseline" ] && run_one /dev/null "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$baseline" train
     for ((i = 0; i < n; i++)); do
         run_one "$tmp/$name.py.t" "$kind" "${py_env[@]}" "$py" "$name.py"
         run_one "$tmp/$name.smh.t" "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$smhost" train
         if [ "$name" = trivial ]; then
             run_one "$tmp/$name.floor.t" "$kind" "${py_env[@]}" PYTHONPATH="$tmp/ml/code" "$tmp/bench" spawn "$py" "$name.py"
+            [ -z "$baseline" ] || run_one "$tmp/$name.base.t" "$kind" "${smh_env[@]}" SAGEMAKER_PROGRAM="$name.py" "$baseline" train
         fi
     done
     mp=$(median "$tmp/$name.py.t") ms=$(median "$tmp/$name.smh.t")
@@ -112,6 +118,8 @@ for case in trivial:wall:1.10 numpy_import:wall:1.10 py_loop:cpu:1.02 sklearn_fi
     if [ "$name" = trivial ]; then
         awk -v a="$mp" -v b="$ms" -v f="$(median "$tmp/$name.floor.t")" 'BEGIN {
             printf "  the floor (bench spawn: fork, exec python3, wait; with PYTHONPATH): %.2f ms, %.3fx; smhost adds %.2f ms, %.2f of them its own work\n", f/1000, f/a, (b-a)/1000, (b-f)/1000 }'
+        [ -z "$baseline" ] || awk -v b="$ms" -v o="$(median "$tmp/$name.base.t")" -v p="$baseline" 'BEGIN {
+            printf "  against the baseline %s: %.2f ms, this build %.2f ms (%+.2f ms, %.3fx)\n", p, o/1000, b/1000, (b-o)/1000, b/o }'
     fi
 done
 
